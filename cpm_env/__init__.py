@@ -1,0 +1,36 @@
+"""cpm_env: Compute per Megawatt, an AI data center behind a grid limit as an RL environment.
+
+Importing the package registers ``cpm_env/<id>`` for every scenario file in
+``cpm_env/scenarios/`` (also reachable as ``configs/scenarios/``); ``DataCenter-v0`` is
+the default site.
+"""
+
+from __future__ import annotations
+
+import yaml
+from gymnasium.envs.registration import register, registry
+
+from cpm_env.config import ConfigError, ScenarioConfig, load_scenario
+from cpm_env.site import DEFAULT_SCENARIO, SCENARIO_DIR
+
+__version__ = "0.1.0"
+
+
+def scenario_ids() -> dict[str, str]:
+    """Registered id -> scenario file, for every shipped scenario."""
+    ids = {}
+    for path in sorted(SCENARIO_DIR.glob("*.yml")):
+        with open(path) as fh:
+            ids[f"cpm_env/{yaml.safe_load(fh)['id']}"] = str(path)
+    return ids
+
+
+for _env_id, _path in scenario_ids().items():
+    if _env_id not in registry:
+        register(id=_env_id, entry_point="cpm_env.env:CpmEnv", kwargs={"base": _path})
+
+from cpm_env.env import CpmEnv  # noqa: E402
+from cpm_env.vec_env import CpmVecEnv, make_vec  # noqa: E402
+
+__all__ = ["CpmEnv", "CpmVecEnv", "ConfigError", "ScenarioConfig", "load_scenario", "make_vec", "scenario_ids",
+           "DEFAULT_SCENARIO"]

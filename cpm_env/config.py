@@ -1,0 +1,496 @@
+"""Scenario configuration: frozen dataclasses, YAML loading and one-line validation errors.
+
+A scenario file is YAML whose keys mirror :class:`ScenarioConfig`. Every field carries its
+unit in its name; the shipped scenario files cite the source of each default beside it.
+Bad input raises :class:`ConfigError` with a single line naming the file, the field, the
+value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad scenario value, as one line: ``<source>: <field> = <value>: <what is allowed>``."""
+
+
+class _FieldError(Exception):
+    def __init__(self, path: str, value: Any, allowed: str):
+        super().__init__(path, value, allowed)
+        self.path, self.value, self.allowed = path, value, allowed
+
+
+def _require(ok: bool, name: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise _FieldError(name, value, allowed)
+
+
+def _in_range(name: str, value: float, lo: float, hi: float, *, lo_open=False, hi_open=False) -> None:
+    lo_ok = value > lo if lo_open else value >= lo
+    hi_ok = value < hi if hi_open else value <= hi
+    lo_s = f"{'>' if lo_open else '>='} {lo:g}"
+    hi_s = f"{'<' if hi_open else '<='} {hi:g}"
+    _require(math.isfinite(value) and lo_ok and hi_ok, name, value, f"must be {lo_s} and {hi_s}")
+
+
+# --------------------------------------------------------------------------- workloads
+
+
+@dataclass(frozen=True)
+class TrainingWorkload:
+    """Synchronous training job: compute/communication swings, checkpoints, failures.
+
+    Levels are fractions of the class's installed peak power (GPUs x TDP).
+    """
+
+    kind: Literal["training"] = "training"
+    high_fraction: float = 1.0  # compute-phase power / peak
+    high_jitter: float = 0.02  # relative std of the compute-phase level, step to step
+    low_fraction: float = 0.25  # communication-phase power / peak
+    duty: float = 0.7  # fraction of an iteration spent in the compute phase
+    swing_period_s: float = 2.0  # iteration period (0.2-3 Hz swings)
+    checkpoint_interval_min: float = 30.0  # 0 disables checkpoints
+    checkpoint_duration_s: float = 120.0  # all-low while a checkpoint is written
+    mtbf_h: float = 3.0  # mean time between job failures; 0 disables failures
+    sudden_failure_fraction: float = 0.5  # share of failures dropping within one second
+    ramp_down_s: float = 30.0  # how fast the other failures drop
+    idle_fraction: float = 0.1  # power of an idle (failed) GPU / TDP
+    restart_delay_median_min: float = 10.0  # idle time before the restart ramp
+    restart_delay_sigma: float = 0.5  # log-normal sigma of the idle time
+    restart_ramp_min: float = 3.0  # ramp back to full power after restart
+
+    def validate(self) -> None:
+        _in_range("high_fraction", self.high_fraction, 0.0, 1.0, lo_open=True)
+        _in_range("high_jitter", self.high_jitter, 0.0, 0.2)
+        _in_range("low_fraction", self.low_fraction, 0.0, self.high_fraction)
+        _in_range("duty", self.duty, 0.0, 1.0, lo_open=True, hi_open=True)
+        _in_range("swing_period_s", self.swing_period_s, 0.0, 3600.0, lo_open=True)
+        _in_range("checkpoint_interval_min", self.checkpoint_interval_min, 0.0, 1e6)
+        _in_range("checkpoint_duration_s", self.checkpoint_duration_s, 0.0, 1e6)
+        if self.checkpoint_interval_min > 0:
+            _require(
+                self.checkpoint_duration_s < self.checkpoint_interval_min * 60.0,
+                "checkpoint_duration_s",
+                self.checkpoint_duration_s,
+                "must be shorter than checkpoint_interval_min",
+            )
+        _in_range("mtbf_h", self.mtbf_h, 0.0, 1e6)
+        _in_range("sudden_failure_fraction", self.sudden_failure_fraction, 0.0, 1.0)
+        _in_range("ramp_down_s", self.ramp_down_s, 1.0, 3600.0)
+        _in_range("idle_fraction", self.idle_fraction, 0.0, self.low_fraction)
+        _in_range("restart_delay_median_min", self.restart_delay_median_min, 0.0, 1440.0, lo_open=True)
+        _in_range("restart_delay_sigma", self.restart_delay_sigma, 0.0, 3.0)
+        _in_range("restart_ramp_min", self.restart_ramp_min, 1.0 / 60.0, 600.0)
+
+
+@dataclass(frozen=True)
+class InferenceWorkload:
+    """Inference serving: diurnal utilization with heavy-tailed bursts, no intra-step swing."""
+
+    kind: Literal["inference"] = "inference"
+    base_utilization: float = 0.55  # daily mean utilization (0-1)
+    diurnal_amplitude: float = 0.25  # peak-to-mean of the daily cycle
+    peak_hour: float = 15.0  # local hour of the daily peak
+    noise_std: float = 0.03  # std of the AR(1) utilization noise
+    noise_corr_min: float = 10.0  # correlation time of that noise
+    burst_rate_per_h: float = 1.0  # Poisson rate of traffic bursts
+    burst_pareto_alpha: float = 1.5  # tail index of burst heights (heavy tail)
+    burst_min: float = 0.05  # smallest burst height (utilization)
+    burst_decay_min: float = 5.0  # exponential decay time of a burst
+    idle_fraction: float = 0.1  # power at zero utilization / TDP
+
+    def validate(self) -> None:
+        _in_range("base_utilization", self.base_utilization, 0.0, 1.0)
+        _in_range("diurnal_amplitude", self.diurnal_amplitude, 0.0, 1.0)
+        _in_range("peak_hour", self.peak_hour, 0.0, 24.0)
+        _in_range("noise_std", self.noise_std, 0.0, 1.0)
+        _in_range("noise_corr_min", self.noise_corr_min, 0.0, 1440.0, lo_open=True)
+        _in_range("burst_rate_per_h", self.burst_rate_per_h, 0.0, 3600.0)
+        _in_range("burst_pareto_alpha", self.burst_pareto_alpha, 0.1, 10.0)
+        _in_range("burst_min", self.burst_min, 0.0, 1.0)
+        _in_range("burst_decay_min", self.burst_decay_min, 0.0, 1440.0, lo_open=True)
+        _in_range("idle_fraction", self.idle_fraction, 0.0, 1.0, hi_open=True)
+
+
+@dataclass(frozen=True)
+class MixedWorkload:
+    """One GPU pool shared by a training job and inference serving."""
+
+    kind: Literal["mixed"] = "mixed"
+    training_share: float = 0.5  # fraction of the pool's GPUs on the training job
+    training: TrainingWorkload = field(default_factory=TrainingWorkload)
+    inference: InferenceWorkload = field(default_factory=InferenceWorkload)
+
+    def validate(self) -> None:
+        _in_range("training_share", self.training_share, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class TraceWorkload:
+    """Replay of a measured power or utilization trace from CSV.
+
+    The CSV has a timestamp column (seconds from the start, or ISO dates) and one value
+    column. Samples finer than ``dt_s`` become the step's two-level (high, low, duty)
+    summary with the exact mean; coarser ones are interpolated.
+    """
+
+    kind: Literal["trace"] = "trace"
+    path: str = ""
+    timestamp_column: str = "timestamp"
+    value_column: str = "power_mw"
+    value_unit: Literal["mw", "fraction"] = "mw"  # mw: scaled so the trace peak = class peak
+    fill: Literal["error", "interpolate"] = "error"  # what to do with gaps and bad values
+    random_offset: bool = True  # start each episode at a random point of a longer trace
+
+    def validate(self) -> None:
+        _require(bool(self.path), "path", self.path, "must name a CSV file")
+
+
+WorkloadConfig = Union[TrainingWorkload, InferenceWorkload, MixedWorkload, TraceWorkload]
+WORKLOAD_KINDS: dict[str, type] = {
+    "training": TrainingWorkload,
+    "inference": InferenceWorkload,
+    "mixed": MixedWorkload,
+    "trace": TraceWorkload,
+}
+SWINGING_KINDS = ("training", "mixed", "trace")
+
+
+# --------------------------------------------------------------------------- site parts
+
+# Zeus-fitted throughput curve: 1 - exp(-5.5 (x - 0.27)), normalized to 1 at x = 1.
+ZEUS_THROUGHPUT_CURVE: tuple[tuple[float, float], ...] = tuple(
+    (x, round((1 - math.exp(-5.5 * (x - 0.27))) / (1 - math.exp(-5.5 * 0.73)), 4))
+    for x in (0.2857, 0.35, 0.4, 0.5, 0.6, 0.67, 0.8, 0.9, 1.0)
+)
+
+
+@dataclass(frozen=True)
+class GpuClassConfig:
+    """One GPU class (e.g. the training cluster): its share of IT peak and its power levers."""
+
+    name: str = "training"
+    share: float = 1.0  # share of the site's installed IT peak power
+    tdp_w: float = 700.0  # per-GPU TDP, for GPU-hour conversions
+    cap_min: float = 200.0 / 700.0  # lowest power cap, fraction of TDP
+    cap_slew_per_s: float = 0.5  # fastest cap change, fraction of TDP per second
+    floor_max: float = 0.0  # highest power floor ("burn"), fraction of TDP; 0 disables
+    throughput_curve: tuple[tuple[float, float], ...] = ZEUS_THROUGHPUT_CURVE
+    workload: WorkloadConfig = field(default_factory=TrainingWorkload)
+
+    def validate(self) -> None:
+        _require(self.name.isidentifier(), "name", self.name, "must be an identifier (letters, digits, _)")
+        _in_range("share", self.share, 0.0, 1.0, lo_open=True)
+        _in_range("tdp_w", self.tdp_w, 1.0, 1e5)
+        _in_range("cap_min", self.cap_min, 0.0, 1.0, lo_open=True)
+        _in_range("cap_slew_per_s", self.cap_slew_per_s, 0.0, 1e6, lo_open=True)
+        _in_range("floor_max", self.floor_max, 0.0, 1.0)
+        pts = self.throughput_curve
+        _require(len(pts) >= 2, "throughput_curve", pts, "needs at least two [power_fraction, throughput] points")
+        xs = [p[0] for p in pts]
+        ys = [p[1] for p in pts]
+        _require(
+            all(b > a for a, b in zip(xs, xs[1:])), "throughput_curve", xs, "power fractions must increase strictly"
+        )
+        _require(xs[0] <= self.cap_min + 1e-9 and abs(xs[-1] - 1.0) < 1e-9, "throughput_curve", xs,
+                 f"must span cap_min ({self.cap_min:g}) to 1.0")
+        _require(abs(ys[-1] - 1.0) < 1e-9 and all(y >= 0 for y in ys), "throughput_curve", ys,
+                 "throughputs must be >= 0 and end at 1.0")
+        slopes = [(y1 - y0) / (x1 - x0) for (x0, y0), (x1, y1) in zip(pts, pts[1:])]
+        _require(all(s >= 0 for s in slopes) and all(b <= a + 1e-9 for a, b in zip(slopes, slopes[1:])),
+                 "throughput_curve", pts, "must be non-decreasing and concave")
+        if self.workload.kind == "training":
+            _require(self.workload.low_fraction <= self.cap_min, "workload.low_fraction",
+                     self.workload.low_fraction, f"must be <= cap_min ({self.cap_min:g})")
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """The data center: installed GPU power relative to its grid limit, and its PUE."""
+
+    oversubscription: float = 1.3  # installed IT peak x PUE / grid limit
+    pue: float = 1.2  # facility power / IT power
+    gpu_classes: tuple[GpuClassConfig, ...] = (GpuClassConfig(),)
+
+    def validate(self) -> None:
+        _in_range("oversubscription", self.oversubscription, 0.0, 5.0, lo_open=True)
+        _in_range("pue", self.pue, 1.0, 3.0)
+        _require(len(self.gpu_classes) >= 1, "gpu_classes", [], "needs at least one GPU class")
+        total = sum(c.share for c in self.gpu_classes)
+        _require(abs(total - 1.0) < 1e-6, "gpu_classes", f"shares sum to {total:g}", "shares must sum to 1")
+        names = [c.name for c in self.gpu_classes]
+        _require(len(set(names)) == len(names), "gpu_classes", names, "names must be unique")
+        swinging = [c.name for c in self.gpu_classes if c.workload.kind in SWINGING_KINDS]
+        _require(len(swinging) <= 1, "gpu_classes", swinging,
+                 "at most one class may have a swinging workload (training, mixed or trace)")
+
+
+@dataclass(frozen=True)
+class BatteryConfig:
+    """Behind-the-meter battery. Capacity 0 or power 0 means no battery."""
+
+    capacity_mwh: float = 50.0
+    power_mw: float = 25.0
+    soc_min: float = 0.1
+    soc_max: float = 0.9
+    soc_init: float = 0.5
+    round_trip_efficiency: float = 0.85  # eta_charge = eta_discharge = sqrt(this)
+
+    def validate(self) -> None:
+        _in_range("capacity_mwh", self.capacity_mwh, 0.0, 1e6)
+        _in_range("power_mw", self.power_mw, 0.0, 1e5)
+        _in_range("soc_min", self.soc_min, 0.0, 1.0)
+        _in_range("soc_max", self.soc_max, 0.0, 1.0)
+        _require(self.soc_min < self.soc_max, "soc_min", self.soc_min, f"must be < soc_max ({self.soc_max:g})")
+        _in_range("soc_init", self.soc_init, self.soc_min, self.soc_max)
+        _in_range("round_trip_efficiency", self.round_trip_efficiency, 0.0, 1.0, lo_open=True)
+
+
+@dataclass(frozen=True)
+class DemandResponseConfig:
+    """Utility demand-response events: the import limit drops for a window, announced ahead."""
+
+    events_per_episode: int = 0
+    earliest_start_h: float = 12.0  # hours after the episode start
+    latest_start_h: float = 20.0
+    duration_h: float = 2.0
+    limit_fraction: float = 0.7  # import limit during the event / normal limit
+    notice_h: float = 1.0  # the event is announced this long before it starts
+
+    def validate(self) -> None:
+        _in_range("events_per_episode", self.events_per_episode, 0, 100)
+        _in_range("earliest_start_h", self.earliest_start_h, 0.0, 1e4)
+        _in_range("latest_start_h", self.latest_start_h, self.earliest_start_h, 1e4)
+        _in_range("duration_h", self.duration_h, 0.0, 1e4, lo_open=True)
+        _in_range("limit_fraction", self.limit_fraction, 0.0, 1.0)
+        _in_range("notice_h", self.notice_h, 0.0, 1e4)
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """The grid contract: import limit, ramp limit, allowed oscillation, demand response."""
+
+    limit_mw: float = 100.0
+    ramp_limit_mw_per_min: float = 10.0  # allowed change of the step-mean import, up and down
+    swing_band_mw: float = 20.0  # allowed peak-to-peak intra-step oscillation at the meter
+    allow_export: bool = False
+    demand_response: DemandResponseConfig = field(default_factory=DemandResponseConfig)
+
+    def validate(self) -> None:
+        _in_range("limit_mw", self.limit_mw, 0.0, 1e5, lo_open=True)
+        _in_range("ramp_limit_mw_per_min", self.ramp_limit_mw_per_min, 0.0, 1e6)
+        _in_range("swing_band_mw", self.swing_band_mw, 0.0, 1e6)
+
+
+@dataclass(frozen=True)
+class ForecastConfig:
+    """Noisy forecast of the uncapped facility demand, in the observation."""
+
+    enabled: bool = True
+    horizons_steps: tuple[int, ...] = (1, 5, 15, 60)
+    noise_std_per_sqrt_h: float = 0.05  # relative error std grows with sqrt(lead time)
+
+    def validate(self) -> None:
+        _require(all(h >= 1 for h in self.horizons_steps), "horizons_steps", self.horizons_steps,
+                 "must be whole steps >= 1")
+        _in_range("noise_std_per_sqrt_h", self.noise_std_per_sqrt_h, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Reward weights, all in compute units (1 unit = 1 MW of GPUs at full speed for 1 h)."""
+
+    over_limit_per_mwh: float = 20.0  # per MWh imported above the limit
+    swing_excess_per_mwh: float = 10.0  # per MW of oscillation above the band, per hour
+    ramp_excess_per_mw: float = 1.0  # per MW of step-to-step import change above the ramp limit
+    degradation_per_mwh: float = 0.014  # per MWh discharged from the battery
+    burn_per_mwh: float = 0.02  # per MWh burned by power floors
+    stored_energy_per_mwh: float | None = None  # value of stored energy; None: eta_d / PUE
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v is not None:
+                _in_range(f.name, v, 0.0, 1e9)
+
+
+@dataclass(frozen=True)
+class ScenarioConfig:
+    """A whole scenario: site, grid, battery, forecast, reward and the episode's timing."""
+
+    id: str = "DataCenter-v0"
+    description: str = ""
+    dt_s: float = 60.0  # supervisory control step
+    duration_h: float = 24.0  # episode length
+    start_hour: float = 0.0  # local time of day at the episode start
+    site: SiteConfig = field(default_factory=SiteConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
+    battery: BatteryConfig = field(default_factory=BatteryConfig)
+    forecast: ForecastConfig = field(default_factory=ForecastConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+
+    def validate(self) -> None:
+        _require(bool(self.id) and " " not in self.id, "id", self.id, "must be a non-empty name like Name-v0")
+        _in_range("dt_s", self.dt_s, 0.1, 3600.0)
+        _in_range("duration_h", self.duration_h, 0.0, 24.0 * 366, lo_open=True)
+        _require(self.n_steps >= 2, "duration_h", self.duration_h, f"must cover at least two steps of {self.dt_s:g} s")
+        _in_range("start_hour", self.start_hour, 0.0, 24.0, hi_open=True)
+
+    @property
+    def n_steps(self) -> int:
+        """Steps per episode."""
+        return int(round(self.duration_h * 3600.0 / self.dt_s))
+
+    @property
+    def dt_h(self) -> float:
+        """Control step in hours."""
+        return self.dt_s / 3600.0
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
+
+
+def _convert(tp: Any, value: Any, path: str, source: str) -> Any:
+    """Convert a YAML value to the annotated type, or raise _FieldError."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is WorkloadConfig or (origin is Union and TrainingWorkload in args):
+        _require(isinstance(value, Mapping), path, value, "must be a mapping with a 'kind'")
+        kind = value.get("kind", "training")
+        _require(kind in WORKLOAD_KINDS, f"{path}.kind", kind, f"must be one of {sorted(WORKLOAD_KINDS)}")
+        return _build(WORKLOAD_KINDS[kind], value, path, source)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, path, source)
+    if origin is Literal:
+        _require(value in args, path, value, f"must be one of {list(args)}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        _require(isinstance(value, Mapping), path, value, f"must be a mapping of {_type_name(tp)} fields")
+        return _build(tp, value, path, source)
+    if origin is tuple:
+        _require(isinstance(value, (list, tuple)), path, value, "must be a list")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, f"{path}[{i}]", source) for i, v in enumerate(value))
+        _require(len(value) == len(args), path, value, f"must have {len(args)} items")
+        return tuple(_convert(a, v, f"{path}[{i}]", source) for i, (a, v) in enumerate(zip(args, value)))
+    if tp is bool:
+        _require(isinstance(value, bool), path, value, "must be true or false")
+        return value
+    if tp is int:
+        _require(isinstance(value, int) and not isinstance(value, bool), path, value, "must be an integer")
+        return value
+    if tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        _require(ok and math.isfinite(float(value)), path, value, "must be a finite number")
+        return float(value)
+    if tp is str:
+        _require(isinstance(value, str), path, value, "must be a string")
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {path}")  # a bug in this module, not bad input
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str, source: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        _require(key in names, f"{prefix}.{key}".lstrip("."), "(unknown key)", f"allowed keys: {', '.join(names)}")
+    kwargs = {k: _convert(hints[k], v, f"{prefix}.{k}".lstrip("."), source) for k, v in data.items()}
+    obj = cls(**kwargs)
+    try:
+        obj.validate()
+    except _FieldError as err:
+        raise _FieldError(f"{prefix}.{err.path}".lstrip("."), err.value, err.allowed) from None
+    return obj
+
+
+def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``base`` with ``overrides`` merged in, recursing into nested mappings."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def scenario_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> ScenarioConfig:
+    """Build and validate a :class:`ScenarioConfig` from a plain mapping (e.g. parsed YAML)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: top level = {type(data).__name__}: must be a mapping of scenario fields")
+    try:
+        return _build(ScenarioConfig, data, "", source)
+    except _FieldError as err:
+        raise ConfigError(f"{source}: {err.path} = {err.value!r}: {err.allowed}") from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with one-line errors for a missing or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found: must be an existing YAML file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        problem = getattr(err, "problem", None) or "invalid syntax"
+        raise ConfigError(f"{path}: malformed YAML at {where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level = {type(data).__name__}: must be a mapping of scenario fields")
+    return data
+
+
+def load_scenario(path: str | Path, overrides: Mapping[str, Any] | None = None) -> ScenarioConfig:
+    """Load a scenario YAML file, optionally with nested overrides, and validate it.
+
+    A trace workload's relative ``path`` is resolved against the scenario file's folder.
+    """
+    path = Path(path)
+    data = deep_merge(read_yaml(path), overrides or {})
+    data = _resolve_trace_paths(data, path.parent)
+    return scenario_from_dict(data, source=str(path))
+
+
+def _resolve_trace_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    classes = data.get("site", {}).get("gpu_classes") if isinstance(data.get("site"), Mapping) else None
+    if not isinstance(classes, list):
+        return data
+    resolved = []
+    for cls in classes:
+        wl = cls.get("workload") if isinstance(cls, Mapping) else None
+        if isinstance(wl, Mapping) and wl.get("kind") == "trace" and isinstance(wl.get("path"), str):
+            p = Path(wl["path"])
+            if not p.is_absolute():
+                cls = deep_merge(cls, {"workload": {"path": str(base / p)}})
+        resolved.append(cls)
+    return deep_merge(data, {"site": {"gpu_classes": resolved}})
+
+
+def scenario_to_dict(cfg: ScenarioConfig) -> dict[str, Any]:
+    """Plain-dict (YAML-ready) form of a scenario, e.g. for a run directory's copy."""
+
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        return v
+
+    return plain(cfg)

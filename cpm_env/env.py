@@ -1,0 +1,140 @@
+"""CpmEnv: one data-center site behind a grid limit, as a Gymnasium environment."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+from cpm_env import physics, spaces
+from cpm_env.ops import SCALAR
+from cpm_env.physics import Exo, State
+from cpm_env.site import ScenarioLike, Site
+
+
+class CpmEnv(gym.Env):
+    """Compute per Megawatt: run as much GPU compute as a fixed grid connection allows.
+
+    ## Description
+    An AI data center's GPUs swing their power in bursts (training compute/communication
+    phases, checkpoints, failures, inference traffic). A behind-the-meter battery absorbs
+    the swings, and GPU power caps trade a little throughput for a lot of power. Every
+    ``dt_s`` seconds the controller sets the battery's net power and the cap (and, where
+    enabled, the power floor) of each GPU class. Within the step the battery's inner loop
+    also smooths the intra-step swing above the allowed band, in closed form
+    (:mod:`cpm_env.physics`). The whole episode's demand is drawn at reset from the seeded
+    generators named in the scenario (:mod:`cpm_env.workloads`).
+
+    ## Action Space
+    ``Box(-1, 1, (n_actions,), float32)``, mapped affinely (see :mod:`cpm_env.spaces`):
+
+    | index | name | physical set-point | at -1 | at +1 |
+    |---|---|---|---|---|
+    | 0 | battery | net battery power, MW (+ discharge) | -power_mw | +power_mw |
+    | 1..K | cap_<class> | power cap, fraction of TDP | cap_min | 1.0 |
+    | K+1.. | floor_<class> | power floor, fraction of TDP (only if floor_max > 0) | 0 | floor_max |
+
+    Out-of-range actions are clipped to [-1, 1]; NaN or inf raises ``ValueError``. Caps and
+    floors move at most ``cap_slew_per_s * dt_s`` per step; the battery respects its power
+    rating, SoC bounds and (by default) no export.
+
+    ## Observation Space
+    ``Box(low, high, (n_obs,), float32)``; ``env.obs_names`` and
+    ``cpm_env.spaces.observation_features`` give each entry's name, unit, scale and bounds.
+    Powers are in units of the grid limit. Entries: per class uncapped demand (mean, swing);
+    duty; facility demand, headroom, grid limit, lagged demand; time of day (sin, cos);
+    episode progress; noisy demand forecasts (if enabled); demand-response state (active,
+    pending, starts in h, remaining h, limit); last grid import, SoC, last battery power,
+    caps (and floors) in force.
+
+    ## Rewards
+    Per step, in compute units (1 unit = 1 MW of GPUs at full speed for 1 h)::
+
+        r = compute_delivered - w_limit * over_limit_mwh - w_swing * swing_excess_mw * dt_h
+            - w_ramp * ramp_excess_mw - w_deg * battery_discharged_mwh - w_burn * burn_mwh
+            + w_energy * (energy_mwh[t+1] - energy_mwh[t])
+
+    The last term values stored energy, so an episode's return counts the battery's
+    end-of-episode energy at ``w_energy`` per MWh and no controller gains by emptying it.
+
+    ## Starting State
+    SoC at ``battery.soc_init``, caps at 1.0, floors at 0, last import = the uncapped demand
+    of the first step (at most the limit).
+
+    ## Episode End
+    No termination. Truncation after ``duration_h * 3600 / dt_s`` steps.
+
+    ## Arguments
+    ``gym.make("cpm_env/DataCenter-v0", scenario=...)`` where ``scenario`` is a dict of
+    overrides (``{"battery": {"capacity_mwh": 0}}``), a YAML path, or a ``ScenarioConfig``.
+    ``info`` of every step carries the :class:`cpm_env.physics.Outputs` KPIs in physical
+    units plus ``cap_<class>`` and ``floor_<class>``.
+
+    ## Version History
+    * v0: initial release.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, scenario: ScenarioLike = None, base: str | Path | None = None, render_mode=None):
+        self.site = Site(scenario, base)
+        self.config = self.site.config
+        self.params = self.site.params
+        self.obs_names = self.site.obs_names
+        self.action_names = self.site.action_names
+        self.observation_space = self.site.observation_space
+        self.action_space = self.site.action_space
+        self.render_mode = render_mode
+        self.episode = None
+        self._t = 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        ep = self.site.episodes.sample(self.np_random)
+        self.episode = ep
+        self._high, self._low = ep.high_mw.T.tolist(), ep.low_mw.T.tolist()
+        self._work, self._wpt = ep.work.T.tolist(), ep.work_per_throughput.T.tolist()
+        self._duty, self._limit = ep.duty.tolist(), ep.limit_mw.tolist()
+        p = self.params
+        k = len(p.peak_mw)
+        e0 = self.config.battery.soc_init * p.capacity_mwh
+        self.state = State(e0, min(float(ep.demand_mw[0]), float(ep.limit_mw[0])), (1.0,) * k, (0.0,) * k)
+        self._battery_mw = 0.0
+        self._t = 0
+        return self._observation(), {}
+
+    def _observation(self) -> np.ndarray:
+        site = self.site
+        obs = np.empty(len(site.obs_names), dtype=np.float32)
+        obs[: site.n_exo] = self.episode.exo_obs[min(self._t, self.config.n_steps - 1)]
+        obs[site.n_exo:] = spaces.state_observation(
+            self.params, self.state, self._battery_mw, site.floor_idx, site.inv_limit
+        )
+        return obs
+
+    def step(self, action):
+        if self.episode is None:
+            raise RuntimeError("call reset() before step()")
+        a = action.tolist() if isinstance(action, np.ndarray) else list(np.asarray(action, dtype=float).ravel())
+        if isinstance(a, float) or len(a) != len(self.action_names):
+            raise ValueError(f"action has shape {np.shape(action)}: expected ({len(self.action_names)},) "
+                             f"for {self.action_names}")
+        for v in a:
+            if not math.isfinite(v):
+                spaces.check_finite_action(np.asarray(action))
+        a = [-1.0 if v < -1.0 else (1.0 if v > 1.0 else float(v)) for v in a]
+        p, t = self.params, self._t
+        phys = spaces.to_physical(a, p, self.site.floor_idx, SCALAR)
+        exo = Exo(tuple(self._high[t]), tuple(self._low[t]), tuple(self._work[t]), tuple(self._wpt[t]),
+                  self._duty[t], self._limit[t])
+        self.state, out = physics.step(p, self.state, phys, exo, SCALAR)
+        self._battery_mw = out.battery_power_mw
+        self._t = t + 1
+        info = out._asdict()
+        for name, c, f in zip(self.site.class_names, self.state.caps, self.state.floors):
+            info[f"cap_{name}"] = c
+            info[f"floor_{name}"] = f
+        info["step"] = t
+        return self._observation(), float(out.reward), False, self._t >= self.config.n_steps, info

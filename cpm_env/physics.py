@@ -1,0 +1,261 @@
+"""Pure site dynamics: GPU caps -> power and compute, battery with intra-step smoothing, grid.
+
+Two time scales in closed form. Within a control step of ``dt_h`` hours the swinging GPU
+class alternates between a high (compute) level for a fraction ``duty`` of the time and a
+low (communication) level; flat classes (inference) sit at one level. The facility's
+waveform is therefore a square wave around its mean (PUE scales the mean; cooling does
+not follow sub-second swings, so the swing is the IT swing). The
+battery's inner loop removes the part of that swing above the grid's oscillation band,
+as far as the power left after the supervisor's net set-point and the stored energy
+allow, with the same gain in both phases, so the swing nets to zero energy at the meter
+and costs only conversion losses.
+
+Every function takes an ``ops`` namespace (:mod:`cpm_env.ops`) and works on floats or on
+numpy arrays with a leading batch axis; per-class quantities are tuples over classes.
+Units: power MW, energy MWh, time h, caps and floors as fractions of TDP.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+from cpm_env.config import ScenarioConfig
+
+_TINY = 1e-12
+
+
+class PhysicsParams(NamedTuple):
+    """Numeric site parameters derived from a :class:`ScenarioConfig`."""
+
+    dt_h: float
+    pue: float
+    peak_mw: tuple[float, ...]  # installed IT peak per class
+    cap_min: tuple[float, ...]
+    cap_step: tuple[float, ...]  # fastest cap change per step, fraction of TDP
+    floor_max: tuple[float, ...]
+    curve_x: tuple[tuple[float, ...], ...]  # per class: throughput curve points (power fraction,
+    curve_y: tuple[tuple[float, ...], ...]  # relative throughput), concave piecewise-linear
+    battery_power_mw: float
+    energy_min_mwh: float
+    energy_max_mwh: float
+    capacity_mwh: float
+    eta_charge: float
+    eta_discharge: float
+    allow_export: bool
+    ramp_step_mw: float  # allowed change of mean import per step
+    swing_band_mw: float
+    w_over_limit: float
+    w_swing: float
+    w_ramp: float
+    w_degradation: float
+    w_burn: float
+    w_energy: float  # value of stored energy, compute units per MWh
+
+
+class State(NamedTuple):
+    """Dynamic state carried between steps."""
+
+    energy_mwh: object
+    import_mw: object  # previous step's mean grid import
+    caps: tuple
+    floors: tuple
+
+
+class Action(NamedTuple):
+    """Set-points in physical units (see :mod:`cpm_env.spaces` for the [-1, 1] mapping)."""
+
+    battery_mw: object  # + discharge into the site, - charge
+    caps: tuple  # cap targets, fraction of TDP
+    floors: tuple  # floor targets, fraction of TDP
+
+
+class Exo(NamedTuple):
+    """One step of the exogenous trajectory (uncapped demand and the import limit)."""
+
+    high_mw: tuple  # per class, compute-phase IT power
+    low_mw: tuple  # per class, low-phase IT power (= high for flat classes)
+    work: tuple  # per class, full-speed compute demanded this step (compute units)
+    work_per_throughput: tuple  # work / g(high / peak): compute per unit of curve value
+    duty: object  # fraction of the step at the high level
+    limit_mw: object
+
+
+class Outputs(NamedTuple):
+    """Per-step results; all are reported in ``info`` under these names."""
+
+    reward: object
+    compute_delivered: object  # compute units (MW of GPUs at full speed x h)
+    compute_demanded: object
+    it_power_mw: object  # step mean
+    facility_power_mw: object  # step mean
+    facility_swing_mw: object  # peak-to-peak intra-step swing before the battery (IT)
+    battery_power_mw: object  # step mean, + discharging into the site
+    grid_import_mw: object  # step mean = facility - battery
+    grid_import_peak_mw: object  # high-phase import
+    grid_limit_mw: object
+    residual_swing_mw: object  # peak-to-peak at the meter
+    over_limit_mwh: object
+    peak_overshoot_mw: object
+    swing_excess_mw: object
+    ramp_excess_mw: object
+    battery_discharged_mwh: object
+    battery_charged_mwh: object
+    battery_loss_mwh: object
+    burn_mwh: object
+    soc: object
+    energy_mwh: object
+
+
+def throughput_lines(xs: tuple[float, ...], ys: tuple[float, ...]) -> list[tuple[float, float]]:
+    """(intercept, slope) of each segment of a concave piecewise-linear curve (for LPs)."""
+    lines = []
+    for x0, y0, x1, y1 in zip(xs, ys, xs[1:], ys[1:]):
+        slope = (y1 - y0) / (x1 - x0)
+        lines.append((y0 - slope * x0, slope))
+    return lines
+
+
+def make_params(cfg: ScenarioConfig) -> PhysicsParams:
+    """Derive the numeric physics parameters of a scenario."""
+    site, bat, grid, rew = cfg.site, cfg.battery, cfg.grid, cfg.reward
+    it_peak_mw = site.oversubscription * grid.limit_mw / site.pue
+    has_battery = bat.capacity_mwh > 0 and bat.power_mw > 0
+    eta = math.sqrt(bat.round_trip_efficiency)
+    capacity = bat.capacity_mwh if has_battery else 0.0
+    w_energy = rew.stored_energy_per_mwh if rew.stored_energy_per_mwh is not None else eta / site.pue
+    return PhysicsParams(
+        dt_h=cfg.dt_h,
+        pue=site.pue,
+        peak_mw=tuple(c.share * it_peak_mw for c in site.gpu_classes),
+        cap_min=tuple(c.cap_min for c in site.gpu_classes),
+        cap_step=tuple(c.cap_slew_per_s * cfg.dt_s for c in site.gpu_classes),
+        floor_max=tuple(c.floor_max for c in site.gpu_classes),
+        curve_x=tuple(tuple(x for x, _ in c.throughput_curve) for c in site.gpu_classes),
+        curve_y=tuple(tuple(y for _, y in c.throughput_curve) for c in site.gpu_classes),
+        battery_power_mw=bat.power_mw if has_battery else 0.0,
+        energy_min_mwh=bat.soc_min * capacity,
+        energy_max_mwh=bat.soc_max * capacity,
+        capacity_mwh=capacity,
+        eta_charge=eta,
+        eta_discharge=eta,
+        allow_export=grid.allow_export,
+        ramp_step_mw=grid.ramp_limit_mw_per_min * cfg.dt_s / 60.0,
+        swing_band_mw=grid.swing_band_mw,
+        w_over_limit=rew.over_limit_per_mwh,
+        w_swing=rew.swing_excess_per_mwh,
+        w_ramp=rew.ramp_excess_per_mw,
+        w_degradation=rew.degradation_per_mwh,
+        w_burn=rew.burn_per_mwh,
+        w_energy=w_energy,
+    )
+
+
+def _clip(x, lo, hi, ops):
+    return ops.minimum(ops.maximum(x, lo), hi)
+
+
+def step(p: PhysicsParams, s: State, a: Action, x: Exo, ops) -> tuple[State, Outputs]:
+    """Advance one control step. Pure: returns the new state and the step's outputs."""
+    dt_h, d = p.dt_h, x.duty
+    d_lo = 1.0 - d
+    # GPU levers: caps clip the high level, floors raise the low level (burning energy).
+    caps, floors = [], []
+    it_hi = it_lo = it_mean = burn_it = compute = demanded = 0.0
+    for k, peak in enumerate(p.peak_mw):
+        c = a.caps[k]  # already in [cap_min, 1] by the action mapping
+        if p.cap_step[k] < 1.0 - p.cap_min[k]:  # the slew limit can bind within one step
+            c = _clip(c, ops.maximum(p.cap_min[k], s.caps[k] - p.cap_step[k]),
+                      ops.minimum(1.0, s.caps[k] + p.cap_step[k]), ops)
+        h = x.high_mw[k]
+        y = ops.minimum(h, c * peak)
+        lo = ops.minimum(x.low_mw[k], y)
+        f = s.floors[k]
+        if p.floor_max[k] > 0.0:
+            f = _clip(a.floors[k], ops.maximum(0.0, f - p.cap_step[k]),
+                      ops.minimum(p.floor_max[k], f + p.cap_step[k]), ops)
+            lo_raw = lo
+            lo = ops.maximum(lo_raw, ops.minimum(f * peak, y))
+            burn_it = burn_it + d_lo * (lo - lo_raw)
+        it_hi = it_hi + y
+        it_lo = it_lo + lo
+        it_mean = it_mean + d * y + d_lo * lo
+        g = ops.interp(y / peak, p.curve_x[k], p.curve_y[k])
+        compute = compute + ops.where(y >= h, x.work[k], x.work_per_throughput[k] * g)
+        demanded = demanded + x.work[k]
+        caps.append(c)
+        floors.append(f)
+    fac_mean = p.pue * it_mean
+    swinging = (d > 0.0) * (d < 1.0)  # bool for floats and arrays alike
+    # Cooling does not follow 0.2-3 Hz swings: PUE scales the mean, the swing is IT only.
+    swing = ops.where(swinging, it_hi - it_lo, 0.0)
+
+    # Battery: the supervisor's net set-point, limited by power, SoC and (no) export.
+    e, pmax, eta_c, eta_d = s.energy_mwh, p.battery_power_mw, p.eta_charge, p.eta_discharge
+    b = _clip(a.battery_mw, -pmax, pmax, ops)
+    b = _clip(b, -(p.energy_max_mwh - e) / (eta_c * dt_h), (e - p.energy_min_mwh) * eta_d / dt_h, ops)
+    if not p.allow_export:
+        b = ops.minimum(b, fac_mean)
+    # Inner loop: absorb the swing above the band with what power and energy remain.
+    want = ops.maximum(swing - p.swing_band_mw, 0.0)
+    u_power = ops.minimum((pmax - b) / ops.maximum(d_lo, _TINY), (pmax + b) / ops.maximum(d, _TINY))
+    loss_slope = d * d_lo * (1.0 / eta_d - eta_c)
+    u_energy_raw = ((e - p.energy_min_mwh) / dt_h - b * (d / eta_d + d_lo * eta_c)) / ops.maximum(
+        loss_slope, _TINY
+    )
+    u_energy = ops.where(loss_slope > _TINY, u_energy_raw, ops.inf)
+    u = ops.maximum(ops.minimum(ops.minimum(want, u_power), u_energy), 0.0)
+    p_hi = b + d_lo * u
+    p_lo = b - d * u
+    dis = d * ops.maximum(p_hi, 0.0) + d_lo * ops.maximum(p_lo, 0.0)  # MW, step mean
+    chg = d * ops.maximum(-p_hi, 0.0) + d_lo * ops.maximum(-p_lo, 0.0)
+    energy_out = dt_h * (dis / eta_d - chg * eta_c)
+    e_new = e - energy_out
+    discharged, charged = dis * dt_h, chg * dt_h
+
+    # Grid: mean import, what the battery did not smooth, and the contract's violations.
+    g_mean = fac_mean - b
+    resid = swing - u
+    g_hi = g_mean + d_lo * resid
+    g_lo = g_mean - d * resid
+    lim = x.limit_mw
+    over_hi = ops.maximum(g_hi - lim, 0.0)
+    over_mwh = dt_h * (d * over_hi + d_lo * ops.maximum(g_lo - lim, 0.0))
+    swing_excess = ops.maximum(resid - p.swing_band_mw, 0.0)
+    ramp_excess = ops.maximum(ops.abs(g_mean - s.import_mw) - p.ramp_step_mw, 0.0)
+    burn_mwh = p.pue * burn_it * dt_h
+
+    reward = (
+        compute
+        - p.w_over_limit * over_mwh
+        - p.w_swing * swing_excess * dt_h
+        - p.w_ramp * ramp_excess
+        - p.w_degradation * discharged
+        - p.w_burn * burn_mwh
+        + p.w_energy * (e_new - e)
+    )
+    soc = e_new / p.capacity_mwh if p.capacity_mwh > 0 else 0.0 * e_new
+    out = Outputs(
+        reward=reward,
+        compute_delivered=compute,
+        compute_demanded=demanded,
+        it_power_mw=it_mean,
+        facility_power_mw=fac_mean,
+        facility_swing_mw=swing,
+        battery_power_mw=b,
+        grid_import_mw=g_mean,
+        grid_import_peak_mw=g_hi,
+        grid_limit_mw=lim,
+        residual_swing_mw=resid,
+        over_limit_mwh=over_mwh,
+        peak_overshoot_mw=over_hi,
+        swing_excess_mw=swing_excess,
+        ramp_excess_mw=ramp_excess,
+        battery_discharged_mwh=discharged,
+        battery_charged_mwh=charged,
+        battery_loss_mwh=energy_out - (discharged - charged),
+        burn_mwh=burn_mwh,
+        soc=soc,
+        energy_mwh=e_new,
+    )
+    return State(e_new, g_mean, tuple(caps), tuple(floors)), out

@@ -1,0 +1,53 @@
+"""Everything derived once from a scenario: config, physics parameters, generators, contract."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cpm_env import spaces
+from cpm_env.config import ScenarioConfig, load_scenario, scenario_from_dict
+from cpm_env.episode import EpisodeGenerator
+from cpm_env.physics import make_params
+
+SCENARIO_DIR = Path(__file__).parent / "scenarios"
+DEFAULT_SCENARIO = SCENARIO_DIR / "datacenter.yml"
+
+ScenarioLike = ScenarioConfig | str | Path | Mapping[str, Any] | None
+
+
+def resolve_scenario(scenario: ScenarioLike = None, base: str | Path | None = None) -> ScenarioConfig:
+    """Turn a scenario argument into a validated config.
+
+    ``scenario`` may be a :class:`ScenarioConfig`, a YAML path (replaces ``base``), a mapping
+    of overrides merged onto ``base`` (or onto the default scenario), or None (``base``).
+    """
+    if isinstance(scenario, ScenarioConfig):
+        return scenario
+    if isinstance(scenario, (str, Path)):
+        return load_scenario(scenario)
+    base = Path(base) if base is not None else DEFAULT_SCENARIO
+    if scenario is None or isinstance(scenario, Mapping):
+        return load_scenario(base, scenario or {})
+    raise TypeError(f"scenario = {scenario!r}: must be a ScenarioConfig, a YAML path, a dict of overrides or None")
+
+
+class Site:
+    """A scenario resolved into the objects both envs need."""
+
+    def __init__(self, scenario: ScenarioLike = None, base: str | Path | None = None):
+        self.config = cfg = resolve_scenario(scenario, base)
+        self.params = make_params(cfg)
+        self.episodes = EpisodeGenerator(cfg, self.params)
+        self.obs_features = spaces.observation_features(cfg, self.params)
+        self.action_features = spaces.action_features(cfg, self.params)
+        self.obs_names = [f.name for f in self.obs_features]
+        self.action_names = [f.name for f in self.action_features]
+        self.n_exo = len(spaces.exo_observation_features(cfg))
+        self.floor_idx = spaces.floor_classes(cfg)
+        self.inv_limit = 1.0 / cfg.grid.limit_mw
+        self.class_names = [c.name for c in cfg.site.gpu_classes]
+        self.observation_space = spaces.observation_space(self.obs_features)
+        self.action_space = spaces.action_space(len(self.action_features))
+

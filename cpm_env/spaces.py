@@ -1,0 +1,188 @@
+"""The observation and action contract: every entry by name, unit, scale and bounds.
+
+Observation entry ``i`` is ``physical_value / scale`` as float32, inside ``[low, high]``.
+Powers are scaled by the site's nominal grid limit, so a policy sees the same numbers on a
+10 MW site and a 300 MW one. The first ``n_exo`` entries come from the pre-drawn episode
+(demand, limit, forecast, time, demand response); the rest from the dynamic state.
+
+Actions are ``Box(-1, 1)``; out-of-range values are clipped, NaN is an error. They map
+affinely to physical set-points:
+
+- ``battery``: ``a * power_mw`` (MW, + discharge into the site),
+- ``cap_<class>``: ``cap_min + (a + 1) / 2 * (1 - cap_min)`` (fraction of TDP),
+- ``floor_<class>`` (only classes with ``floor_max > 0``): ``(a + 1) / 2 * floor_max``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from gymnasium import spaces as gym_spaces
+
+from cpm_env.config import ScenarioConfig
+from cpm_env.physics import Action, PhysicsParams, State
+
+
+class Feature(NamedTuple):
+    """One observation or action entry."""
+
+    name: str
+    unit: str
+    scale: float  # physical value = entry * scale (observations)
+    low: float
+    high: float
+    description: str
+
+
+def _feat(name, unit, scale, low, high, description) -> Feature:
+    margin = 0.01 * (high - low) + 1e-6  # float32 rounding and generator clipping slack
+    return Feature(name, unit, float(scale), float(low - margin), float(high + margin), description)
+
+
+def floor_classes(cfg: ScenarioConfig) -> list[int]:
+    """Indices of the GPU classes whose power floor is an action."""
+    return [k for k, c in enumerate(cfg.site.gpu_classes) if c.floor_max > 0]
+
+
+def exo_observation_features(cfg: ScenarioConfig) -> list[Feature]:
+    """The observation entries that come from the pre-drawn episode."""
+    lim, over = cfg.grid.limit_mw, cfg.site.oversubscription
+    dr = cfg.grid.demand_response
+    feats = []
+    for c in cfg.site.gpu_classes:
+        feats.append(_feat(f"demand_{c.name}", "MW", lim, 0, over, f"uncapped mean IT demand of {c.name}"))
+        feats.append(_feat(f"swing_{c.name}", "MW", lim, 0, over, f"uncapped high-minus-low IT power of {c.name}"))
+    feats += [
+        _feat("duty", "fraction", 1.0, 0, 1, "fraction of the step at the high (compute) level"),
+        _feat("facility_demand", "MW", lim, 0, over, "uncapped mean facility demand (IT x PUE)"),
+        _feat("headroom", "MW", lim, -over, 1, "grid limit minus uncapped facility demand"),
+        _feat("grid_limit", "MW", lim, 0, 1, "import limit this step"),
+        _feat("facility_demand_lag", "MW", lim, 0, over, "uncapped facility demand one step ago"),
+        _feat("time_of_day_sin", "1", 1.0, -1, 1, "sin(2 pi hour / 24)"),
+        _feat("time_of_day_cos", "1", 1.0, -1, 1, "cos(2 pi hour / 24)"),
+        _feat("episode_progress", "fraction", 1.0, 0, 1, "steps done / steps per episode"),
+    ]
+    if cfg.forecast.enabled:
+        for h in cfg.forecast.horizons_steps:
+            feats.append(_feat(f"forecast_{h}", "MW", lim, 0, 2 * over, f"noisy forecast of facility_demand {h} steps ahead"))
+    feats += [
+        _feat("dr_active", "0/1", 1.0, 0, 1, "a demand-response window is in force"),
+        _feat("dr_pending", "0/1", 1.0, 0, 1, "a window is announced and not yet started"),
+        _feat("dr_starts_in", "h", 1.0, 0, dr.notice_h, "time until the announced window starts"),
+        _feat("dr_remaining", "h", 1.0, 0, dr.duration_h, "time left in the active window"),
+        _feat("dr_limit", "MW", lim, 0, 1, "import limit of the pending or active window"),
+    ]
+    return feats
+
+
+def state_observation_features(cfg: ScenarioConfig, p: PhysicsParams) -> list[Feature]:
+    """The observation entries that come from the dynamic state."""
+    lim, over = cfg.grid.limit_mw, cfg.site.oversubscription
+    bp = p.battery_power_mw / lim
+    feats = [
+        _feat("grid_import_prev", "MW", lim, -bp if p.allow_export else 0, over + bp, "mean grid import last step"),
+        _feat("soc", "fraction", 1.0, 0, 1, "battery state of charge (0 without a battery)"),
+        _feat("battery_power_prev", "MW", lim, -bp, bp, "realized battery power last step, + discharging"),
+    ]
+    for c in cfg.site.gpu_classes:
+        feats.append(_feat(f"cap_{c.name}_prev", "fraction of TDP", 1.0, 0, 1, f"power cap of {c.name} in force"))
+    for k in floor_classes(cfg):
+        name = cfg.site.gpu_classes[k].name
+        feats.append(_feat(f"floor_{name}_prev", "fraction of TDP", 1.0, 0, 1, f"power floor of {name} in force"))
+    return feats
+
+
+def observation_features(cfg: ScenarioConfig, p: PhysicsParams) -> list[Feature]:
+    """All observation entries, in order."""
+    return exo_observation_features(cfg) + state_observation_features(cfg, p)
+
+
+def action_features(cfg: ScenarioConfig, p: PhysicsParams) -> list[Feature]:
+    """All action entries, in order; low/high are the physical set-points at a = -1 / +1."""
+    feats = [Feature("battery", "MW", p.battery_power_mw, -p.battery_power_mw, p.battery_power_mw,
+                     "battery net power set-point, + discharge into the site")]
+    for c in cfg.site.gpu_classes:
+        feats.append(Feature(f"cap_{c.name}", "fraction of TDP", 1.0, c.cap_min, 1.0, f"power cap of {c.name}"))
+    for k in floor_classes(cfg):
+        c = cfg.site.gpu_classes[k]
+        feats.append(Feature(f"floor_{c.name}", "fraction of TDP", 1.0, 0.0, c.floor_max, f"power floor of {c.name}"))
+    return feats
+
+
+def observation_space(features: list[Feature]) -> gym_spaces.Box:
+    """Box of the observation entries' bounds, float32."""
+    low = np.array([f.low for f in features], dtype=np.float32)
+    high = np.array([f.high for f in features], dtype=np.float32)
+    return gym_spaces.Box(low, high, dtype=np.float32)
+
+
+def action_space(n_actions: int) -> gym_spaces.Box:
+    """Box(-1, 1) of the actions, float32."""
+    return gym_spaces.Box(-1.0, 1.0, (n_actions,), dtype=np.float32)
+
+
+def exo_features(cfg, p, high, low, duty, limit, demand, dr_start, dr_end, forecast) -> np.ndarray:
+    """The exogenous observation block of an episode, shape (n_steps, n_exo), float32."""
+    n, lim, dt_h = cfg.n_steps, cfg.grid.limit_mw, cfg.dt_h
+    steps = np.arange(n)
+    cols = []
+    swinging = (duty > 0) & (duty < 1)
+    for k in range(high.shape[0]):
+        cols.append((duty * high[k] + (1 - duty) * low[k]) / lim)
+        cols.append(np.where(swinging, high[k] - low[k], 0.0) / lim)
+    hours = cfg.start_hour + steps * dt_h
+    lag = np.concatenate([demand[:1], demand[:-1]])
+    cols += [duty, demand / lim, (limit - demand) / lim, limit / lim, lag / lim,
+             np.sin(2 * np.pi * hours / 24), np.cos(2 * np.pi * hours / 24), steps / n]
+    if forecast is not None:
+        cols += list(np.minimum(forecast, 2 * cfg.site.oversubscription * lim).T / lim)
+    dr = cfg.grid.demand_response
+    notice = int(round(dr.notice_h / dt_h))
+    t = steps[:, None]
+    active = (t >= dr_start) & (t < dr_end)
+    pending = (t >= dr_start - notice) & (t < dr_start)
+    starts_in = np.where(pending, (dr_start - t) * dt_h, np.inf).min(axis=1, initial=np.inf)
+    remaining = np.where(active, (dr_end - t) * dt_h, 0.0).max(axis=1, initial=0.0)
+    cols += [
+        active.any(axis=1).astype(float),
+        pending.any(axis=1).astype(float),
+        np.where(np.isfinite(starts_in), starts_in, 0.0),
+        remaining,
+        np.where(active.any(axis=1) | pending.any(axis=1), dr.limit_fraction, 1.0),
+    ]
+    return np.stack(cols, axis=1).astype(np.float32)
+
+
+def state_observation(p: PhysicsParams, s: State, battery_mw, floor_idx: list[int], inv_limit: float) -> list:
+    """The dynamic observation entries (floats, or arrays over a batch)."""
+    soc = s.energy_mwh / p.capacity_mwh if p.capacity_mwh > 0 else 0.0 * s.energy_mwh
+    return [s.import_mw * inv_limit, soc, battery_mw * inv_limit, *s.caps, *(s.floors[k] for k in floor_idx)]
+
+
+def to_physical(a: list | tuple, p: PhysicsParams, floor_idx: list[int], ops) -> Action:
+    """Map clipped actions in [-1, 1] (floats or arrays) to physical set-points."""
+    n = len(p.peak_mw)
+    caps = tuple(p.cap_min[k] + 0.5 * (a[1 + k] + 1.0) * (1.0 - p.cap_min[k]) for k in range(n))
+    floors = [0.0 * a[0]] * n
+    for j, k in enumerate(floor_idx):
+        floors[k] = 0.5 * (a[1 + n + j] + 1.0) * p.floor_max[k]
+    return Action(a[0] * p.battery_power_mw, caps, tuple(floors))
+
+
+def from_physical(battery_mw, caps, floors, p: PhysicsParams, floor_idx: list[int]) -> np.ndarray:
+    """Inverse of :func:`to_physical` for one site: physical set-points -> actions in [-1, 1]."""
+    bp = p.battery_power_mw
+    out = [battery_mw / bp if bp > 0 else 0.0]
+    out += [2.0 * (c - cm) / (1.0 - cm) - 1.0 for c, cm in zip(caps, p.cap_min)]
+    out += [2.0 * floors[k] / p.floor_max[k] - 1.0 for k in floor_idx]
+    return np.clip(np.asarray(out, dtype=np.float32), -1.0, 1.0)
+
+
+def check_finite_action(action: np.ndarray) -> None:
+    """Raise a one-line ValueError for NaN or inf in an action."""
+    if not np.all(np.isfinite(action)):
+        bad = np.argwhere(~np.isfinite(np.asarray(action, dtype=float)))
+        raise ValueError(f"action has non-finite entries at {bad.tolist()}: {np.asarray(action).tolist()}; "
+                         "actions must be finite numbers in [-1, 1]")
+

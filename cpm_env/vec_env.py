@@ -1,0 +1,180 @@
+"""CpmVecEnv: N copies of one scenario stepped as one numpy batch (an SB3 ``VecEnv``).
+
+Env ``i`` draws its episodes from its own generator seeded ``seed + i`` exactly as
+``gym.make(...).reset(seed=seed + i)`` does, and the physics is the same function on
+arrays, so its trajectories equal those of N independent ``CpmEnv`` (a test checks this).
+All copies share the episode length, so they all end together and autoreset in the same
+step; the last observation is in ``infos[i]["terminal_observation"]``.
+
+Per-step KPIs are in ``vec_env.last_outputs`` (arrays over the batch); building N info
+dicts a step would cost more than the physics, so infos carry them only if
+``kpis_in_info=True``. Episode totals are always in ``infos[i]["episode"]`` at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.utils import seeding
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv
+
+from cpm_env import physics, spaces
+from cpm_env.ops import NUMPY
+from cpm_env.physics import Exo, State
+from cpm_env.site import ScenarioLike, Site
+
+EPISODE_KPIS = ("compute_delivered", "compute_demanded", "over_limit_mwh", "ramp_excess_mw", "swing_excess_mw",
+                "battery_discharged_mwh", "burn_mwh")
+
+
+class CpmVecEnv(VecEnv):
+    """N sites of one scenario in one numpy batch."""
+
+    def __init__(self, scenario: ScenarioLike = None, n_envs: int = 1, base: str | Path | None = None,
+                 kpis_in_info: bool = False):
+        if not isinstance(n_envs, int) or n_envs < 1:
+            raise ValueError(f"n_envs = {n_envs!r}: must be an integer >= 1")
+        self.site = Site(scenario, base)
+        self.config, self.params = self.site.config, self.site.params
+        self.obs_names, self.action_names = self.site.obs_names, self.site.action_names
+        self.render_mode = None
+        self.kpis_in_info = kpis_in_info
+        self._rngs: list[np.random.Generator | None] = [None] * n_envs
+        self._actions: np.ndarray | None = None
+        self._empty_infos: list[dict] = [{} for _ in range(n_envs)]
+        super().__init__(n_envs, self.site.observation_space, self.site.action_space)
+
+    # ------------------------------------------------------------------ episodes
+    def _new_episodes(self) -> None:
+        for i, seed in enumerate(self._seeds):
+            if seed is not None or self._rngs[i] is None:
+                self._rngs[i], _ = seeding.np_random(seed)
+        eps = [self.site.episodes.sample(rng) for rng in self._rngs]
+        self._reset_seeds()
+        stack = lambda name, axis: np.stack([getattr(e, name) for e in eps], axis=axis)  # noqa: E731
+        self._high, self._low = stack("high_mw", -1), stack("low_mw", -1)
+        self._work, self._wpt = stack("work", -1), stack("work_per_throughput", -1)
+        self._duty, self._limit = stack("duty", -1), stack("limit_mw", -1)
+        self._exo_obs = stack("exo_obs", 1)
+        self.episodes = eps
+        p, n = self.params, self.num_envs
+        k = len(p.peak_mw)
+        demand0 = np.array([e.demand_mw[0] for e in eps])
+        self.state = State(
+            np.full(n, self.config.battery.soc_init * p.capacity_mwh),
+            np.minimum(demand0, self._limit[0]),
+            tuple(np.ones(n) for _ in range(k)),
+            tuple(np.zeros(n) for _ in range(k)),
+        )
+        self._battery_mw = np.zeros(n)
+        self._t = 0
+        self._returns = np.zeros(n)
+        self._kpi_sums = {name: np.zeros(n) for name in EPISODE_KPIS}
+        self._t_start = time.perf_counter()
+
+    def _observation(self) -> np.ndarray:
+        site = self.site
+        obs = np.empty((self.num_envs, len(site.obs_names)), dtype=np.float32)
+        obs[:, : site.n_exo] = self._exo_obs[min(self._t, self.config.n_steps - 1)]
+        state_cols = spaces.state_observation(self.params, self.state, self._battery_mw, site.floor_idx,
+                                              site.inv_limit)
+        obs[:, site.n_exo:] = np.stack(state_cols, axis=1)
+        return obs
+
+    # ------------------------------------------------------------------ VecEnv API
+    def reset(self):
+        self._new_episodes()
+        return self._observation()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = actions
+
+    def step_wait(self):
+        a = np.asarray(self._actions, dtype=np.float64)
+        if a.shape != (self.num_envs, len(self.action_names)):
+            raise ValueError(f"actions have shape {a.shape}: expected ({self.num_envs}, {len(self.action_names)})")
+        if not np.isfinite(a).all():
+            spaces.check_finite_action(a)
+        a = np.clip(a, -1.0, 1.0)
+        p, t = self.params, self._t
+        phys = spaces.to_physical([a[:, j] for j in range(a.shape[1])], p, self.site.floor_idx, NUMPY)
+        k = len(p.peak_mw)
+        exo = Exo(tuple(self._high[j, t] for j in range(k)), tuple(self._low[j, t] for j in range(k)),
+                  tuple(self._work[j, t] for j in range(k)), tuple(self._wpt[j, t] for j in range(k)),
+                  self._duty[t], self._limit[t])
+        self.state, out = physics.step(p, self.state, phys, exo, NUMPY)
+        self.last_outputs = out
+        self._battery_mw = out.battery_power_mw
+        self._t = t + 1
+        self._returns += out.reward
+        for name, total in self._kpi_sums.items():
+            total += getattr(out, name)
+        rewards = out.reward.astype(np.float32)
+        if self.kpis_in_info:
+            infos = self._kpi_infos(out)
+        else:
+            # Building N fresh dicts costs more than the physics: reuse empty ones while
+            # nobody has written into them.
+            if any(self._empty_infos):
+                self._empty_infos = [{} for _ in range(self.num_envs)]
+            infos = list(self._empty_infos)
+        if self._t < self.config.n_steps:
+            return self._observation(), rewards, np.zeros(self.num_envs, dtype=bool), infos
+        terminal = self._observation()
+        elapsed = time.perf_counter() - self._t_start
+        infos = [dict(info) for info in infos]
+        for i, info in enumerate(infos):
+            info["terminal_observation"] = terminal[i]
+            info["TimeLimit.truncated"] = True
+            info["episode"] = {"r": float(self._returns[i]), "l": self._t, "t": elapsed,
+                               **{name: float(v[i]) for name, v in self._kpi_sums.items()}}
+        self._new_episodes()
+        return self._observation(), rewards, np.ones(self.num_envs, dtype=bool), infos
+
+    def _kpi_infos(self, out) -> list[dict[str, Any]]:
+        names = list(out._fields)
+        cols = [np.broadcast_to(np.asarray(v, dtype=float), (self.num_envs,)) for v in out]
+        for cname, c, f in zip(self.site.class_names, self.state.caps, self.state.floors):
+            names += [f"cap_{cname}", f"floor_{cname}"]
+            cols += [c, f]
+        rows = np.stack(cols, axis=1).tolist()
+        return [dict(zip(names, row), step=self._t - 1) for row in rows]
+
+    def close(self) -> None:
+        pass
+
+    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
+        return [getattr(self, attr_name) for _ in self._get_indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+        setattr(self, attr_name, value)
+
+    def env_method(self, method_name: str, *args, indices=None, **kwargs) -> list[Any]:
+        return [getattr(self, method_name)(*args, **kwargs) for _ in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]
+
+
+def make_vec(env_id: str = "cpm_env/DataCenter-v0", n_envs: int = 1, seed: int | None = None,
+             scenario: ScenarioLike = None, kpis_in_info: bool = False) -> CpmVecEnv:
+    """Batched VecEnv of a registered id (or a scenario YAML path), seeded ``seed + i`` per env.
+
+    ``scenario`` takes the same overrides as ``gym.make(env_id, scenario=...)``.
+    """
+    if str(env_id).endswith((".yml", ".yaml")):
+        base = Path(env_id)
+    else:
+        try:
+            spec = gym.spec(env_id)
+        except gym.error.Error as err:
+            ids = sorted(k for k in gym.registry if k.startswith("cpm_env/"))
+            raise ValueError(f"env_id = {env_id!r}: unknown; registered ids are {ids} (or pass a scenario YAML)") from err
+        base = spec.kwargs.get("base")
+    venv = CpmVecEnv(scenario, n_envs, base=base, kpis_in_info=kpis_in_info)
+    venv.seed(seed)
+    return venv
