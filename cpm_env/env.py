@@ -89,18 +89,21 @@ class CpmEnv(gym.Env):
         self.render_mode = render_mode
         self.episode = None
         self._t = 0
+        self._n_steps = self.config.n_steps
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        ep = self.site.episodes.sample(self.np_random)
+        ep = self.site.episodes.sample([self.np_random])
         self.episode = ep
-        self._high, self._low = ep.high_mw.T.tolist(), ep.low_mw.T.tolist()
-        self._work, self._wpt = ep.work.T.tolist(), ep.work_per_throughput.T.tolist()
-        self._duty, self._limit = ep.duty.tolist(), ep.limit_mw.tolist()
+        # per-step rows as tuples, so a step reads floats without touching numpy
+        rows = lambda a: list(zip(*a[:, :, 0].tolist()))  # noqa: E731
+        self._exo_rows = list(zip(rows(ep.high_mw), rows(ep.low_mw), rows(ep.work), rows(ep.work_per_throughput),
+                                  ep.duty[:, 0].tolist(), ep.limit_mw[:, 0].tolist()))
+        self._exo_obs = np.ascontiguousarray(ep.exo_obs[:, :, 0])
         p = self.params
         k = len(p.peak_mw)
         e0 = self.config.battery.soc_init * p.capacity_mwh
-        self.state = State(e0, min(float(ep.demand_mw[0]), float(ep.limit_mw[0])), (1.0,) * k, (0.0,) * k)
+        self.state = State(e0, min(float(ep.limit_mw[0, 0]), float(ep.demand_mw[0, 0])), (1.0,) * k, (0.0,) * k)
         self._battery_mw = 0.0
         self._t = 0
         return self._observation(), {}
@@ -108,7 +111,7 @@ class CpmEnv(gym.Env):
     def _observation(self) -> np.ndarray:
         site = self.site
         obs = np.empty(len(site.obs_names), dtype=np.float32)
-        obs[: site.n_exo] = self.episode.exo_obs[min(self._t, self.config.n_steps - 1)]
+        obs[: site.n_exo] = self._exo_obs[min(self._t, self._n_steps - 1)]
         obs[site.n_exo:] = spaces.state_observation(
             self.params, self.state, self._battery_mw, site.floor_idx, site.inv_limit
         )
@@ -127,8 +130,7 @@ class CpmEnv(gym.Env):
         a = [-1.0 if v < -1.0 else (1.0 if v > 1.0 else float(v)) for v in a]
         p, t = self.params, self._t
         phys = spaces.to_physical(a, p, self.site.floor_idx, SCALAR)
-        exo = Exo(tuple(self._high[t]), tuple(self._low[t]), tuple(self._work[t]), tuple(self._wpt[t]),
-                  self._duty[t], self._limit[t])
+        exo = Exo(*self._exo_rows[t])
         self.state, out = physics.step(p, self.state, phys, exo, SCALAR)
         self._battery_mw = out.battery_power_mw
         self._t = t + 1
@@ -137,4 +139,4 @@ class CpmEnv(gym.Env):
             info[f"cap_{name}"] = c
             info[f"floor_{name}"] = f
         info["step"] = t
-        return self._observation(), float(out.reward), False, self._t >= self.config.n_steps, info
+        return self._observation(), float(out.reward), False, self._t >= self._n_steps, info

@@ -8,7 +8,7 @@ then demand response, then forecast noise), so a seed fixes the episode.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -19,22 +19,31 @@ from cpm_env.workloads import make_generator
 
 
 class Episode(NamedTuple):
-    """Exogenous trajectory of one episode. Per-class arrays are (n_classes, n_steps)."""
+    """Exogenous trajectories of a batch of episodes, one per env (the last axis).
+
+    Per-class arrays are (n_classes, n_steps, n_envs); per-step ones (n_steps, n_envs).
+    """
 
     high_mw: np.ndarray
     low_mw: np.ndarray
     work: np.ndarray
     work_per_throughput: np.ndarray
-    duty: np.ndarray  # (n_steps,) fraction of each step at the high level
-    limit_mw: np.ndarray  # (n_steps,) grid import limit
-    demand_mw: np.ndarray  # (n_steps,) uncapped facility mean demand
-    dr_start_step: np.ndarray  # (n_events,) demand-response windows, in steps
+    duty: np.ndarray  # fraction of each step at the high level
+    limit_mw: np.ndarray  # grid import limit
+    demand_mw: np.ndarray  # uncapped facility mean demand
+    dr_start_step: np.ndarray  # (n_envs, n_events) demand-response windows, in steps
     dr_end_step: np.ndarray
-    exo_obs: np.ndarray  # (n_steps, n_exo) float32, the exogenous part of the observation
+    exo_obs: np.ndarray  # (n_steps, n_exo, n_envs) float32, the exogenous part of the observation
+
+    def env(self, i: int) -> "Episode":
+        """The episode of env ``i`` alone (a batch of one)."""
+        take = lambda a, axis: np.take(a, [i], axis=axis)  # noqa: E731
+        return Episode(*(take(getattr(self, f), -1) for f in self._fields[:7]),
+                       take(self.dr_start_step, 0), take(self.dr_end_step, 0), take(self.exo_obs, 2))
 
 
 class EpisodeGenerator:
-    """Draws :class:`Episode` s for a scenario from a ``numpy.random.Generator``."""
+    """Draws :class:`Episode` s for a scenario, one per ``numpy.random.Generator``."""
 
     def __init__(self, cfg: ScenarioConfig, params: PhysicsParams | None = None):
         self.cfg = cfg
@@ -44,14 +53,14 @@ class EpisodeGenerator:
         ]
         self.swinging = [gpu.workload.kind != "inference" for gpu in cfg.site.gpu_classes]
 
-    def sample(self, rng: np.random.Generator) -> Episode:
-        """Draw one episode."""
-        cfg, p, n = self.cfg, self.params, self.cfg.n_steps
-        traces = [g.sample(rng) for g in self.generators]
+    def sample(self, rngs: Sequence[np.random.Generator]) -> Episode:
+        """Draw one episode per generator; env ``i`` uses only ``rngs[i]``."""
+        cfg, p, n, n_env = self.cfg, self.params, self.cfg.n_steps, len(rngs)
+        traces = [g.sample(rngs) for g in self.generators]
         high = np.stack([t.high_mw for t in traces])
         low = np.stack([t.low_mw for t in traces])
         work = np.stack([t.work for t in traces])
-        duty = np.ones(n)
+        duty = np.ones((n, n_env))
         for trace, swings in zip(traces, self.swinging):
             if swings:
                 duty = trace.duty
@@ -63,19 +72,20 @@ class EpisodeGenerator:
 
         dr = cfg.grid.demand_response
         dt_h = cfg.dt_h
-        starts = np.sort(np.round(rng.uniform(dr.earliest_start_h, dr.latest_start_h, dr.events_per_episode) / dt_h))
-        starts = starts.astype(int)
+        draws = [rng.uniform(dr.earliest_start_h, dr.latest_start_h, dr.events_per_episode) for rng in rngs]
+        starts = np.sort(np.round(np.array(draws).reshape(n_env, -1) / dt_h), axis=1).astype(int)
         ends = starts + max(int(round(dr.duration_h / dt_h)), 1)
-        steps = np.arange(n)
-        active = ((steps[:, None] >= starts) & (steps[:, None] < ends)).any(axis=1)
+        steps = np.arange(n)[:, None, None]
+        active = ((steps >= starts) & (steps < ends)).any(axis=2)
         limit = cfg.grid.limit_mw * np.where(active, dr.limit_fraction, 1.0)
 
         forecast = None
         if cfg.forecast.enabled:
             h = np.asarray(cfg.forecast.horizons_steps)
-            noise = rng.standard_normal((n, len(h)))
-            truth = demand[np.minimum(steps[:, None] + h, n - 1)]
+            noise = np.stack([rng.standard_normal((n, len(h))) for rng in rngs], axis=1)  # (n, n_env, H)
+            ahead = np.minimum(np.arange(n)[:, None] + h, n - 1)  # (n, H)
+            truth = demand[ahead].transpose(0, 2, 1)  # (n, n_env, H)
             sigma = cfg.forecast.noise_std_per_sqrt_h * np.sqrt(h * dt_h)
             forecast = np.maximum(truth * (1.0 + sigma * noise), 0.0)
-        exo = spaces.exo_features(cfg, p, high, low, duty, limit, demand, starts, ends, forecast)
+        exo = spaces.exo_features(cfg, high, low, duty, limit, demand, starts, ends, forecast)
         return Episode(high, low, work, wpt, duty, limit, demand, starts, ends, exo)

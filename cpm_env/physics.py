@@ -163,7 +163,7 @@ def step(p: PhysicsParams, s: State, a: Action, x: Exo, ops) -> tuple[State, Out
     caps, floors = [], []
     it_hi = it_lo = it_mean = burn_it = compute = demanded = 0.0
     for k, peak in enumerate(p.peak_mw):
-        c = a.caps[k]  # already in [cap_min, 1] by the action mapping
+        c = _clip(a.caps[k], p.cap_min[k], 1.0, ops)
         if p.cap_step[k] < 1.0 - p.cap_min[k]:  # the slew limit can bind within one step
             c = _clip(c, ops.maximum(p.cap_min[k], s.caps[k] - p.cap_step[k]),
                       ops.minimum(1.0, s.caps[k] + p.cap_step[k]), ops)

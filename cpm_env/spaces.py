@@ -122,10 +122,14 @@ def action_space(n_actions: int) -> gym_spaces.Box:
     return gym_spaces.Box(-1.0, 1.0, (n_actions,), dtype=np.float32)
 
 
-def exo_features(cfg, p, high, low, duty, limit, demand, dr_start, dr_end, forecast) -> np.ndarray:
-    """The exogenous observation block of an episode, shape (n_steps, n_exo), float32."""
+def exo_features(cfg, high, low, duty, limit, demand, dr_start, dr_end, forecast) -> np.ndarray:
+    """The exogenous observation block of a batch of episodes, (n_steps, n_exo, n_envs) float32.
+
+    Per-class inputs are (n_classes, n_steps, n_envs), per-step ones (n_steps, n_envs),
+    demand-response windows (n_envs, n_events), the forecast (n_steps, n_envs, n_horizons).
+    """
     n, lim, dt_h = cfg.n_steps, cfg.grid.limit_mw, cfg.dt_h
-    steps = np.arange(n)
+    steps = np.arange(n)[:, None]
     cols = []
     swinging = (duty > 0) & (duty < 1)
     for k in range(high.shape[0]):
@@ -133,25 +137,30 @@ def exo_features(cfg, p, high, low, duty, limit, demand, dr_start, dr_end, forec
         cols.append(np.where(swinging, high[k] - low[k], 0.0) / lim)
     hours = cfg.start_hour + steps * dt_h
     lag = np.concatenate([demand[:1], demand[:-1]])
+    ones = np.ones_like(demand)
     cols += [duty, demand / lim, (limit - demand) / lim, limit / lim, lag / lim,
-             np.sin(2 * np.pi * hours / 24), np.cos(2 * np.pi * hours / 24), steps / n]
+             np.sin(2 * np.pi * hours / 24) * ones, np.cos(2 * np.pi * hours / 24) * ones, steps / n * ones]
     if forecast is not None:
-        cols += list(np.minimum(forecast, 2 * cfg.site.oversubscription * lim).T / lim)
+        cols += list(np.moveaxis(np.minimum(forecast, 2 * cfg.site.oversubscription * lim) / lim, -1, 0))
     dr = cfg.grid.demand_response
     notice = int(round(dr.notice_h / dt_h))
-    t = steps[:, None]
+    t = steps[:, :, None]  # (n, 1, 1) against windows (n_envs, n_events)
     active = (t >= dr_start) & (t < dr_end)
     pending = (t >= dr_start - notice) & (t < dr_start)
-    starts_in = np.where(pending, (dr_start - t) * dt_h, np.inf).min(axis=1, initial=np.inf)
-    remaining = np.where(active, (dr_end - t) * dt_h, 0.0).max(axis=1, initial=0.0)
+    starts_in = np.where(pending, (dr_start - t) * dt_h, np.inf).min(axis=2, initial=np.inf)
+    remaining = np.where(active, (dr_end - t) * dt_h, 0.0).max(axis=2, initial=0.0)
+    any_active, any_pending = active.any(axis=2), pending.any(axis=2)
     cols += [
-        active.any(axis=1).astype(float),
-        pending.any(axis=1).astype(float),
+        any_active.astype(float),
+        any_pending.astype(float),
         np.where(np.isfinite(starts_in), starts_in, 0.0),
         remaining,
-        np.where(active.any(axis=1) | pending.any(axis=1), dr.limit_fraction, 1.0),
+        np.where(any_active | any_pending, dr.limit_fraction, 1.0),
     ]
-    return np.stack(cols, axis=1).astype(np.float32)
+    out = np.empty((n, len(cols), demand.shape[1]), dtype=np.float32)  # contiguous column writes
+    for j, col in enumerate(cols):
+        out[:, j] = col
+    return out
 
 
 def state_observation(p: PhysicsParams, s: State, battery_mw, floor_idx: list[int], inv_limit: float) -> list:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -53,20 +53,17 @@ class CpmVecEnv(VecEnv):
         for i, seed in enumerate(self._seeds):
             if seed is not None or self._rngs[i] is None:
                 self._rngs[i], _ = seeding.np_random(seed)
-        eps = [self.site.episodes.sample(rng) for rng in self._rngs]
+        ep = self.site.episodes.sample(self._rngs)
         self._reset_seeds()
-        stack = lambda name, axis: np.stack([getattr(e, name) for e in eps], axis=axis)  # noqa: E731
-        self._high, self._low = stack("high_mw", -1), stack("low_mw", -1)
-        self._work, self._wpt = stack("work", -1), stack("work_per_throughput", -1)
-        self._duty, self._limit = stack("duty", -1), stack("limit_mw", -1)
-        self._exo_obs = stack("exo_obs", 1)
-        self.episodes = eps
+        self._high, self._low = ep.high_mw, ep.low_mw
+        self._work, self._wpt = ep.work, ep.work_per_throughput
+        self._duty, self._limit = ep.duty, ep.limit_mw
+        self.episode = ep
         p, n = self.params, self.num_envs
         k = len(p.peak_mw)
-        demand0 = np.array([e.demand_mw[0] for e in eps])
         self.state = State(
             np.full(n, self.config.battery.soc_init * p.capacity_mwh),
-            np.minimum(demand0, self._limit[0]),
+            np.minimum(self._limit[0], ep.demand_mw[0]),
             tuple(np.ones(n) for _ in range(k)),
             tuple(np.zeros(n) for _ in range(k)),
         )
@@ -79,11 +76,20 @@ class CpmVecEnv(VecEnv):
     def _observation(self) -> np.ndarray:
         site = self.site
         obs = np.empty((self.num_envs, len(site.obs_names)), dtype=np.float32)
-        obs[:, : site.n_exo] = self._exo_obs[min(self._t, self.config.n_steps - 1)]
+        obs[:, : site.n_exo] = self.episode.exo_obs[min(self._t, self.config.n_steps - 1)].T
         state_cols = spaces.state_observation(self.params, self.state, self._battery_mw, site.floor_idx,
                                               site.inv_limit)
         obs[:, site.n_exo:] = np.stack(state_cols, axis=1)
         return obs
+
+    def seed(self, seed: int | Sequence[int] | None = None) -> Sequence[int | None]:
+        """Seed env ``i`` with ``seed + i`` (SB3's convention) or with ``seed[i]`` for a list."""
+        if isinstance(seed, Sequence):
+            if len(seed) != self.num_envs:
+                raise ValueError(f"{len(seed)} seeds for {self.num_envs} envs: need one per env")
+            self._seeds = [int(s) for s in seed]
+            return self._seeds
+        return super().seed(seed)
 
     # ------------------------------------------------------------------ VecEnv API
     def reset(self):

@@ -8,13 +8,15 @@ demand for its class, summarized per control step as a two-level waveform:
 - ``duty``: fraction of the step at the high level (1 for flat workloads),
 - ``work``: full-speed compute demanded, in compute units (MW of GPUs x h at full speed).
 
-Generators are built once per env (a trace is read and checked then) and sampled at reset.
+Generators are built once per env (a trace is read and checked then) and sampled at reset,
+for a batch of envs at once: random draws come from each env's own generator in a fixed
+order, so env ``i`` of a batch gets exactly what a lone env with the same generator gets.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
@@ -32,7 +34,7 @@ from cpm_env.config import (
 
 
 class ClassTrace(NamedTuple):
-    """One class's uncapped demand over an episode; arrays of shape (n_steps,)."""
+    """One class's uncapped demand over an episode; arrays of shape (n_steps, n_envs)."""
 
     high_mw: np.ndarray
     low_mw: np.ndarray
@@ -49,15 +51,27 @@ class Timing(NamedTuple):
 
 
 class WorkloadGenerator(Protocol):
-    """Samples one episode of a class's demand."""
+    """Samples one episode per random generator (one per env), stacked on the last axis."""
 
-    def sample(self, rng: np.random.Generator) -> ClassTrace: ...
+    def sample(self, rngs: Sequence[np.random.Generator]) -> ClassTrace: ...
 
 
 def _ramp_integral(t: np.ndarray, start: np.ndarray, duration: np.ndarray) -> np.ndarray:
     """Integral up to ``t`` (s) of a 0 -> 1 ramp that starts at ``start`` and lasts ``duration``."""
     z = (t - start) / duration
     return duration * np.where(z <= 0, 0.0, np.where(z < 1, 0.5 * z * z, z - 0.5))
+
+
+def _add_events(out: np.ndarray, env: np.ndarray, first_step: np.ndarray, values: np.ndarray) -> None:
+    """Add each event's per-step values (E, W) into ``out`` (n_steps, n_envs) from ``first_step`` on.
+
+    Events of one env are added in draw order, so an env's series does not depend on how
+    many other envs share the batch.
+    """
+    n_steps = out.shape[0]
+    steps = first_step[:, None] + np.arange(values.shape[1])
+    keep = steps < n_steps
+    np.add.at(out, (steps[keep], np.broadcast_to(env[:, None], steps.shape)[keep]), values[keep])
 
 
 class TrainingGenerator:
@@ -72,36 +86,47 @@ class TrainingGenerator:
         self.cfg, self.peak_mw, self.timing = cfg, peak_mw, timing
         self._t_s = np.arange(timing.n_steps + 1) * timing.dt_s
 
-    def _down_fraction(self, rng: np.random.Generator) -> np.ndarray:
-        c, t, dt = self.cfg, self._t_s, self.timing.dt_s
+    def _down_fraction(self, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+        c, n, dt = self.cfg, self.timing.n_steps, self.timing.dt_s
+        down = np.zeros((n, len(rngs)))
         if c.mtbf_h <= 0:
-            return np.zeros(self.timing.n_steps)
-        horizon_s = t[-1]
-        n = rng.poisson(horizon_s / (c.mtbf_h * 3600.0))
-        start = rng.uniform(0.0, horizon_s, n)
-        sudden = rng.random(n) < c.sudden_failure_fraction
-        drop_s = np.where(sudden, 1.0, c.ramp_down_s)
-        idle_s = c.restart_delay_median_min * 60.0 * np.exp(c.restart_delay_sigma * rng.standard_normal(n))
-        back_s = np.full(n, c.restart_ramp_min * 60.0)
-        tt = t[:, None]
-        integral = _ramp_integral(tt, start, drop_s) - _ramp_integral(tt, start + drop_s + idle_s, back_s)
-        return np.clip(np.diff(integral.sum(axis=1)) / dt, 0.0, 1.0)
+            return down
+        horizon_s = n * dt
+        draws = []
+        for i, rng in enumerate(rngs):
+            k = rng.poisson(horizon_s / (c.mtbf_h * 3600.0))
+            start = rng.uniform(0.0, horizon_s, k)
+            sudden = rng.random(k) < c.sudden_failure_fraction
+            idle = c.restart_delay_median_min * 60.0 * np.exp(c.restart_delay_sigma * rng.standard_normal(k))
+            draws.append((np.full(k, i), start, np.where(sudden, 1.0, c.ramp_down_s), idle))
+        env, start, drop, idle = (np.concatenate(x) for x in zip(*draws))
+        if not len(env):
+            return down
+        back = c.restart_ramp_min * 60.0
+        first = np.floor(start / dt).astype(int)
+        width = int(np.ceil((drop + idle).max() / dt + back / dt)) + 2
+        t = (first[:, None] + np.arange(width + 1)) * dt
+        integral = _ramp_integral(t, start[:, None], drop[:, None]) - _ramp_integral(
+            t, (start + drop + idle)[:, None], back
+        )
+        _add_events(down, env, first, np.diff(integral, axis=1) / dt)
+        return np.clip(down, 0.0, 1.0)
 
-    def _checkpoint_fraction(self, rng: np.random.Generator) -> np.ndarray:
-        c, t = self.cfg, self._t_s
+    def _checkpoint_fraction(self, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+        c, t = self.cfg, self._t_s[:, None]
         if c.checkpoint_interval_min <= 0 or c.checkpoint_duration_s <= 0:
-            return np.zeros(self.timing.n_steps)
+            return np.zeros((self.timing.n_steps, len(rngs)))
         period = c.checkpoint_interval_min * 60.0
-        tp = t + rng.uniform(0.0, period)
+        tp = t + np.array([rng.uniform(0.0, period) for rng in rngs])
         cum = np.floor(tp / period) * c.checkpoint_duration_s + np.minimum(np.mod(tp, period), c.checkpoint_duration_s)
-        return np.clip(np.diff(cum) / self.timing.dt_s, 0.0, 1.0)
+        return np.clip(np.diff(cum, axis=0) / self.timing.dt_s, 0.0, 1.0)
 
-    def sample(self, rng: np.random.Generator) -> ClassTrace:
+    def sample(self, rngs: Sequence[np.random.Generator]) -> ClassTrace:
         c, peak, n = self.cfg, self.peak_mw, self.timing.n_steps
-        running = 1.0 - self._down_fraction(rng)
-        ckpt = self._checkpoint_fraction(rng)
+        running = 1.0 - self._down_fraction(rngs)
+        ckpt = self._checkpoint_fraction(rngs)
         duty = c.duty * running * (1.0 - ckpt)
-        jitter = 1.0 + c.high_jitter * rng.standard_normal(n)
+        jitter = 1.0 + c.high_jitter * np.stack([rng.standard_normal(n) for rng in rngs], axis=1)
         high = peak * np.clip(c.high_fraction * jitter, c.low_fraction, 1.0)
         low = peak * (c.low_fraction * (running - duty) + c.idle_fraction * (1.0 - running)) / (1.0 - duty)
         high = np.where(duty > 0, high, low)
@@ -110,34 +135,44 @@ class TrainingGenerator:
 
 
 class InferenceGenerator:
-    """Inference serving: daily cycle + AR(1) noise + heavy-tailed (Pareto) bursts, flat in-step."""
+    """Inference serving: daily cycle + AR(1) noise + heavy-tailed (Pareto) bursts, flat in-step.
+
+    A burst decays exponentially; its tail is cut after ten decay times.
+    """
 
     def __init__(self, cfg: InferenceWorkload, peak_mw: float, timing: Timing):
         self.cfg, self.peak_mw, self.timing = cfg, peak_mw, timing
         dt_h = timing.dt_s / 3600.0
-        self._hours = timing.start_hour + (np.arange(timing.n_steps) + 0.5) * dt_h
+        hours = timing.start_hour + (np.arange(timing.n_steps) + 0.5) * dt_h
+        self._daily = cfg.base_utilization + cfg.diurnal_amplitude * np.cos(2 * np.pi * (hours - cfg.peak_hour) / 24.0)
         self._phi = float(np.exp(-timing.dt_s / (cfg.noise_corr_min * 60.0)))
+        self._burst_width = int(np.ceil(10.0 * cfg.burst_decay_min * 60.0 / timing.dt_s)) + 1
 
-    def utilization(self, rng: np.random.Generator) -> np.ndarray:
-        """Sampled utilization (0-1) per step."""
-        c, n, phi = self.cfg, self.timing.n_steps, self._phi
-        util = c.base_utilization + c.diurnal_amplitude * np.cos(2 * np.pi * (self._hours - c.peak_hour) / 24.0)
-        eps = c.noise_std * rng.standard_normal(n)
+    def utilization(self, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+        """Sampled utilization (0-1), shape (n_steps, n_envs)."""
+        c, n, phi, dt = self.cfg, self.timing.n_steps, self._phi, self.timing.dt_s
+        span_s = n * dt
+        eps, bursts = [], []
+        for i, rng in enumerate(rngs):
+            eps.append(c.noise_std * rng.standard_normal(n))
+            k = rng.poisson(c.burst_rate_per_h * span_s / 3600.0)
+            start_s = rng.uniform(0.0, span_s, k)
+            height = c.burst_min * (1.0 + rng.pareto(c.burst_pareto_alpha, k))
+            bursts.append((np.full(k, i), start_s, height))
+        eps = np.stack(eps, axis=1)
         eps[1:] *= np.sqrt(1.0 - phi * phi)
-        util = util + lfilter([1.0], [1.0, -phi], eps)
-        span_h = n * self.timing.dt_s / 3600.0
-        n_bursts = rng.poisson(c.burst_rate_per_h * span_h)
-        if n_bursts:
-            start_h = self._hours[0] + rng.uniform(0.0, span_h, n_bursts)
-            height = c.burst_min * (1.0 + rng.pareto(c.burst_pareto_alpha, n_bursts))
-            lag_h = self._hours[:, None] - start_h
-            decay = np.exp(-np.maximum(lag_h, 0.0) * 60.0 / c.burst_decay_min)
-            util = util + (np.where(lag_h >= 0, decay, 0.0) * height).sum(axis=1)
+        util = self._daily[:, None] + lfilter([1.0], [1.0, -phi], eps, axis=0)
+        env, start_s, height = (np.concatenate(x) for x in zip(*bursts))
+        if len(env):
+            first = np.ceil(start_s / dt - 0.5).astype(int)  # first step whose midpoint follows the start
+            mid_s = (first[:, None] + np.arange(self._burst_width) + 0.5) * dt
+            decay = np.exp(-(mid_s - start_s[:, None]) / (c.burst_decay_min * 60.0))
+            _add_events(util, env, first, decay * height[:, None])
         return np.clip(util, 0.0, 1.0)
 
-    def sample(self, rng: np.random.Generator) -> ClassTrace:
+    def sample(self, rngs: Sequence[np.random.Generator]) -> ClassTrace:
         c, peak = self.cfg, self.peak_mw
-        util = self.utilization(rng)
+        util = self.utilization(rngs)
         power = peak * (c.idle_fraction + (1.0 - c.idle_fraction) * util)
         work = util * peak * self.timing.dt_s / 3600.0
         return ClassTrace(power, power.copy(), np.ones_like(power), work)
@@ -151,10 +186,10 @@ class MixedGenerator:
         self.training = TrainingGenerator(cfg.training, peak_mw, timing)
         self.inference = InferenceGenerator(cfg.inference, peak_mw, timing)
 
-    def sample(self, rng: np.random.Generator) -> ClassTrace:
+    def sample(self, rngs: Sequence[np.random.Generator]) -> ClassTrace:
         s = self.share
-        tr = self.training.sample(rng)
-        inf = self.inference.sample(rng)
+        tr = self.training.sample(rngs)
+        inf = self.inference.sample(rngs)
         return ClassTrace(
             s * tr.high_mw + (1 - s) * inf.high_mw,
             s * tr.low_mw + (1 - s) * inf.low_mw,
@@ -230,25 +265,30 @@ class TraceGenerator:
         low = np.where(duty < 1.0, (mean - duty * high) / np.maximum(1.0 - duty, 1e-12), high)
         return high, np.maximum(low, 0.0), duty
 
-    def sample(self, rng: np.random.Generator) -> ClassTrace:
+    def sample(self, rngs: Sequence[np.random.Generator]) -> ClassTrace:
         n_trace, n = len(self._high), self.timing.n_steps
-        offset = int(rng.integers(0, n_trace)) if self.cfg.random_offset else 0
-        idx = (offset + np.arange(n)) % n_trace
+        offsets = [int(rng.integers(0, n_trace)) if self.cfg.random_offset else 0 for rng in rngs]
+        idx = (np.array(offsets) + np.arange(n)[:, None]) % n_trace
         high, low, duty = self._high[idx], self._low[idx], self._duty[idx]
         return ClassTrace(high, low, duty, duty * high * self.timing.dt_s / 3600.0)
 
 
 def _timestamps_s(col: pd.Series, path: Path, name: str) -> np.ndarray:
+    """Timestamps as seconds from the first row: numbers (seconds) or ISO date-times."""
     numeric = pd.to_numeric(col, errors="coerce")
-    if numeric.notna().all():
-        return numeric.to_numpy(dtype=float)
-    stamps = pd.to_datetime(col, errors="coerce")
-    if stamps.isna().any():
-        i = int(np.flatnonzero(stamps.isna().to_numpy())[0])
+    if numeric.notna().sum() * 2 >= len(col):
+        bad = numeric.isna().to_numpy()
+        values = numeric.to_numpy(dtype=float)
+    else:
+        stamps = pd.to_datetime(col, errors="coerce", format="ISO8601")
+        bad = stamps.isna().to_numpy()
+        values = (stamps - stamps.iloc[0]).dt.total_seconds().to_numpy(dtype=float)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
         raise ConfigError(
             f"{path}: line {i + 2}, column {name} = {col.iloc[i]!r}: must be seconds or an ISO date-time"
         )
-    return (stamps - stamps.iloc[0]).dt.total_seconds().to_numpy(dtype=float)
+    return values
 
 
 GENERATORS = {

@@ -1,0 +1,30 @@
+# One entry point. Every target installs what it needs into .venv first.
+# torch is pinned to the CPU build 2.13.0 and installed before the project, so pip never
+# pulls a multi-GB CUDA build.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test bench train
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python evaluate.py --scenario cpm_env/DataCenter-v0 --seeds 100-104
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/env_throughput.py
+
+train: $(STAMP)
+	$(BIN)/python train.py --scenario cpm_env/DataCenter-v0

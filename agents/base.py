@@ -1,0 +1,60 @@
+"""The controller interface shared by rules, MPC, oracle and learned policies.
+
+Every controller follows Stable-Baselines3's ``predict`` signature and acts on the
+observation vector only (one row, or a batch of rows), decoded through the contract in
+:mod:`cpm_env.spaces`. It may know the site's static parameters (the same ones an exported
+policy's JSON sidecar carries), never the simulator's hidden state.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from cpm_env.site import Site
+
+
+class Controller(Protocol):
+    """Anything with SB3's ``predict``: observation(s) in, actions in [-1, 1] out."""
+
+    def predict(self, observation: np.ndarray, state=None, episode_start=None, deterministic: bool = True):
+        ...
+
+
+class ObsView:
+    """Physical values of named observation entries, for a batch of observations (N, n_obs)."""
+
+    def __init__(self, site: Site):
+        self.index = {f.name: i for i, f in enumerate(site.obs_features)}
+        self.scale = {f.name: f.scale for f in site.obs_features}
+
+    def __call__(self, obs: np.ndarray, name: str) -> np.ndarray:
+        """Column ``name`` of ``obs`` in physical units (float64)."""
+        return obs[:, self.index[name]].astype(np.float64) * self.scale[name]
+
+
+class RuleController:
+    """Base for rule-based controllers: decodes observations, encodes physical set-points."""
+
+    def __init__(self, site: Site):
+        self.site = site
+        self.params = site.params
+        self.view = ObsView(site)
+        self.class_names = site.class_names
+
+    def act(self, obs: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Battery MW (N,) and caps per class [(N,)] for a batch of observations."""
+        raise NotImplementedError
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+        obs = np.asarray(observation, dtype=np.float32)
+        single = obs.ndim == 1
+        obs2 = np.atleast_2d(obs)
+        battery_mw, caps = self.act(obs2)
+        p = self.params
+        cols = [battery_mw / p.battery_power_mw if p.battery_power_mw > 0 else np.zeros(len(obs2))]
+        cols += [2.0 * (c - cm) / (1.0 - cm) - 1.0 for c, cm in zip(caps, p.cap_min)]
+        cols += [-np.ones(len(obs2)) for _ in self.site.floor_idx]  # floors off
+        actions = np.clip(np.stack(cols, axis=1), -1.0, 1.0).astype(np.float32)
+        return (actions[0] if single else actions), state

@@ -1,0 +1,135 @@
+"""Run controllers on batches of seeded episodes and summarize their KPIs."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from agents.base import Controller
+from cpm_env.site import Site
+from cpm_env.vec_env import CpmVecEnv
+
+# Student t 97.5% quantiles for small samples (df = n - 1); normal beyond.
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+         15: 2.131, 19: 2.093, 20: 2.086, 30: 2.042}
+
+
+def make_controller(name: str, site: Site) -> Controller:
+    """Build a named controller for a site; unknown names list the available ones."""
+    from agents.rules import RULES
+
+    if name not in RULES:
+        raise ValueError(f"controller {name!r} unknown: available are {', '.join(sorted(RULES))}")
+    return RULES[name](site)
+
+
+@dataclass
+class EpisodeTotals:
+    """Running sums of the per-step outputs over a batch of episodes."""
+
+    n: int
+
+    def __post_init__(self):
+        z = lambda: np.zeros(self.n)  # noqa: E731
+        self.reward, self.compute, self.demanded, self.over_mwh = z(), z(), z(), z()
+        self.overshoot_max, self.ramp_count, self.ramp_mw, self.swing_mwh = z(), z(), z(), z()
+        self.discharged, self.charged, self.grid_mwh, self.burn = z(), z(), z(), z()
+
+    def add(self, out, dt_h: float) -> None:
+        self.reward += out.reward
+        self.compute += out.compute_delivered
+        self.demanded += out.compute_demanded
+        self.over_mwh += out.over_limit_mwh
+        self.overshoot_max = np.maximum(self.overshoot_max, out.peak_overshoot_mw)
+        self.ramp_count += out.ramp_excess_mw > 1e-9
+        self.ramp_mw += out.ramp_excess_mw
+        self.swing_mwh += out.swing_excess_mw * dt_h
+        self.discharged += out.battery_discharged_mwh
+        self.charged += out.battery_charged_mwh
+        self.grid_mwh += out.grid_import_mw * dt_h
+        self.burn += out.burn_mwh
+
+
+def run_controller(controller: Controller, venv: CpmVecEnv, seeds: list[int], label: str,
+                   progress: tqdm | None = None) -> pd.DataFrame:
+    """One episode per seed, all seeds stepped as one batch; one row of KPIs per episode."""
+    venv.seed(seeds)
+    obs = venv.reset()
+    cfg, p = venv.config, venv.params
+    totals = EpisodeTotals(len(seeds))
+    for _ in range(cfg.n_steps):
+        action, _ = controller.predict(obs, deterministic=True)
+        obs, _, _, _ = venv.step(action)
+        totals.add(venv.last_outputs, p.dt_h)
+        if progress is not None:
+            progress.update(len(seeds))
+    hours = cfg.duration_h
+    w_deg = p.w_degradation
+    cycles = totals.discharged / p.capacity_mwh if p.capacity_mwh > 0 else np.zeros(len(seeds))
+    return pd.DataFrame({
+        "controller": label,
+        "scenario": cfg.id,
+        "seed": seeds,
+        "reward": totals.reward,
+        "compute_delivered": totals.compute,
+        "compute_demanded": totals.demanded,
+        "compute_fraction": totals.compute / np.maximum(totals.demanded, 1e-12),
+        "compute_per_mw": totals.compute / (cfg.grid.limit_mw * hours),
+        "violation_mwh": totals.over_mwh,
+        "max_overshoot_mw": totals.overshoot_max,
+        "ramp_violations": totals.ramp_count.astype(int),
+        "ramp_excess_mw": totals.ramp_mw,
+        "swing_excess_mwh": totals.swing_mwh,
+        "battery_throughput_mwh": totals.discharged + totals.charged,
+        "battery_cycles": cycles,
+        "degradation_cost": w_deg * totals.discharged,
+        "burn_mwh": totals.burn,
+        "grid_energy_mwh": totals.grid_mwh,
+    })
+
+
+def confidence_halfwidth(values: np.ndarray) -> float:
+    """Half-width of the 95% confidence interval of the mean (Student t)."""
+    n = len(values)
+    if n < 2:
+        return float("nan")
+    df = n - 1
+    t = _T975.get(df) or next((v for k, v in sorted(_T975.items()) if k >= df), 1.96)
+    return float(t * np.std(values, ddof=1) / math.sqrt(n))
+
+
+def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
+    """Per scenario and controller: mean and 95% CI of reward, compute, violations."""
+    rows = []
+    for (scenario, controller), g in episodes.groupby(["scenario", "controller"], sort=False):
+        rows.append({
+            "scenario": scenario,
+            "controller": controller,
+            "episodes": len(g),
+            "reward": g.reward.mean(),
+            "reward_ci95": confidence_halfwidth(g.reward.to_numpy()),
+            "compute_fraction": g.compute_fraction.mean(),
+            "compute_per_mw": g.compute_per_mw.mean(),
+            "violation_mwh": g.violation_mwh.mean(),
+            "ramp_violations": g.ramp_violations.mean(),
+            "swing_excess_mwh": g.swing_excess_mwh.mean(),
+            "battery_cycles": g.battery_cycles.mean(),
+        })
+    return pd.DataFrame(rows)
+
+
+def markdown_table(summary: pd.DataFrame) -> str:
+    """The summary as a markdown table, one row per controller."""
+    head = ("| scenario | controller | reward (95% CI) | compute fraction | compute per MW | violation MWh "
+            "| ramp violations | swing excess MWh |")
+    lines = [head, "|" + "---|" * 8]
+    for r in summary.itertuples():
+        lines.append(
+            f"| {r.scenario} | {r.controller} | {r.reward:.1f} ± {r.reward_ci95:.1f} | {r.compute_fraction:.3f} "
+            f"| {r.compute_per_mw:.3f} | {r.violation_mwh:.3f} | {r.ramp_violations:.1f} | {r.swing_excess_mwh:.3f} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,75 @@
+"""Environment throughput: steps/s of CpmEnv and CpmVecEnv beside Gymnasium's Pendulum-v1.
+
+    python benchmarks/env_throughput.py [--seconds 3]
+
+Random actions. "with resets" runs whole episodes, so it includes drawing each episode's
+exogenous trajectories at reset; "steps only" times the steps between resets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import gymnasium as gym
+import numpy as np
+
+import cpm_env
+
+
+def single_env_rate(env_id: str, seconds: float) -> float:
+    env = gym.make(env_id)
+    env.reset(seed=0)
+    actions = np.random.default_rng(0).uniform(-1, 1, (4096,) + env.action_space.shape).astype(np.float32)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for i in range(1000):
+            _, _, term, trunc, _ = env.step(actions[i % 4096])
+            if term or trunc:
+                env.reset()
+        n += 1000
+    return n / (time.perf_counter() - start)
+
+
+def vec_rates(env_id: str, n_envs: int, seconds: float) -> tuple[float, float]:
+    venv = cpm_env.make_vec(env_id, n_envs, seed=0)
+    venv.reset()
+    actions = np.random.default_rng(0).uniform(-1, 1, (8, n_envs, venv.action_space.shape[0])).astype(np.float32)
+    n_steps = venv.config.n_steps
+    # steps only: time the steps of the current episode, never crossing a reset
+    steps, elapsed = 0, 0.0
+    while elapsed < seconds:
+        venv.reset()
+        start = time.perf_counter()
+        for i in range(n_steps - 1):
+            venv.step(actions[i % 8])
+        elapsed += time.perf_counter() - start
+        steps += n_steps - 1
+    steps_only = steps * n_envs / elapsed
+    # whole episodes, resets included
+    episodes, start = 0, time.perf_counter()
+    while episodes == 0 or time.perf_counter() - start < seconds:
+        for i in range(n_steps):
+            venv.step(actions[i % 8])
+        episodes += 1
+    with_resets = episodes * n_steps * n_envs / (time.perf_counter() - start)
+    return steps_only, with_resets
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    parser.add_argument("--env-id", default="cpm_env/DataCenter-v0")
+    args = parser.parse_args()
+    pendulum = single_env_rate("Pendulum-v1", args.seconds)
+    single = single_env_rate(args.env_id, args.seconds)
+    print(f"| env | N | env-steps/s (steps only) | env-steps/s (with resets) |\n|---|---|---|---|")
+    print(f"| Pendulum-v1 (gym.make) | 1 | | {pendulum:,.0f} |")
+    print(f"| {args.env_id} (gym.make) | 1 | | {single:,.0f} ({single / pendulum:.2f}x Pendulum) |")
+    for n in (1, 64, 1024):
+        steps_only, with_resets = vec_rates(args.env_id, n, args.seconds)
+        print(f"| {args.env_id} make_vec | {n} | {steps_only:,.0f} | {with_resets:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
