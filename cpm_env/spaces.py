@@ -130,33 +130,35 @@ def exo_features(cfg, high, low, duty, limit, demand, dr_start, dr_end, forecast
     """
     n, lim, dt_h = cfg.n_steps, cfg.grid.limit_mw, cfg.dt_h
     steps = np.arange(n)[:, None]
-    cols = []
+    cols = []  # each (n_steps, n_envs), or (n_steps, 1) where the same for every env
     swinging = (duty > 0) & (duty < 1)
     for k in range(high.shape[0]):
         cols.append((duty * high[k] + (1 - duty) * low[k]) / lim)
         cols.append(np.where(swinging, high[k] - low[k], 0.0) / lim)
     hours = cfg.start_hour + steps * dt_h
     lag = np.concatenate([demand[:1], demand[:-1]])
-    ones = np.ones_like(demand)
     cols += [duty, demand / lim, (limit - demand) / lim, limit / lim, lag / lim,
-             np.sin(2 * np.pi * hours / 24) * ones, np.cos(2 * np.pi * hours / 24) * ones, steps / n * ones]
+             np.sin(2 * np.pi * hours / 24), np.cos(2 * np.pi * hours / 24), steps / n]
     if forecast is not None:
         cols += list(np.moveaxis(np.minimum(forecast, 2 * cfg.site.oversubscription * lim) / lim, -1, 0))
     dr = cfg.grid.demand_response
-    notice = int(round(dr.notice_h / dt_h))
-    t = steps[:, :, None]  # (n, 1, 1) against windows (n_envs, n_events)
-    active = (t >= dr_start) & (t < dr_end)
-    pending = (t >= dr_start - notice) & (t < dr_start)
-    starts_in = np.where(pending, (dr_start - t) * dt_h, np.inf).min(axis=2, initial=np.inf)
-    remaining = np.where(active, (dr_end - t) * dt_h, 0.0).max(axis=2, initial=0.0)
-    any_active, any_pending = active.any(axis=2), pending.any(axis=2)
-    cols += [
-        any_active.astype(float),
-        any_pending.astype(float),
-        np.where(np.isfinite(starts_in), starts_in, 0.0),
-        remaining,
-        np.where(any_active | any_pending, dr.limit_fraction, 1.0),
-    ]
+    if dr.events_per_episode == 0:
+        zero = np.zeros((n, 1))
+        cols += [zero, zero, zero, zero, zero + 1.0]
+    else:
+        notice = int(round(dr.notice_h / dt_h))
+        t = steps[:, :, None]  # (n, 1, 1) against windows (n_envs, n_events)
+        active = (t >= dr_start) & (t < dr_end)
+        pending = (t >= dr_start - notice) & (t < dr_start)
+        starts_in = np.where(pending, (dr_start - t) * dt_h, np.inf).min(axis=2)
+        any_active, any_pending = active.any(axis=2), pending.any(axis=2)
+        cols += [
+            any_active.astype(float),
+            any_pending.astype(float),
+            np.where(np.isfinite(starts_in), starts_in, 0.0),
+            np.where(active, (dr_end - t) * dt_h, 0.0).max(axis=2),
+            np.where(any_active | any_pending, dr.limit_fraction, 1.0),
+        ]
     out = np.empty((n, len(cols), demand.shape[1]), dtype=np.float32)  # contiguous column writes
     for j, col in enumerate(cols):
         out[:, j] = col
