@@ -311,6 +311,7 @@ class RewardConfig:
 
     over_limit_per_mwh: float = 20.0  # per MWh imported above the limit
     swing_excess_per_mwh: float = 10.0  # per MW of oscillation above the band, per hour
+    residual_swing_per_mwh: float = 0.05  # per MW of any residual oscillation, per hour
     ramp_excess_per_mw: float = 1.0  # per MW of step-to-step import change above the ramp limit
     degradation_per_mwh: float = 0.014  # per MWh discharged from the battery
     burn_per_mwh: float = 0.02  # per MWh burned by power floors
@@ -344,6 +345,16 @@ class ScenarioConfig:
         _in_range("duration_h", self.duration_h, 0.0, 24.0 * 366, lo_open=True)
         _require(self.n_steps >= 2, "duration_h", self.duration_h, f"must cover at least two steps of {self.dt_s:g} s")
         _in_range("start_hour", self.start_hour, 0.0, 24.0, hi_open=True)
+        if self.battery.capacity_mwh > 0 and self.battery.power_mw > 0:
+            # Full smoothing must pay for its own losses, or an optimizer would rather leave
+            # oscillation at the meter than the inner loop does (then the oracle != the env).
+            eta = math.sqrt(self.battery.round_trip_efficiency)
+            w_e = self.reward.stored_energy_per_mwh
+            w_e = eta / self.site.pue if w_e is None else w_e
+            loss_cost = 0.25 * ((1 / eta - eta) * w_e + self.reward.degradation_per_mwh)
+            _require(self.reward.residual_swing_per_mwh > loss_cost, "reward.residual_swing_per_mwh",
+                     self.reward.residual_swing_per_mwh,
+                     f"must exceed the smoothing loss cost {loss_cost:.4g} at this efficiency and energy value")
 
     @property
     def n_steps(self) -> int:

@@ -23,7 +23,7 @@ class CpmEnv(gym.Env):
     the swings, and GPU power caps trade a little throughput for a lot of power. Every
     ``dt_s`` seconds the controller sets the battery's net power and the cap (and, where
     enabled, the power floor) of each GPU class. Within the step the battery's inner loop
-    also smooths the intra-step swing above the allowed band, in closed form
+    also smooths the intra-step swing as far as its remaining power allows, in closed form
     (:mod:`cpm_env.physics`). The whole episode's demand is drawn at reset from the seeded
     generators named in the scenario (:mod:`cpm_env.workloads`).
 
@@ -53,7 +53,8 @@ class CpmEnv(gym.Env):
     Per step, in compute units (1 unit = 1 MW of GPUs at full speed for 1 h)::
 
         r = compute_delivered - w_limit * over_limit_mwh - w_swing * swing_excess_mw * dt_h
-            - w_ramp * ramp_excess_mw - w_deg * battery_discharged_mwh - w_burn * burn_mwh
+            - w_residual * residual_swing_mw * dt_h - w_ramp * ramp_excess_mw
+            - w_deg * battery_discharged_mwh - w_burn * burn_mwh
             + w_energy * (energy_mwh[t+1] - energy_mwh[t])
 
     The last term values stored energy, so an episode's return counts the battery's

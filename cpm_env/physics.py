@@ -4,11 +4,11 @@ Two time scales in closed form. Within a control step of ``dt_h`` hours the swin
 class alternates between a high (compute) level for a fraction ``duty`` of the time and a
 low (communication) level; flat classes (inference) sit at one level. The facility's
 waveform is therefore a square wave around its mean (PUE scales the mean; cooling does
-not follow sub-second swings, so the swing is the IT swing). The
-battery's inner loop removes the part of that swing above the grid's oscillation band,
-as far as the power left after the supervisor's net set-point and the stored energy
-allow, with the same gain in both phases, so the swing nets to zero energy at the meter
-and costs only conversion losses.
+not follow sub-second swings, so the swing is the IT swing). The battery's inner loop
+absorbs that swing as far as the power left after the supervisor's net set-point and the
+stored energy allow, with the same gain in both phases, so the swing nets to zero energy
+at the meter and costs only conversion losses. What it cannot absorb shows at the meter
+as the residual swing.
 
 Every function takes an ``ops`` namespace (:mod:`cpm_env.ops`) and works on floats or on
 numpy arrays with a leading batch axis; per-class quantities are tuples over classes.
@@ -47,6 +47,7 @@ class PhysicsParams(NamedTuple):
     swing_band_mw: float
     w_over_limit: float
     w_swing: float
+    w_residual: float
     w_ramp: float
     w_degradation: float
     w_burn: float
@@ -144,6 +145,7 @@ def make_params(cfg: ScenarioConfig) -> PhysicsParams:
         swing_band_mw=grid.swing_band_mw,
         w_over_limit=rew.over_limit_per_mwh,
         w_swing=rew.swing_excess_per_mwh,
+        w_residual=rew.residual_swing_per_mwh,
         w_ramp=rew.ramp_excess_per_mw,
         w_degradation=rew.degradation_per_mwh,
         w_burn=rew.burn_per_mwh,
@@ -196,8 +198,8 @@ def step(p: PhysicsParams, s: State, a: Action, x: Exo, ops) -> tuple[State, Out
     b = _clip(b, -(p.energy_max_mwh - e) / (eta_c * dt_h), (e - p.energy_min_mwh) * eta_d / dt_h, ops)
     if not p.allow_export:
         b = ops.minimum(b, fac_mean)
-    # Inner loop: absorb the swing above the band with what power and energy remain.
-    want = ops.maximum(swing - p.swing_band_mw, 0.0)
+    # Inner loop: absorb the swing with what power and energy the set-point leaves.
+    want = swing
     u_power = ops.minimum((pmax - b) / ops.maximum(d_lo, _TINY), (pmax + b) / ops.maximum(d, _TINY))
     loss_slope = d * d_lo * (1.0 / eta_d - eta_c)
     u_energy_raw = ((e - p.energy_min_mwh) / dt_h - b * (d / eta_d + d_lo * eta_c)) / ops.maximum(
@@ -229,6 +231,7 @@ def step(p: PhysicsParams, s: State, a: Action, x: Exo, ops) -> tuple[State, Out
         compute
         - p.w_over_limit * over_mwh
         - p.w_swing * swing_excess * dt_h
+        - p.w_residual * resid * dt_h
         - p.w_ramp * ramp_excess
         - p.w_degradation * discharged
         - p.w_burn * burn_mwh

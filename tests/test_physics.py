@@ -128,7 +128,7 @@ def brute_force_step(p, s, b, caps, x, period_s, n_hi_s, n_periods):
         e = s.energy_mwh - np.sum(np.where(bat > 0, bat / p.eta_discharge, bat * p.eta_charge)) / 3600.0
         return bat, e
 
-    want = max(swing - p.swing_band_mw, 0.0) / swing if swing > 0 else 0.0
+    want = 1.0 if swing > 0 else 0.0
 
     def feasible(alpha):
         bat, e = simulate(alpha)
