@@ -16,7 +16,7 @@ from agents.evaluation import make_controller, markdown_table, run_controller, s
 from cpm_env.config import ConfigError
 from cpm_env.vec_env import make_vec
 
-DEFAULT_CONTROLLERS = "static_cap,peak_shaving,shave_then_cap,greedy"
+DEFAULT_CONTROLLERS = "static_cap,peak_shaving,shave_then_cap,greedy,oracle"
 
 
 def parse_seeds(text: str) -> list[int]:

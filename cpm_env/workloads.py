@@ -126,6 +126,7 @@ class TrainingGenerator:
         running = 1.0 - self._down_fraction(rngs)
         ckpt = self._checkpoint_fraction(rngs)
         duty = c.duty * running * (1.0 - ckpt)
+        duty = np.where(duty < 1e-9, 0.0, duty)  # round-off of whole-step failures is no swing
         jitter = 1.0 + c.high_jitter * np.stack([rng.standard_normal(n) for rng in rngs], axis=1)
         high = peak * np.clip(c.high_fraction * jitter, c.low_fraction, 1.0)
         low = peak * (c.low_fraction * (running - duty) + c.idle_fraction * (1.0 - running)) / (1.0 - duty)

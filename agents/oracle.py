@@ -1,0 +1,69 @@
+"""Perfect-foresight oracle: the site LP over the whole episode, the upper bound.
+
+It reads the episode's exogenous series from the env (the only controller allowed to),
+solves once at reset, and replays the plan's set-points.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from agents.site_lp import Series, SitePlan, Start, plan
+from cpm_env.episode import Episode
+from cpm_env.site import Site
+
+
+def episode_series(ep: Episode, i: int = 0) -> Series:
+    """The exogenous series of env ``i`` of a batch of episodes."""
+    return Series(ep.high_mw[:, :, i], ep.low_mw[:, :, i], ep.work[:, :, i], ep.work_per_throughput[:, :, i],
+                  ep.duty[:, i], ep.limit_mw[:, i])
+
+
+def episode_start(site: Site, ep: Episode, i: int = 0) -> Start:
+    """The env's initial state for env ``i`` (as ``CpmEnv.reset`` sets it)."""
+    p, cfg = site.params, site.config
+    k = len(p.peak_mw)
+    import0 = min(float(ep.limit_mw[0, i]), float(ep.demand_mw[0, i]))
+    return Start(cfg.battery.soc_init * p.capacity_mwh, import0, (1.0,) * k, (0.0,) * k)
+
+
+def actions_from_plan(site: Site, sp: SitePlan) -> np.ndarray:
+    """Plan set-points -> actions in [-1, 1], float64, shape (H, n_actions)."""
+    p = site.params
+    cols = [sp.battery_mw / p.battery_power_mw if p.battery_power_mw > 0 else np.zeros_like(sp.battery_mw)]
+    cols += [2.0 * (sp.caps[k] - p.cap_min[k]) / (1.0 - p.cap_min[k]) - 1.0 for k in range(len(p.peak_mw))]
+    cols += [2.0 * sp.floors[k] / p.floor_max[k] - 1.0 for k in site.floor_idx]
+    return np.clip(np.stack(cols, axis=1), -1.0, 1.0)
+
+
+class Oracle:
+    """Solves the episode LP for each env of a batch at its first step, then replays it."""
+
+    def __init__(self, site: Site):
+        self.site = site
+        self.solve_seconds: list[float] = []
+        self._actions: np.ndarray | None = None
+        self._t = 0
+        self.objectives: list[float] = []
+
+    def start_episode(self, episode: Episode) -> None:
+        """Plan every env's episode (called by the evaluation loop after reset)."""
+        plans = []
+        self.objectives = []
+        for i in range(episode.duty.shape[1]):
+            t0 = time.perf_counter()
+            sp = plan(self.site.config, self.site.params, episode_series(episode, i), episode_start(self.site, episode, i))
+            self.solve_seconds.append(time.perf_counter() - t0)
+            self.objectives.append(sp.objective)
+            plans.append(actions_from_plan(self.site, sp))
+        self._actions = np.stack(plans, axis=1)  # (T, N, n_actions)
+        self._t = 0
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+        if self._actions is None:
+            raise RuntimeError("the oracle needs start_episode(episode) after each reset")
+        a = self._actions[min(self._t, len(self._actions) - 1)]
+        self._t += 1
+        return (a[0] if np.ndim(observation) == 1 else a), state
