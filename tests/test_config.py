@@ -138,3 +138,8 @@ def test_cli_prints_one_line_error_without_traceback(tmp_path):
         assert proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "battery.capacity_mwh" in subprocess.run(
         [sys.executable, "evaluate.py", "--scenario", str(bad)], capture_output=True, text=True, cwd=ROOT).stderr
+
+
+def test_residual_swing_weight_must_cover_smoothing_losses():
+    msg = one_line_error(load_scenario, DEFAULT, {"battery": {"round_trip_efficiency": 0.5}})
+    assert "reward.residual_swing_per_mwh" in msg and "loss cost" in msg
