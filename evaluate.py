@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 import cpm_env
 from agents.evaluation import make_controller, markdown_table, run_controller, summarize
+from agents.plots import plot_episodes, plot_kpis
 from cpm_env.config import ConfigError
 from cpm_env.vec_env import make_vec
 
@@ -44,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", default="cpm_env/DataCenter-v0", help="registered id or scenario YAML")
     parser.add_argument("--controllers", default=DEFAULT_CONTROLLERS, help="comma-separated controller names")
     parser.add_argument("--seeds", default="100-104", help="held-out seeds, e.g. 100-119")
-    parser.add_argument("--out", type=Path, default=None, help="folder for episodes.csv and summary.md")
+    parser.add_argument("--out", type=Path, default=Path("results"),
+                        help="folder for episodes.csv, summary.md and the plots (default: results/<scenario>)")
     args = parser.parse_args(argv)
     try:
         seeds = parse_seeds(args.seeds)
@@ -58,18 +60,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import pandas as pd
 
-    frames = []
+    frames, traces = [], {}
     with tqdm(total=len(names) * len(seeds) * venv.config.n_steps, unit="step", desc=venv.config.id,
               disable=None) as bar:
         for name, ctrl in controllers.items():
-            frames.append(run_controller(ctrl, venv, seeds, name, bar))
+            traces[name] = {}
+            frames.append(run_controller(ctrl, venv, seeds, name, bar, trace=traces[name]))
     episodes = pd.concat(frames, ignore_index=True)
-    table = markdown_table(summarize(episodes))
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        episodes.to_csv(args.out / "episodes.csv", index=False)
-        (args.out / "summary.md").write_text(table + "\n")
+    summary = summarize(episodes)
+    table = markdown_table(summary)
+    out = args.out / venv.config.id if args.out == Path("results") else args.out
+    out.mkdir(parents=True, exist_ok=True)
+    episodes.to_csv(out / "episodes.csv", index=False)
+    (out / "summary.md").write_text(table + "\n")
+    title = f"{venv.config.id}, seed {seeds[0]}"
+    plot_episodes(traces, venv.config.dt_h, out / "episode.png", title)
+    plot_kpis(summary, out / "kpis.png", f"{venv.config.id}, seeds {args.seeds}")
     print(table)
+    print(f"\nwrote {out}/episodes.csv, summary.md, episode.png, kpis.png")
     return 0
 
 

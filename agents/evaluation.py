@@ -56,9 +56,15 @@ class EpisodeTotals:
         self.burn += out.burn_mwh
 
 
+TRACE_KEYS = ("grid_import_mw", "grid_import_peak_mw", "grid_limit_mw", "facility_power_mw", "battery_power_mw", "soc")
+
+
 def run_controller(controller: Controller, venv: CpmVecEnv, seeds: list[int], label: str,
-                   progress: tqdm | None = None) -> pd.DataFrame:
-    """One episode per seed, all seeds stepped as one batch; one row of KPIs per episode."""
+                   progress: tqdm | None = None, trace: dict | None = None) -> pd.DataFrame:
+    """One episode per seed, all seeds stepped as one batch; one row of KPIs per episode.
+
+    If ``trace`` is a dict, it receives the first seed's per-step series (for plots).
+    """
     venv.seed(seeds)
     obs = venv.reset()
     if hasattr(controller, "start_episode"):  # the oracle reads the episode it will face
@@ -69,6 +75,12 @@ def run_controller(controller: Controller, venv: CpmVecEnv, seeds: list[int], la
         action, _ = controller.predict(obs, deterministic=True)
         obs, _, _, _ = venv.step(action)
         totals.add(venv.last_outputs, p.dt_h)
+        if trace is not None:
+            out = venv.last_outputs
+            for key in TRACE_KEYS:
+                trace.setdefault(key, []).append(float(np.broadcast_to(getattr(out, key), (len(seeds),))[0]))
+            for name, cap in zip(venv.site.class_names, venv.state.caps):
+                trace.setdefault(f"cap_{name}", []).append(float(cap[0]))
         if progress is not None:
             progress.update(len(seeds))
     hours = cfg.duration_h
@@ -107,9 +119,15 @@ def confidence_halfwidth(values: np.ndarray) -> float:
 
 
 def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
-    """Per scenario and controller: mean and 95% CI of reward, compute, violations."""
+    """Per scenario and controller: mean and 95% CI of reward, compute, violations, % of oracle."""
     rows = []
+    oracle = episodes[episodes.controller == "oracle"].set_index(["scenario", "seed"])
     for (scenario, controller), g in episodes.groupby(["scenario", "controller"], sort=False):
+        pct_reward = pct_compute = float("nan")
+        if len(oracle):
+            ref = oracle.loc[[(scenario, s) for s in g.seed]]
+            pct_reward = 100 * g.reward.sum() / ref.reward.sum()
+            pct_compute = 100 * g.compute_delivered.sum() / ref.compute_delivered.sum()
         rows.append({
             "scenario": scenario,
             "controller": controller,
@@ -122,18 +140,21 @@ def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
             "ramp_violations": g.ramp_violations.mean(),
             "swing_excess_mwh": g.swing_excess_mwh.mean(),
             "battery_cycles": g.battery_cycles.mean(),
+            "pct_oracle_reward": pct_reward,
+            "pct_oracle_compute": pct_compute,
         })
     return pd.DataFrame(rows)
 
 
 def markdown_table(summary: pd.DataFrame) -> str:
     """The summary as a markdown table, one row per controller."""
-    head = ("| scenario | controller | reward (95% CI) | compute fraction | compute per MW | violation MWh "
-            "| ramp violations | swing excess MWh |")
-    lines = [head, "|" + "---|" * 8]
+    head = ("| scenario | controller | reward (95% CI) | % of oracle reward | compute fraction | % of oracle compute "
+            "| compute per MW | violation MWh | ramp violations | swing excess MWh |")
+    lines = [head, "|" + "---|" * 10]
     for r in summary.itertuples():
         lines.append(
-            f"| {r.scenario} | {r.controller} | {r.reward:.1f} ± {r.reward_ci95:.1f} | {r.compute_fraction:.3f} "
-            f"| {r.compute_per_mw:.3f} | {r.violation_mwh:.3f} | {r.ramp_violations:.1f} | {r.swing_excess_mwh:.3f} |"
+            f"| {r.scenario} | {r.controller} | {r.reward:.1f} ± {r.reward_ci95:.1f} | {r.pct_oracle_reward:.1f} "
+            f"| {r.compute_fraction:.3f} | {r.pct_oracle_compute:.1f} | {r.compute_per_mw:.3f} "
+            f"| {r.violation_mwh:.3f} | {r.ramp_violations:.1f} | {r.swing_excess_mwh:.3f} |"
         )
     return "\n".join(lines)
