@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench train
+.PHONY: install demo test bench train results
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,7 +18,12 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python evaluate.py --scenario cpm_env/DataCenter-v0 --seeds 100-104
+	$(BIN)/python evaluate.py --scenario cpm_env/DataCenter-v0 --seeds 100-102
+
+# The README's results table: every scenario, every controller, held-out seeds 100-104.
+results: $(STAMP)
+	for s in DataCenter-v0 DemandResponse-v0 NoBattery-v0 FastRamp-v0; do \
+		$(BIN)/python evaluate.py --scenario cpm_env/$$s --seeds 100-104 || exit 1; done
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -17,7 +17,7 @@ from agents.plots import plot_episodes, plot_kpis
 from cpm_env.config import ConfigError
 from cpm_env.vec_env import make_vec
 
-DEFAULT_CONTROLLERS = "static_cap,peak_shaving,shave_then_cap,greedy,oracle"
+DEFAULT_CONTROLLERS = "static_cap,peak_shaving,shave_then_cap,greedy,mpc,oracle"
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -20,10 +20,11 @@ _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 
 
 def make_controller(name: str, site: Site) -> Controller:
     """Build a named controller for a site; unknown names list the available ones."""
+    from agents.mpc import MPC
     from agents.oracle import Oracle
     from agents.rules import RULES
 
-    available = {**RULES, "oracle": Oracle}
+    available = {**RULES, "mpc": MPC, "oracle": Oracle}
     if name not in available:
         raise ValueError(f"controller {name!r} unknown: available are {', '.join(sorted(available))}")
     return available[name](site)

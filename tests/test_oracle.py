@@ -14,7 +14,7 @@ SHORT = {
     "cpm_env/DemandResponse-v0": {"duration_h": 3.0, "grid": {"demand_response": {
         "earliest_start_h": 1.0, "latest_start_h": 1.5, "duration_h": 1.0, "notice_h": 0.5}}},
     "cpm_env/NoBattery-v0": {"duration_h": 3.0},
-    "cpm_env/FastRamp-v0": {"duration_h": 0.08},
+    "cpm_env/FastRamp-v0": {"duration_h": 0.03},
 }
 
 
@@ -37,7 +37,7 @@ def test_oracle_reward_is_at_least_every_other_controllers(env_id):
     venv = cpm_env.make_vec(env_id, 2, scenario=SHORT[env_id])
     seeds = [11, 12]
     rewards = {}
-    for name in ("static_cap", "peak_shaving", "shave_then_cap", "greedy", "oracle"):
+    for name in ("static_cap", "peak_shaving", "shave_then_cap", "greedy", "mpc", "oracle"):
         rows = run_controller(make_controller(name, venv.site), venv, seeds, name)
         rewards[name] = rows.reward.to_numpy()
     for name, r in rewards.items():

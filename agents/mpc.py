@@ -1,0 +1,93 @@
+"""Receding-horizon MPC: the site LP over the next steps, on what the observation says.
+
+Each step, per site, it builds the horizon's series from the observation only: the current
+step's per-class demand (exact), the noisy facility-demand forecast (interpolated between
+its horizons, split over classes in the current proportions), the current duty, and the
+grid limit with any announced demand-response window. It solves :func:`agents.site_lp.plan`
+with the stored energy valued at the horizon's end and applies the first step.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from agents.base import ObsView
+from agents.oracle import actions_from_plan
+from agents.site_lp import Series, Start, plan
+from cpm_env.site import Site
+
+
+class MPC:
+    """Receding-horizon LP controller on the env's (noisy) forecast."""
+
+    def __init__(self, site: Site, horizon_steps: int | None = None):
+        self.site, self.params, self.cfg = site, site.params, site.config
+        self.view = ObsView(site)
+        fc = self.cfg.forecast
+        self.horizons = list(fc.horizons_steps) if fc.enabled else []
+        self.horizon = horizon_steps or (max(self.horizons) if self.horizons else 30)
+        self.horizon = min(self.horizon, 60)
+        self.solve_seconds: list[float] = []
+        p = self.params
+        self.idle = [getattr(c.workload, "idle_fraction", 0.0) for c in self.cfg.site.gpu_classes]
+        self.flat = [c.workload.kind == "inference" for c in self.cfg.site.gpu_classes]
+        self.x0 = [xs[0] for xs in p.curve_x]
+
+    def _series(self, obs_row: np.ndarray) -> tuple[Series, Start]:
+        v, p, cfg, n = self.view, self.params, self.cfg, self.horizon
+        row = obs_row[None, :]
+        get = lambda name: float(v(row, name)[0])  # noqa: E731
+        duty = get("duty")
+        now = get("facility_demand")
+        if self.horizons and now > 0:
+            lead = np.arange(n)
+            known = np.array([0] + self.horizons, dtype=float)
+            values = np.array([now] + [get(f"forecast_{h}") for h in self.horizons])
+            scale = np.interp(lead, known, values) / now
+        else:
+            scale = np.ones(n)
+        high, low, work, wpt = [], [], [], []
+        for k, name in enumerate(self.site.class_names):
+            peak = p.peak_mw[k]
+            mean, swing = get(f"demand_{name}"), get(f"swing_{name}")
+            h0 = mean + (1 - duty) * swing
+            l0 = mean - duty * swing
+            hk = np.minimum(h0 * scale, peak)
+            lk = np.minimum(l0 * scale, hk)
+            if self.flat[k]:
+                util = np.clip((hk / peak - self.idle[k]) / (1 - self.idle[k]), 0, 1)
+                wk = util * peak * p.dt_h
+            else:
+                wk = duty * hk * p.dt_h
+            high.append(hk)
+            low.append(lk)
+            work.append(wk)
+            wpt.append(wk / np.interp(np.maximum(hk / peak, self.x0[k]), p.curve_x[k], p.curve_y[k]))
+        limit = np.full(n, get("grid_limit"))
+        dr_limit = get("dr_limit")
+        if get("dr_pending") > 0.5:
+            start = int(round(get("dr_starts_in") / p.dt_h))
+            length = int(round(cfg.grid.demand_response.duration_h / p.dt_h))
+            limit[start:start + length] = dr_limit
+        elif get("dr_active") > 0.5:
+            limit[int(round(get("dr_remaining") / p.dt_h)):] = cfg.grid.limit_mw
+        caps = tuple(float(obs_row[v.index[f"cap_{name}_prev"]]) for name in self.site.class_names)
+        floors = tuple(float(obs_row[v.index[f"floor_{self.site.class_names[k]}_prev"]]) if k in self.site.floor_idx
+                       else 0.0 for k in range(len(caps)))
+        start = Start(get("soc") * p.capacity_mwh, get("grid_import_prev"), caps, floors)
+        return Series(np.stack(high), np.stack(low), np.stack(work), np.stack(wpt), np.full(n, duty), limit), start
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+        obs = np.atleast_2d(np.asarray(observation, dtype=np.float32))
+        actions = []
+        for row in obs:
+            t0 = time.perf_counter()
+            series, start = self._series(row)
+            sp = plan(self.cfg, self.params, series, start)
+            self.solve_seconds.append(time.perf_counter() - t0)
+            first = sp._replace(battery_mw=sp.battery_mw[:1], caps=sp.caps[:, :1], floors=sp.floors[:, :1])
+            actions.append(actions_from_plan(self.site, first)[0])
+        out = np.stack(actions)
+        return (out[0] if np.ndim(observation) == 1 else out), state
