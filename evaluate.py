@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 import cpm_env
@@ -72,10 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out / venv.config.id if args.out == Path("results") else args.out
     out.mkdir(parents=True, exist_ok=True)
     episodes.to_csv(out / "episodes.csv", index=False)
-    (out / "summary.md").write_text(table + "\n")
     title = f"{venv.config.id}, seed {seeds[0]}"
     plot_episodes(traces, venv.config.dt_h, out / "episode.png", title)
     plot_kpis(summary, out / "kpis.png", f"{venv.config.id}, seeds {args.seeds}")
+    timing = [f"{name}: {1e3 * np.mean(c.solve_seconds):.1f} ms mean, {1e3 * np.percentile(c.solve_seconds, 95):.1f} ms "
+              f"p95 per solve ({len(c.solve_seconds)} solves)"
+              for name, c in controllers.items() if getattr(c, "solve_seconds", None)]
+    if timing:
+        table += "\n\nLP solve time (HiGHS): " + "; ".join(timing)
+    (out / "summary.md").write_text(table + "\n")
     print(table)
     print(f"\nwrote {out}/episodes.csv, summary.md, episode.png, kpis.png")
     return 0

@@ -130,14 +130,16 @@ class Greedy(RuleController):
         need_ramp_down = facility - d.import_prev + ramp  # discharge at most this
         lo = np.maximum(np.maximum(need_peak, need_ramp_up), b_lo)
         hi = np.minimum(need_ramp_down, b_hi)
-        feasible = lo <= hi + 1e-9
+        capacity = max(p.capacity_mwh, 1e-9)
+        b_pref = (d.soc - self.soc_target) * capacity / self.restore_h  # (N, 1)
+        # sustainable: smoothing alone must not need more net discharge than SoC can spare
+        feasible = (lo <= hi + 1e-9) & (np.maximum(b_lo, need_ramp_up) <= np.maximum(b_pref, need_peak) + 1e-9)
         # highest feasible cap; if none, the highest cap that at least meets the peak
         peak_ok = np.maximum(need_peak, b_lo) <= b_hi + 1e-9
         pick = np.where(feasible.any(axis=1), _last_true(feasible), _last_true(peak_ok))
         rows = np.arange(len(obs))
         lo, hi = lo[rows, pick], hi[rows, pick]
-        capacity = max(p.capacity_mwh, 1e-9)
-        b_pref = (d.soc[:, 0] - self.soc_target) * capacity / self.restore_h
+        b_pref = b_pref[:, 0]
         battery = np.clip(b_pref, np.minimum(lo, hi), np.maximum(lo, hi))
         battery = np.where(hi < lo, lo, battery)  # infeasible ramp: favour the limit
         cap = self.cap_grid[pick]
