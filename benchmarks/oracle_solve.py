@@ -1,0 +1,30 @@
+"""Oracle LP solve time: one episode of the default site, a day and a week at dt_s = 60.
+
+    python benchmarks/oracle_solve.py [--days 1 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import cpm_env
+from agents.oracle import episode_series, episode_start
+from agents.site_lp import plan
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--days", type=float, nargs="+", default=[1.0, 7.0])
+    args = parser.parse_args()
+    print("| horizon | steps | LP solve (s) |\n|---|---|---|")
+    for days in args.days:
+        env = cpm_env.CpmEnv({"duration_h": 24.0 * days})
+        env.reset(seed=100)
+        start = time.perf_counter()
+        plan(env.config, env.params, episode_series(env.episode), episode_start(env.site, env.episode))
+        print(f"| {days:g} day(s) | {env.config.n_steps} | {time.perf_counter() - start:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
