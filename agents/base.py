@@ -13,6 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from cpm_env.site import Site
+from cpm_env.spaces import from_physical
 
 
 class Controller(Protocol):
@@ -52,9 +53,6 @@ class RuleController:
         single = obs.ndim == 1
         obs2 = np.atleast_2d(obs)
         battery_mw, caps = self.act(obs2)
-        p = self.params
-        cols = [battery_mw / p.battery_power_mw if p.battery_power_mw > 0 else np.zeros(len(obs2))]
-        cols += [2.0 * (c - cm) / (1.0 - cm) - 1.0 for c, cm in zip(caps, p.cap_min)]
-        cols += [-np.ones(len(obs2)) for _ in self.site.floor_idx]  # floors off
-        actions = np.clip(np.stack(cols, axis=1), -1.0, 1.0).astype(np.float32)
+        floors = [np.zeros(len(obs2)) for _ in caps]  # rules leave floors off
+        actions = from_physical(battery_mw, caps, floors, self.params, self.site.floor_idx).astype(np.float32)
         return (actions[0] if single else actions), state

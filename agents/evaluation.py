@@ -7,16 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from tqdm import tqdm
 
 from agents.base import Controller
 from cpm_env.site import Site
 from cpm_env.vec_env import CpmVecEnv
-
-# Student t 97.5% quantiles for small samples (df = n - 1); normal beyond.
-_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-         15: 2.131, 19: 2.093, 20: 2.086, 30: 2.042}
-
 
 def make_controller(name: str, site: Site) -> Controller:
     """Build a named controller for a site; unknown names list the available ones."""
@@ -114,9 +110,7 @@ def confidence_halfwidth(values: np.ndarray) -> float:
     n = len(values)
     if n < 2:
         return float("nan")
-    df = n - 1
-    t = _T975.get(df) or next((v for k, v in sorted(_T975.items()) if k >= df), 1.96)
-    return float(t * np.std(values, ddof=1) / math.sqrt(n))
+    return float(stats.t.ppf(0.975, n - 1) * np.std(values, ddof=1) / math.sqrt(n))
 
 
 def summarize(episodes: pd.DataFrame) -> pd.DataFrame:

@@ -13,6 +13,7 @@ import numpy as np
 from agents.site_lp import Series, SitePlan, Start, plan
 from cpm_env.episode import Episode
 from cpm_env.site import Site
+from cpm_env.spaces import from_physical
 
 
 def episode_series(ep: Episode, i: int = 0) -> Series:
@@ -31,11 +32,7 @@ def episode_start(site: Site, ep: Episode, i: int = 0) -> Start:
 
 def actions_from_plan(site: Site, sp: SitePlan) -> np.ndarray:
     """Plan set-points -> actions in [-1, 1], float64, shape (H, n_actions)."""
-    p = site.params
-    cols = [sp.battery_mw / p.battery_power_mw if p.battery_power_mw > 0 else np.zeros_like(sp.battery_mw)]
-    cols += [2.0 * (sp.caps[k] - p.cap_min[k]) / (1.0 - p.cap_min[k]) - 1.0 for k in range(len(p.peak_mw))]
-    cols += [2.0 * sp.floors[k] / p.floor_max[k] - 1.0 for k in site.floor_idx]
-    return np.clip(np.stack(cols, axis=1), -1.0, 1.0)
+    return from_physical(sp.battery_mw, list(sp.caps), list(sp.floors), site.params, site.floor_idx)
 
 
 class Oracle:

@@ -182,12 +182,14 @@ def to_physical(a: list | tuple, p: PhysicsParams, floor_idx: list[int], ops) ->
 
 
 def from_physical(battery_mw, caps, floors, p: PhysicsParams, floor_idx: list[int]) -> np.ndarray:
-    """Inverse of :func:`to_physical` for one site: physical set-points -> actions in [-1, 1]."""
+    """Inverse of :func:`to_physical`: set-points (arrays of one shape, per class lists) ->
+    actions in [-1, 1], float64, shape ``battery_mw.shape + (n_actions,)``."""
+    battery_mw = np.asarray(battery_mw, dtype=float)
     bp = p.battery_power_mw
-    out = [battery_mw / bp if bp > 0 else 0.0]
-    out += [2.0 * (c - cm) / (1.0 - cm) - 1.0 for c, cm in zip(caps, p.cap_min)]
-    out += [2.0 * floors[k] / p.floor_max[k] - 1.0 for k in floor_idx]
-    return np.clip(np.asarray(out, dtype=np.float32), -1.0, 1.0)
+    cols = [battery_mw / bp if bp > 0 else np.zeros_like(battery_mw)]
+    cols += [2.0 * (np.asarray(c) - cm) / (1.0 - cm) - 1.0 for c, cm in zip(caps, p.cap_min)]
+    cols += [2.0 * np.asarray(floors[k]) / p.floor_max[k] - 1.0 for k in floor_idx]
+    return np.clip(np.stack([np.broadcast_to(c, battery_mw.shape) for c in cols], axis=-1), -1.0, 1.0)
 
 
 def check_finite_action(action: np.ndarray) -> None:
