@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     plot_episodes(traces, venv.config.dt_h, out / "episode.png", title)
     plot_kpis(summary, out / "kpis.png", f"{venv.config.id}, seeds {args.seeds}")
     timing = [f"{name}: {1e3 * np.mean(c.solve_seconds):.1f} ms mean, {1e3 * np.percentile(c.solve_seconds, 95):.1f} ms "
-              f"p95 per solve ({len(c.solve_seconds)} solves)"
+              f"p95 per solve ({len(c.solve_seconds)} solves"
+              + (f", {c.fallbacks} fell back to greedy)" if getattr(c, "fallbacks", 0) else ")")
               for name, c in controllers.items() if getattr(c, "solve_seconds", None)]
     if timing:
         table += "\n\nLP solve time (HiGHS): " + "; ".join(timing)

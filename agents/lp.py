@@ -78,6 +78,11 @@ class LinearProgram:
                   starts.astype(np.int32), col.astype(np.int32), val)
         h.run()
         status = h.getModelStatus()
+        if status != highspy.HighsModelStatus.kOptimal:  # IPM can stall on degenerate horizons: try simplex
+            h.setOptionValue("solver", "simplex")
+            h.clearSolver()
+            h.run()
+            status = h.getModelStatus()
         if status != highspy.HighsModelStatus.kOptimal:
             raise RuntimeError(f"LP not solved: {h.modelStatusToString(status)}")
         x = np.array(h.getSolution().col_value)

@@ -15,6 +15,7 @@ import numpy as np
 
 from agents.base import ObsView
 from agents.oracle import actions_from_plan
+from agents.rules import Greedy
 from agents.site_lp import Series, Start, plan
 from cpm_env.site import Site
 
@@ -30,6 +31,8 @@ class MPC:
         self.horizon = horizon_steps or (max(self.horizons) if self.horizons else 30)
         self.horizon = min(self.horizon, 60)
         self.solve_seconds: list[float] = []
+        self.fallbacks = 0  # steps where no plan was found and the greedy rule acted
+        self.fallback = Greedy(site)
         p = self.params
         self.idle = [getattr(c.workload, "idle_fraction", 0.0) for c in self.cfg.site.gpu_classes]
         self.flat = [c.workload.kind == "inference" for c in self.cfg.site.gpu_classes]
@@ -73,10 +76,12 @@ class MPC:
             limit[start:start + length] = dr_limit
         elif get("dr_active") > 0.5:
             limit[int(round(get("dr_remaining") / p.dt_h)):] = cfg.grid.limit_mw
-        caps = tuple(float(obs_row[v.index[f"cap_{name}_prev"]]) for name in self.site.class_names)
+        caps = tuple(float(np.clip(obs_row[v.index[f"cap_{name}_prev"]], cm, 1.0))
+                     for name, cm in zip(self.site.class_names, p.cap_min))
         floors = tuple(float(obs_row[v.index[f"floor_{self.site.class_names[k]}_prev"]]) if k in self.site.floor_idx
                        else 0.0 for k in range(len(caps)))
-        start = Start(get("soc") * p.capacity_mwh, get("grid_import_prev"), caps, floors)
+        energy = float(np.clip(get("soc") * p.capacity_mwh, p.energy_min_mwh, p.energy_max_mwh))  # float32 obs
+        start = Start(energy, get("grid_import_prev"), caps, floors)
         return Series(np.stack(high), np.stack(low), np.stack(work), np.stack(wpt), np.full(n, duty), limit), start
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
@@ -85,8 +90,14 @@ class MPC:
         for row in obs:
             t0 = time.perf_counter()
             series, start = self._series(row)
-            sp = plan(self.cfg, self.params, series, start)
-            self.solve_seconds.append(time.perf_counter() - t0)
+            try:
+                sp = plan(self.cfg, self.params, series, start)
+            except RuntimeError:  # no optimal plan: act as the greedy rule does this step
+                self.fallbacks += 1
+                actions.append(self.fallback.predict(row)[0].astype(np.float64))
+                continue
+            finally:
+                self.solve_seconds.append(time.perf_counter() - t0)
             first = sp._replace(battery_mw=sp.battery_mw[:1], caps=sp.caps[:, :1], floors=sp.floors[:, :1])
             actions.append(actions_from_plan(self.site, first)[0])
         out = np.stack(actions)
