@@ -1,0 +1,51 @@
+"""Workload generators: shapes, ranges, and the events the scenarios rely on."""
+
+import numpy as np
+import pandas as pd
+from hypothesis import given
+from hypothesis import strategies as st
+
+import cpm_env
+from cpm_env.workloads import TraceGenerator, Timing
+from cpm_env.config import TraceWorkload
+
+
+def test_training_has_checkpoints_failures_and_sudden_drops():
+    env = cpm_env.CpmEnv({"dt_s": 1.0, "duration_h": 1.0, "site": {"gpu_classes": [{"name": "training", "workload": {
+        "kind": "training", "mtbf_h": 0.5, "sudden_failure_fraction": 1.0}}]}})
+    env.reset(seed=4)
+    ep = env.episode
+    duty = ep.duty[:, 0]
+    mean = ep.demand_mw[:, 0]
+    assert (duty == 0).sum() >= 100  # checkpoints (2 x 120 s) and idle time after failures
+    assert np.diff(mean).min() < -0.4 * mean.max()  # a drop of ~half the site within one second
+    assert np.all(ep.low_mw <= ep.high_mw + 1e-12)
+
+
+@given(st.integers(0, 10_000))
+def test_inference_stays_between_idle_and_peak(seed):
+    env = cpm_env.CpmEnv({"duration_h": 6.0, "site": {"gpu_classes": [{"name": "inference", "workload": {
+        "kind": "inference", "burst_rate_per_h": 5.0}}]}})
+    env.reset(seed=seed)
+    peak = env.params.peak_mw[0]
+    high = env.episode.high_mw[0, :, 0]
+    assert np.all(high >= 0.1 * peak - 1e-9) and np.all(high <= peak + 1e-9)
+    np.testing.assert_array_equal(env.episode.low_mw, env.episode.high_mw)
+
+
+@given(st.lists(st.floats(0.0, 50.0), min_size=20, max_size=200), st.sampled_from([2.0, 5.0, 10.0]))
+def test_trace_two_level_summary_keeps_each_steps_mean(tmp_path_factory, values, dt_s):
+    path = tmp_path_factory.mktemp("trace") / "t.csv"
+    t = np.arange(len(values), dtype=float)
+    pd.DataFrame({"timestamp": t, "power_mw": values}).to_csv(path, index=False)
+    values = np.array(values)
+    if values.max() == 0:
+        return
+    n_steps = int(np.ceil(len(values) / dt_s))
+    gen = TraceGenerator(TraceWorkload(path=str(path), random_offset=False), peak_mw=values.max(),
+                         timing=Timing(n_steps, dt_s, 0.0))
+    tr = gen.sample([np.random.default_rng(0)])
+    mean = tr.duty[:, 0] * tr.high_mw[:, 0] + (1 - tr.duty[:, 0]) * tr.low_mw[:, 0]
+    bins = (t // dt_s).astype(int)
+    expected = np.bincount(bins, values) / np.bincount(bins)
+    np.testing.assert_allclose(mean, expected, rtol=1e-9, atol=1e-9)
