@@ -21,8 +21,12 @@ def make_controller(name: str, site: Site) -> Controller:
     from agents.rules import RULES
 
     available = {**RULES, "mpc": MPC, "oracle": Oracle}
+    if name.startswith("ppo:"):
+        from agents.ppo import PPOController
+
+        return PPOController(name[4:], site)
     if name not in available:
-        raise ValueError(f"controller {name!r} unknown: available are {', '.join(sorted(available))}")
+        raise ValueError(f"controller {name!r} unknown: available are {', '.join(sorted(available))}, ppo:RUN_DIR")
     return available[name](site)
 
 

@@ -60,3 +60,22 @@ def test_evaluate_rows_match_single_env_runs(tmp_path):
             obs, r, _, done, _ = env.step(ctrl.predict(obs)[0])
             total += r
         assert abs(total - expected) < 1e-6 * max(1.0, abs(total))
+
+
+def test_train_then_evaluate_ppo_run_dir(tmp_path):
+    import train
+
+    path = short_scenario(tmp_path, hours=1.0)
+    run = tmp_path / "run"
+    assert train.main(["--scenario", str(path), "--timesteps", "1024", "--n-envs", "4", "--run-dir", str(run)]) == 0
+    assert (run / "model.zip").is_file() and (run / "vecnormalize.pkl").is_file()
+    out = tmp_path / "out"
+    assert evaluate.main(["--scenario", str(path), "--controllers", f"static_cap,ppo:{run}", "--seeds", "1",
+                          "--out", str(out)]) == 0
+    assert set(pd.read_csv(out / "episodes.csv").controller) == {"static_cap", f"ppo:{run}"}
+
+
+def test_missing_ppo_model_is_a_one_line_error(tmp_path, capsys):
+    assert evaluate.main(["--controllers", f"ppo:{tmp_path / 'nope'}", "--seeds", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "model.zip" in err
