@@ -46,12 +46,11 @@ def plot_kpis(summary: pd.DataFrame, path: Path, title: str) -> None:
     """Bars per controller: compute per MW, violation energy, ramp violations."""
     cols = [("compute_per_mw", "compute per MW of grid limit"), ("violation_mwh", "energy over the limit (MWh)"),
             ("ramp_violations", "ramp violations (steps)"), ("swing_excess_mwh", "oscillation above band (MW·h)")]
-    fig, axes = plt.subplots(1, len(cols), figsize=(4 * len(cols), 3.6))
+    fig, axes = plt.subplots(1, len(cols), figsize=(4 * len(cols), 4.2), layout="constrained")
     for ax, (col, label) in zip(axes, cols):
         ax.bar(summary.controller, summary[col], color="tab:blue")
         ax.set_title(label, fontsize=9)
         ax.tick_params(axis="x", rotation=45, labelsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
