@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-import cpm_env
 from agents.evaluation import make_controller, markdown_table, run_controller, summarize
 from agents.plots import plot_episodes, plot_kpis
 from cpm_env.config import ConfigError

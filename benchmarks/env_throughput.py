@@ -63,7 +63,7 @@ def main() -> None:
     args = parser.parse_args()
     pendulum = single_env_rate("Pendulum-v1", args.seconds)
     single = single_env_rate(args.env_id, args.seconds)
-    print(f"| env | N | env-steps/s (steps only) | env-steps/s (with resets) |\n|---|---|---|---|")
+    print("| env | N | env-steps/s (steps only) | env-steps/s (with resets) |\n|---|---|---|---|")
     print(f"| Pendulum-v1 (gym.make) | 1 | | {pendulum:,.0f} |")
     print(f"| {args.env_id} (gym.make) | 1 | | {single:,.0f} ({single / pendulum:.2f}x Pendulum) |")
     for n in (1, 64, 1024):

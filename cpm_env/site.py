@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from cpm_env import spaces
-from cpm_env.config import ScenarioConfig, load_scenario, scenario_from_dict
+from cpm_env.config import ScenarioConfig, load_scenario
 from cpm_env.episode import EpisodeGenerator
 from cpm_env.physics import make_params
 
