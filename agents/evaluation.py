@@ -137,6 +137,7 @@ def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
             "compute_per_mw": g.compute_per_mw.mean(),
             "violation_mwh": g.violation_mwh.mean(),
             "ramp_violations": g.ramp_violations.mean(),
+            "ramp_excess_mw": g.ramp_excess_mw.mean(),
             "swing_excess_mwh": g.swing_excess_mwh.mean(),
             "battery_cycles": g.battery_cycles.mean(),
             "pct_oracle_reward": pct_reward,
@@ -148,12 +149,12 @@ def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
 def markdown_table(summary: pd.DataFrame) -> str:
     """The summary as a markdown table, one row per controller."""
     head = ("| scenario | controller | reward (95% CI) | % of oracle reward | compute fraction | % of oracle compute "
-            "| compute per MW | violation MWh | ramp violations | swing excess MWh |")
-    lines = [head, "|" + "---|" * 10]
+            "| compute per MW | violation MWh | ramp violations (steps) | ramp excess MW | swing excess MWh |")
+    lines = [head, "|" + "---|" * 11]
     for r in summary.itertuples():
         lines.append(
             f"| {r.scenario} | {r.controller} | {r.reward:.1f} ± {r.reward_ci95:.1f} | {r.pct_oracle_reward:.1f} "
             f"| {r.compute_fraction:.3f} | {r.pct_oracle_compute:.1f} | {r.compute_per_mw:.3f} "
-            f"| {r.violation_mwh:.3f} | {r.ramp_violations:.1f} | {r.swing_excess_mwh:.3f} |"
+            f"| {r.violation_mwh:.3f} | {r.ramp_violations:.1f} | {r.ramp_excess_mw:.1f} | {r.swing_excess_mwh:.3f} |"
         )
     return "\n".join(lines)
