@@ -14,10 +14,11 @@ from tqdm import tqdm
 
 from agents.evaluation import make_controller, markdown_table, run_controller, summarize
 from agents.plots import plot_episodes, plot_kpis
+from agents.ppo import MODELS_DIR
 from cpm_env.config import ConfigError
 from cpm_env.vec_env import make_vec
 
-DEFAULT_CONTROLLERS = "static_cap,peak_shaving,shave_then_cap,greedy,mpc,oracle"
+DEFAULT_CONTROLLERS = "static_cap,peak_shaving,shave_then_cap,greedy,mpc,ppo,oracle"
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -43,7 +44,9 @@ def parse_seeds(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenario", default="cpm_env/DataCenter-v0", help="registered id or scenario YAML")
-    parser.add_argument("--controllers", default=DEFAULT_CONTROLLERS, help="comma-separated controller names")
+    parser.add_argument("--controllers", default=None,
+                        help=f"comma-separated names (default: {DEFAULT_CONTROLLERS}; ppo only where a policy "
+                             "is shipped in models/<scenario id>/; ppo:RUN_DIR for a run dir)")
     parser.add_argument("--seeds", default="100-104", help="held-out seeds, e.g. 100-119")
     parser.add_argument("--out", type=Path, default=Path("results"),
                         help="folder for episodes.csv, summary.md and the plots (default: results/<scenario>)")
@@ -53,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.scenario.endswith((".yml", ".yaml")) and not Path(args.scenario).is_file():
             raise ConfigError(f"{args.scenario}: file not found: --scenario must be a registered id or a YAML file")
         venv = make_vec(args.scenario, len(seeds))
-        names = [n.strip() for n in args.controllers.split(",") if n.strip()]
+        names = [n.strip() for n in (args.controllers or DEFAULT_CONTROLLERS).split(",") if n.strip()]
+        if args.controllers is None and not (MODELS_DIR / venv.config.id / "model.zip").is_file():
+            names.remove("ppo")
         controllers = {n: make_controller(n, venv.site) for n in names}
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

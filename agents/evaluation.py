@@ -21,12 +21,12 @@ def make_controller(name: str, site: Site) -> Controller:
     from agents.rules import RULES
 
     available = {**RULES, "mpc": MPC, "oracle": Oracle}
-    if name.startswith("ppo:"):
-        from agents.ppo import PPOController
+    if name == "ppo" or name.startswith("ppo:"):
+        from agents.ppo import PPOController, shipped_model_dir
 
-        return PPOController(name[4:], site)
+        return PPOController(name[4:] if name.startswith("ppo:") else shipped_model_dir(site), site)
     if name not in available:
-        raise ValueError(f"controller {name!r} unknown: available are {', '.join(sorted(available))}, ppo:RUN_DIR")
+        raise ValueError(f"controller {name!r} unknown: available are {', '.join(sorted(available))}, ppo, ppo:RUN_DIR")
     return available[name](site)
 
 

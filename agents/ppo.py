@@ -12,6 +12,19 @@ from cpm_env.site import Site
 from cpm_env.vec_env import CpmVecEnv
 
 
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+
+
+def shipped_model_dir(site: Site) -> Path:
+    """``models/<scenario id>/``, the policy shipped for a scenario; one-line error if there is none."""
+    path = MODELS_DIR / site.config.id
+    if not (path / "model.zip").is_file():
+        shipped = sorted(p.parent.name for p in MODELS_DIR.glob("*/model.zip")) if MODELS_DIR.is_dir() else []
+        raise ValueError(f"ppo: no shipped policy for {site.config.id} (shipped: {shipped or 'none'}); "
+                         "train one with train.py --run-dir DIR and use ppo:DIR")
+    return path
+
+
 class PPOController:
     """Deterministic actions of a trained PPO model, observations normalized as in training."""
 
