@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", default="cpm_env/DataCenter-v0", help="registered id or scenario YAML")
     parser.add_argument("--controllers", default=None,
                         help=f"comma-separated names (default: {DEFAULT_CONTROLLERS}; ppo only where a policy "
-                             "is shipped in models/<scenario id>/; ppo:RUN_DIR for a run dir)")
+                             "is shipped in models/<scenario id>/; ppo:RUN_DIR for a run dir; onnx:EXPORT_DIR for a "
+                             "policy exported by export.py, run by agents/runtime.py)")
     parser.add_argument("--seeds", default="100-104", help="held-out seeds, e.g. 100-119")
     parser.add_argument("--out", type=Path, default=Path("results"),
                         help="folder for episodes.csv, summary.md and the plots (default: results/<scenario>)")

@@ -25,9 +25,31 @@ def make_controller(name: str, site: Site) -> Controller:
         from agents.ppo import PPOController, shipped_model_dir
 
         return PPOController(name[4:] if name.startswith("ppo:") else shipped_model_dir(site), site)
+    if name.startswith("onnx:"):
+        return onnx_controller(name[5:], site)
     if name not in available:
-        raise ValueError(f"controller {name!r} unknown: available are {', '.join(sorted(available))}, ppo, ppo:RUN_DIR")
+        raise ValueError(f"controller {name!r} unknown: available are {', '.join(sorted(available))}, ppo, "
+                         "ppo:RUN_DIR, onnx:EXPORT_DIR")
     return available[name](site)
+
+
+def onnx_controller(directory: str, site: Site) -> Controller:
+    """A policy exported by export.py, run by agents.runtime; one-line error if its contract
+    (entry names, scales, bounds) is not this site's."""
+    from agents.runtime import PolicyController
+
+    try:
+        ctrl = PolicyController.load(directory)
+    except ValueError as err:
+        raise ValueError(f"onnx:{directory}: {err}") from None
+    spec = ctrl.spec  # JSON floats round-trip exactly, so an export of this scenario compares equal
+    obs = [(e.get("name"), e.get("scale"), e.get("low"), e.get("high")) for e in spec["observations"]]
+    actions = [(e.get("name"), e.get("low"), e.get("high")) for e in spec["actions"]]
+    if (obs != [(f.name, f.scale, f.low, f.high) for f in site.obs_features]
+            or actions != [(f.name, f.low, f.high) for f in site.action_features]):
+        raise ValueError(f"onnx:{directory}: its observations or actions (names, scales, bounds) differ from "
+                         f"{site.config.id}'s: export a policy trained on this scenario")
+    return ctrl
 
 
 @dataclass

@@ -48,7 +48,7 @@ class _Demand:
         return mean, swing
 
 
-def _fit_cap(p, limit_facility_mw):
+def fit_cap(p, limit_facility_mw):
     """Uniform cap that keeps the installed peak x PUE within ``limit_facility_mw``."""
     return np.clip(limit_facility_mw / (p.pue * sum(p.peak_mw)), max(p.cap_min), 1.0)
 
@@ -58,7 +58,7 @@ class StaticCap(RuleController):
 
     def act(self, obs):
         d = _Demand(self, obs)
-        cap = _fit_cap(self.params, d.limit)
+        cap = fit_cap(self.params, d.limit)
         return np.zeros(len(obs)), [cap for _ in self.class_names]
 
 
@@ -87,7 +87,7 @@ class ShaveThenCap(PeakShaving):
         battery, caps = super().act(obs)
         soc_min = self.site.config.battery.soc_min if p.capacity_mwh > 0 else 1.0
         low = d.soc <= soc_min + self.low_soc_margin
-        cap_fit = _fit_cap(p, d.limit)
+        cap_fit = fit_cap(p, d.limit)
         battery = np.where(low & (battery > 0), 0.0, battery)
         caps = [np.where(low, cap_fit, c) for c in caps]
         return battery, caps

@@ -1,0 +1,243 @@
+"""Trained PPO run -> standalone controller: ``policy.onnx`` and its contract ``policy.json``.
+
+The ONNX graph is the whole decision. It normalizes and clips the observation with the run's
+VecNormalize statistics, computes the policy's deterministic action (the Gaussian mean)
+clipped to [-1, 1], and maps it to physical set-points with :func:`cpm_env.spaces.to_physical`:
+battery MW (+ discharging), caps and floors as fractions of TDP. The normalized observation
+is rounded to float32 as VecNormalize does; everything else runs in float64, because
+onnxruntime's float32 tanh is off by up to ~4 ulp, which a 25 MW battery scale would magnify
+to ~1e-5 MW. The outputs then differ from the trained model's only by its own float32
+rounding (a few 1e-6 MW for the shipped policy).
+
+Nothing is written until the graph, run through :class:`agents.runtime.PolicyController` on
+the observations of the model's own rollouts, reproduces the model's set-points (max abs
+difference below ``tolerance``, physical units). The files are written to temporary names
+and moved into place, so a failed export leaves the output folder as it was.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+import platform
+import warnings
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+import yaml
+
+from agents.ppo import PPOController
+from agents.rules import fit_cap
+from agents.runtime import (INPUT_DTYPE, ONNX_FILE, OUTPUT_DTYPE, SCHEMA_VERSION, SIDECAR_FILE, PolicyController,
+                            sha256_hex)
+from cpm_env import spaces
+from cpm_env.config import scenario_to_dict
+from cpm_env.ops import NUMPY
+from cpm_env.site import Site
+from cpm_env.vec_env import CpmVecEnv, make_vec
+
+OPSET = 17  # onnxruntime >= 1.14 runs it
+INPUT_NAME, OUTPUT_NAME = "obs", "setpoints"
+PARITY_TOLERANCE = 1e-5  # physical units (MW, fraction of TDP)
+PARITY_OBSERVATIONS = 10_240  # 640 steps of 16 envs
+MIN_PARITY_OBSERVATIONS = 10_000
+PARITY_ENVS = 16
+PACKAGES = ("numpy", "torch", "stable-baselines3", "gymnasium", "onnx", "onnxruntime", "cpm")
+
+
+class ParityError(ValueError):
+    """The exported graph does not reproduce the trained model; nothing was written."""
+
+
+class PolicyGraph(torch.nn.Module):
+    """Observations (batch, n_obs) float32 -> physical set-points (batch, n_actions) float64."""
+
+    def __init__(self, controller: PPOController, site: Site):
+        super().__init__()
+        policy = controller.model.policy
+        if policy.squash_output:
+            raise ValueError("export: policies with squash_output=True are not supported (their actions are "
+                             "rescaled, not clipped)")
+        # float64 copies of the actor; the controller keeps its float32 model for the parity reference
+        self.features = copy.deepcopy(policy.pi_features_extractor).double()
+        self.actor = copy.deepcopy(policy.mlp_extractor).double()
+        self.action_net = copy.deepcopy(policy.action_net).double()
+        self.params, self.floor_idx = site.params, site.floor_idx
+        norm = controller.norm
+        self.normalize = norm is not None and norm.norm_obs
+        if self.normalize:
+            # VecNormalize divides by sqrt(var + eps) in float64 and casts the result to float32
+            self.register_buffer("mean", torch.as_tensor(norm.obs_rms.mean, dtype=torch.float64))
+            self.register_buffer("std", torch.as_tensor(np.sqrt(norm.obs_rms.var + norm.epsilon), dtype=torch.float64))
+            self.clip_obs = float(norm.clip_obs)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs
+        if self.normalize:
+            x = torch.clamp((obs.double() - self.mean) / self.std, -self.clip_obs, self.clip_obs).float()
+        mean = self.action_net(self.actor.forward_actor(self.features(x.double())))
+        a = torch.clamp(mean, -1.0, 1.0)
+        action = spaces.to_physical([a[:, j] for j in range(a.shape[1])], self.params, self.floor_idx, NUMPY)
+        return torch.stack(spaces.setpoint_columns(action, self.floor_idx), dim=1)
+
+
+def physical_setpoints(actions: np.ndarray, site: Site) -> np.ndarray:
+    """Actions (N, n_actions) in [-1, 1] -> physical set-points (N, n_actions) float64, as the env maps them."""
+    a = np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0)
+    action = spaces.to_physical([a[:, j] for j in range(a.shape[1])], site.params, site.floor_idx, NUMPY)
+    return np.stack(spaces.setpoint_columns(action, site.floor_idx), axis=1)
+
+
+def rollout(controller: PPOController, venv: CpmVecEnv, n_obs: int) -> tuple[np.ndarray, np.ndarray]:
+    """At least ``n_obs`` observations of the model's own deterministic rollouts (float32) and
+    the physical set-points it chose for each."""
+    obs = venv.reset()
+    observed, chosen = [], []
+    for _ in range(-(-n_obs // venv.num_envs)):
+        action, _ = controller.predict(obs)
+        observed.append(obs)
+        chosen.append(physical_setpoints(action, venv.site))
+        obs, _, _, _ = venv.step(action)
+    return np.concatenate(observed), np.concatenate(chosen)
+
+
+def safe_action(site: Site) -> tuple[list[float], str]:
+    """The fail-safe set-points in action order, and the rule that sets them (one line)."""
+    cfg, p = site.config, site.params
+    dr = cfg.grid.demand_response
+    lowest_limit_mw = cfg.grid.limit_mw * (dr.limit_fraction if dr.events_per_episode > 0 else 1.0)
+    cap = float(fit_cap(p, lowest_limit_mw))
+    rule = (f"battery idle (0 MW); every cap at {cap:.4f}, the highest uniform cap at which the installed GPU "
+            f"peak ({sum(p.peak_mw):.1f} MW) x PUE ({p.pue}) fits the lowest import limit of the scenario "
+            f"({lowest_limit_mw:.1f} MW, demand response included), at least every cap_min (the static_cap rule); "
+            "floors off")
+    return [0.0] + [cap] * len(p.peak_mw) + [0.0] * len(site.floor_idx), rule
+
+
+def onnx_bytes(graph: PolicyGraph, site: Site) -> bytes:
+    """The traced graph as a checked ONNX model, with a dynamic batch axis."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(graph, (torch.zeros(1, len(site.obs_names)),), buffer, dynamo=False, opset_version=OPSET,
+                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+    model = onnx.load_from_string(buffer.getvalue())
+    model.doc_string = (f"cpm policy for {site.config.id}: scaled observations ({', '.join(site.obs_names)}) -> "
+                        f"physical set-points ({', '.join(site.action_names)}); contract in {SIDECAR_FILE}")
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def _read_yaml(path: Path):
+    return yaml.safe_load(path.read_text()) if path.is_file() else None
+
+
+def _file_sha256(path: Path) -> str | None:
+    return sha256_hex(path.read_bytes()) if path.is_file() else None
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def sidecar(site: Site, model_path: Path, model: bytes) -> dict:
+    """The contract of an exported graph: entries, safe action, provenance (parity added later)."""
+    cfg = site.config
+    safe, rule = safe_action(site)
+    run_dir = model_path.parent
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "scenario": {"id": cfg.id, "dt_s": cfg.dt_s, "config": scenario_to_dict(cfg)},
+        "observations": [{"index": i, "name": f.name, "unit": f.unit, "scale": f.scale, "low": f.low, "high": f.high,
+                          "description": f"{f.description}; entry = physical value / scale"}
+                         for i, f in enumerate(site.obs_features)],
+        "actions": [{"index": i, "name": f.name, "unit": f.unit, "low": f.low, "high": f.high, "safe": s,
+                     "description": f.description} for i, (f, s) in enumerate(zip(site.action_features, safe))],
+        "safe_action_rule": rule,
+        "onnx": {
+            "file": ONNX_FILE,
+            "sha256": sha256_hex(model),
+            "opset": OPSET,
+            "input": {"name": INPUT_NAME, "shape": ["batch", len(site.obs_features)], "dtype": INPUT_DTYPE},
+            "output": {"name": OUTPUT_NAME, "shape": ["batch", len(site.action_features)], "dtype": OUTPUT_DTYPE},
+        },
+        "training_run": {
+            "source": str(model_path.resolve()),
+            "model_sha256": _file_sha256(model_path),
+            "vecnormalize_sha256": _file_sha256(run_dir / "vecnormalize.pkl"),
+            "config": _read_yaml(run_dir / "config.yml"),
+            "args": _read_yaml(run_dir / "args.yml"),
+        },
+        "versions": {"python": platform.python_version(), **{name: _version(name) for name in PACKAGES}},
+        "exported_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def export_policy(source: str | Path, out: str | Path, scenario: str | None = None,
+                  n_obs: int = PARITY_OBSERVATIONS, seed: int = 0, tolerance: float = PARITY_TOLERANCE) -> dict:
+    """Export ``source`` (a run dir or its model.zip) to ``out/policy.onnx`` and ``out/policy.json``.
+
+    ``scenario`` (registered id or YAML) defaults to the run dir's ``scenario.yml``. Parity runs
+    on ``n_obs`` observations of rollouts seeded ``seed``; raises :class:`ParityError` (nothing
+    written) when the max abs difference is not below ``tolerance``. Returns the sidecar.
+    """
+    source, out = Path(source), Path(out)
+    model_path = source / "model.zip" if source.is_dir() else source
+    if not model_path.is_file():
+        raise ValueError(f"{source}: no model.zip there: pass a run dir of train.py or its model.zip")
+    if n_obs < MIN_PARITY_OBSERVATIONS:
+        raise ValueError(f"parity observations = {n_obs}: must be at least {MIN_PARITY_OBSERVATIONS}")
+    if scenario is None:
+        scenario_path = model_path.parent / "scenario.yml"
+        if not scenario_path.is_file():
+            raise ValueError(f"{scenario_path}: not found: pass --scenario ID_OR_YAML, the scenario the policy "
+                             "was trained on")
+        scenario = str(scenario_path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # SB3's small MLP runs several times slower with threads competing for cores
+    try:
+        return _export(model_path, out, scenario, n_obs, seed, tolerance)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _export(model_path: Path, out: Path, scenario: str, n_obs: int, seed: int, tolerance: float) -> dict:
+    venv = make_vec(scenario, PARITY_ENVS, seed=seed)
+    controller = PPOController(model_path, venv.site)
+    model = onnx_bytes(PolicyGraph(controller, venv.site).eval(), venv.site)
+    spec = sidecar(venv.site, model_path, model)
+    runtime = PolicyController(spec, model)
+    obs, expected = rollout(controller, venv, n_obs)
+    got = runtime.act_batch(obs)
+    if runtime.last_fallback_reason is not None:
+        raise ParityError(f"parity: the runtime rejected rollout observations of {venv.config.id} "
+                          f"({runtime.last_fallback_reason}); nothing written")
+    diff = np.abs(got - expected)
+    row, col = np.unravel_index(int(np.argmax(diff)), diff.shape)
+    max_diff = float(diff[row, col])
+    if not max_diff < tolerance:
+        raise ParityError(f"parity failed: max abs difference {max_diff:.3g} ({venv.site.action_names[col]}, "
+                          f"observation {row}) is not below {tolerance:g} over {len(obs)} observations of "
+                          f"{venv.config.id}; nothing written")
+    spec["parity"] = {"observations": len(obs), "rollout_envs": venv.num_envs, "seed": seed,
+                      "max_abs_diff": max_diff, "tolerance": tolerance}
+    out.mkdir(parents=True, exist_ok=True)
+    _write_atomically(out / ONNX_FILE, model)
+    _write_atomically(out / SIDECAR_FILE, (json.dumps(spec, indent=2, allow_nan=False) + "\n").encode())
+    return spec
