@@ -30,6 +30,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/env_throughput.py
+	$(BIN)/python benchmarks/controller_latency.py
 
 train: $(STAMP)
 	$(BIN)/python train.py --scenario cpm_env/DataCenter-v0
