@@ -23,8 +23,9 @@ from cpm_env.site import Site
 class MPC:
     """Receding-horizon LP controller on the env's (noisy) forecast."""
 
-    def __init__(self, site: Site, horizon_steps: int | None = None):
+    def __init__(self, site: Site, horizon_steps: int | None = None, backend: str = "highs"):
         self.site, self.params, self.cfg = site, site.params, site.config
+        self.backend = backend
         self.view = ObsView(site)
         fc = self.cfg.forecast
         self.horizons = list(fc.horizons_steps) if fc.enabled else []
@@ -91,7 +92,7 @@ class MPC:
             t0 = time.perf_counter()
             series, start = self._series(row)
             try:
-                sp = plan(self.cfg, self.params, series, start)
+                sp = plan(self.cfg, self.params, series, start, backend=self.backend)
             except RuntimeError:  # no optimal plan: act as the greedy rule does this step
                 self.fallbacks += 1
                 actions.append(self.fallback.predict(row)[0].astype(np.float64))

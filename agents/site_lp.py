@@ -23,7 +23,17 @@ from cpm_env.config import ScenarioConfig
 from cpm_env.physics import PhysicsParams
 
 
-_CAP_TIE = 1e-7  # objective weight that ties a slew-limited cap to the power it allows
+
+def lowest_slewed_caps(cap_lower: np.ndarray, cap_start: float, cap_step: float) -> np.ndarray:
+    """The lowest cap sequence (fractions of TDP) with ``cap >= cap_lower`` that moves at most
+    ``cap_step`` per step from ``cap_start``: ``max_s(lower_s - step |t - s|)``, by two passes."""
+    caps = np.array(cap_lower, dtype=float)
+    caps[0] = max(caps[0], cap_start - cap_step)
+    for t in range(1, len(caps)):
+        caps[t] = max(caps[t], caps[t - 1] - cap_step)
+    for t in range(len(caps) - 2, -1, -1):
+        caps[t] = max(caps[t], caps[t + 1] - cap_step)
+    return caps
 
 
 class Series(NamedTuple):
@@ -58,8 +68,12 @@ class SitePlan(NamedTuple):
     smoothing_mw: np.ndarray  # (H,) swing absorbed by the inner loop
 
 
-def plan(cfg: ScenarioConfig, p: PhysicsParams, x: Series, start: Start, terminal_value: bool = True) -> SitePlan:
-    """Solve the site LP over the series' horizon; ``terminal_value`` values the final SoC."""
+def plan(cfg: ScenarioConfig, p: PhysicsParams, x: Series, start: Start, terminal_value: bool = True,
+         backend: str = "clarabel") -> SitePlan:
+    """Solve the site LP over the series' horizon; ``terminal_value`` values the final SoC.
+
+    ``backend`` is the LP solver (:data:`agents.lp.BACKENDS`).
+    """
     lp = LinearProgram()
     n_cls, h_len = x.high_mw.shape
     dt_h, pue = p.dt_h, p.pue
@@ -81,26 +95,25 @@ def plan(cfg: ScenarioConfig, p: PhysicsParams, x: Series, start: Start, termina
         y = lp.var(h_len, y_min, h)
         ys.append(y)
         if p.cap_step[k] < 1.0 - p.cap_min[k]:  # slew can bind: model the cap itself
-            # the cap only bounds y from above; a tiny cost pins it to y / peak, as the env's
-            # y = min(h, cap * peak) does (the cost is taken out of the reported objective)
-            c = lp.var(h_len, p.cap_min[k], 1.0, cost=-_CAP_TIE)
+            # the cap only bounds y from above; the plan's caps are the lowest slew-feasible ones
+            # above y / peak, so the env's y = min(h, cap * peak) draws y wherever the slew allows
+            c = lp.var(h_len, p.cap_min[k], 1.0)
             slews[k] = c
             lp.rows([(y, 1.0), (c, -peak)], hi=0.0)
             lp.rows([(c[:1], 1.0)], lo=start.caps[k] - p.cap_step[k], hi=start.caps[k] + p.cap_step[k])
             if h_len > 1:
                 lp.rows([(c[1:], 1.0), (c[:-1], -1.0)], lo=-p.cap_step[k], hi=p.cap_step[k])
         can_cap = h > p.cap_min[k] * peak + 1e-12
-        comp = lp.var(h_len, 0.0, x.work[k], cost=1.0)
+        # where the class can be capped the segment rows bound comp (to work at y = h); else it is fixed
+        comp = lp.var(h_len, np.where(can_cap, -INF, x.work[k]), np.where(can_cap, INF, x.work[k]), cost=1.0)
         comps.append(comp)
-        fixed = ~can_cap
-        if fixed.any():
-            lp.rows([(comp[fixed], 1.0)], lo=x.work[k][fixed], hi=x.work[k][fixed])
         for xs0, ys0, xs1, ys1 in zip(p.curve_x[k], p.curve_y[k], p.curve_x[k][1:], p.curve_y[k][1:]):
             slope = (ys1 - ys0) / (xs1 - xs0)
             icpt = ys0 - slope * xs0
-            w = x.work_per_throughput[k][can_cap]
-            # comp <= w * (icpt + slope * y / peak)
-            lp.rows([(comp[can_cap], 1.0), (y[can_cap], -w * slope / peak)], hi=w * icpt)
+            # comp <= w * (icpt + slope * y / peak); on [y_min, h] only the segments overlapping it bind
+            rel = can_cap & (xs1 * peak > y_min) & (xs0 * peak < h)
+            w = x.work_per_throughput[k][rel]
+            lp.rows([(comp[rel], 1.0), (y[rel], -w * slope / peak)], hi=w * icpt)
         if flat[k]:
             it_mean_terms.append((y, np.ones(h_len)))
             los.append(None)
@@ -125,7 +138,7 @@ def plan(cfg: ScenarioConfig, p: PhysicsParams, x: Series, start: Start, termina
 
     # --- battery
     pmax = p.battery_power_mw
-    b = lp.var(h_len, -pmax, pmax)
+    b = lp.var(h_len, -INF, INF)  # the phase-power rows below keep it within +-pmax
     u = lp.var(h_len, 0.0, np.where(swinging, INF, 0.0))
     ph_p, ph_m, pl_p, pl_m = (lp.var(h_len) for _ in range(4))
     energy = lp.var(h_len + 1, p.energy_min_mwh, p.energy_max_mwh)
@@ -189,14 +202,15 @@ def plan(cfg: ScenarioConfig, p: PhysicsParams, x: Series, start: Start, termina
         lp.add_cost(energy[-1:], p.w_energy)
         const_obj -= p.w_energy * start.energy_mwh
 
-    sol, obj = lp.solve()
-    obj += _CAP_TIE * sum(float(sol[c].sum()) for c in slews.values())
+    sol, obj = lp.solve(backend)
     caps = np.ones((n_cls, h_len))
     floors = np.zeros((n_cls, h_len))
     for k in range(n_cls):
         yk = sol[ys[k]]
         capped = yk < x.high_mw[k] - 1e-9
-        caps[k] = sol[slews[k]] if k in slews else np.where(capped, yk / p.peak_mw[k], 1.0)
+        caps[k] = np.where(capped, yk / p.peak_mw[k], 1.0)
+        if k in slews:
+            caps[k] = lowest_slewed_caps(np.maximum(yk / p.peak_mw[k], p.cap_min[k]), start.caps[k], p.cap_step[k])
         lo = los[k]
         if lo is not None and not isinstance(lo, tuple):
             floors[k] = np.where(sol[lo] > x.low_mw[k] + 1e-9, sol[lo] / p.peak_mw[k], 0.0)

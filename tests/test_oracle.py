@@ -3,11 +3,13 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 
 import cpm_env
 from agents.evaluation import make_controller, run_controller
+from agents.lp import BACKENDS
 from agents.oracle import actions_from_plan, episode_series, episode_start
-from agents.site_lp import plan
+from agents.site_lp import lowest_slewed_caps, plan
 
 SHORT = {
     "cpm_env/DataCenter-v0": {"duration_h": 3.0},
@@ -20,10 +22,12 @@ SHORT = {
 
 @pytest.mark.parametrize("env_id", sorted(SHORT))
 @pytest.mark.parametrize("seed", [5, 6])
-def test_replaying_the_plan_reproduces_its_objective(env_id, seed):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_replaying_the_plan_reproduces_its_objective(env_id, seed, backend):
     env = gym.make(env_id, scenario=SHORT[env_id]).unwrapped
     env.reset(seed=seed)
-    sp = plan(env.config, env.params, episode_series(env.episode), episode_start(env.site, env.episode))
+    sp = plan(env.config, env.params, episode_series(env.episode), episode_start(env.site, env.episode),
+              backend=backend)
     total = 0.0
     for a in actions_from_plan(env.site, sp):
         _, r, _, _, info = env.step(a)
@@ -42,3 +46,17 @@ def test_oracle_reward_is_at_least_every_other_controllers(env_id):
         rewards[name] = rows.reward.to_numpy()
     for name, r in rewards.items():
         assert np.all(rewards["oracle"] >= r - 1e-6), (name, r, rewards["oracle"])
+
+
+@given(st.lists(st.floats(0.2, 1.0), min_size=1, max_size=40), st.floats(0.2, 1.0), st.floats(0.01, 0.5))
+def test_lowest_slewed_caps_is_the_lowest_feasible_sequence(lower, start, step):
+    lower = np.array(lower)
+    caps = lowest_slewed_caps(lower, start, step)
+    assert np.all(caps >= lower - 1e-12)
+    assert np.all(np.abs(np.diff(caps)) <= step + 1e-12) and caps[0] >= start - step - 1e-12
+    # lowest: every entry is forced by its own bound, the start, or a neighbour one step away
+    forced = lower.copy()
+    forced[0] = max(forced[0], start - step)
+    forced[1:] = np.maximum(forced[1:], caps[:-1] - step)
+    forced[:-1] = np.maximum(forced[:-1], caps[1:] - step)
+    np.testing.assert_allclose(caps, forced, atol=1e-12)
