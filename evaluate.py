@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
               + (f", {c.fallbacks} fell back to greedy)" if getattr(c, "fallbacks", 0) else ")")
               for name, c in controllers.items() if getattr(c, "solve_seconds", None)]
     if timing:
-        table += "\n\nLP solve time (HiGHS): " + "; ".join(timing)
+        table += "\n\nLP solve time: " + "; ".join(timing)
     (out / "summary.md").write_text(table + "\n")
     print(table)
     print(f"\nwrote {out}/episodes.csv, summary.md, episode.png, kpis.png")

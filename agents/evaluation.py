@@ -52,6 +52,9 @@ def onnx_controller(directory: str, site: Site) -> Controller:
     return ctrl
 
 
+RAMP_TOLERANCE_MW = 1e-6  # ramp excess below 1 W is LP solver tolerance, not a violation
+
+
 @dataclass
 class EpisodeTotals:
     """Running sums of the per-step outputs over a batch of episodes."""
@@ -70,7 +73,7 @@ class EpisodeTotals:
         self.demanded += out.compute_demanded
         self.over_mwh += out.over_limit_mwh
         self.overshoot_max = np.maximum(self.overshoot_max, out.peak_overshoot_mw)
-        self.ramp_count += out.ramp_excess_mw > 1e-9
+        self.ramp_count += out.ramp_excess_mw > RAMP_TOLERANCE_MW
         self.ramp_mw += out.ramp_excess_mw
         self.swing_mwh += out.swing_excess_mw * dt_h
         self.discharged += out.battery_discharged_mwh
