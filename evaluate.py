@@ -12,33 +12,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from agents.evaluation import make_controller, markdown_table, run_controller, summarize
+from agents.evaluation import make_controller, markdown_table, parse_seeds, run_controller, summarize
 from agents.plots import plot_episodes, plot_kpis
 from agents.ppo import MODELS_DIR
 from cpm_env.config import ConfigError
 from cpm_env.vec_env import make_vec
 
 DEFAULT_CONTROLLERS = "static_cap,peak_shaving,shave_then_cap,greedy,mpc,ppo,oracle"
-
-
-def parse_seeds(text: str) -> list[int]:
-    """'100-119' or '1,5,9' (or a mix) -> a list of seeds; one-line error otherwise."""
-    seeds: list[int] = []
-    try:
-        for part in text.split(","):
-            if "-" in part.strip()[1:]:
-                lo, hi = part.split("-", 1)
-                lo_i, hi_i = int(lo), int(hi)
-                if hi_i < lo_i:
-                    raise ValueError
-                seeds += list(range(lo_i, hi_i + 1))
-            else:
-                seeds.append(int(part))
-    except ValueError:
-        raise ValueError(f"--seeds = {text!r}: must be a range like 100-119 or a list like 1,5,9") from None
-    if not seeds or min(seeds) < 0:
-        raise ValueError(f"--seeds = {text!r}: seeds must be integers >= 0")
-    return seeds
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import yaml
@@ -12,12 +13,14 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 from stable_baselines3.common.vec_env import VecNormalize
 
+from agents.ppo_eval import PolicyEvalCallback, save_policy
+from agents.evaluation import parse_seeds
 from cpm_env.config import scenario_to_dict
 from cpm_env.vec_env import CpmVecEnv, EPISODE_KPIS
 
 PPO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "ppo.yml"
 # keys of configs/ppo.yml that are not PPO constructor arguments
-RUN_KEYS = {"n_envs", "n_timesteps", "policy", "normalize"}
+RUN_KEYS = {"n_envs", "n_timesteps", "policy", "normalize", "eval_freq", "eval_seeds", "checkpoint_freq"}
 PPO_KEYS = {"learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "clip_range", "ent_coef",
             "vf_coef", "max_grad_norm", "target_kl", "policy_kwargs", "use_sde", "sde_sample_freq",
             "normalize_advantage"}
@@ -60,11 +63,14 @@ class KpiLogger(BaseCallback):
 
 
 def train(venv: CpmVecEnv, hp: dict[str, Any], timesteps: int, seed: int, run_dir: Path,
-          checkpoint_every: int = 100_000) -> PPO:
-    """Train PPO (VecNormalize if ``hp['normalize']``) and write the run dir.
+          on_eval: Callable[[int, float], bool] | None = None, progress_bar: bool = True) -> PPO:
+    """Train PPO (VecNormalize if ``hp['normalize']``) for ``timesteps`` env steps and write the run dir.
 
     The run dir gets ``config.yml`` (hyperparameters), ``scenario.yml``, ``model.zip``,
-    ``vecnormalize.pkl``, ``checkpoints/`` (model + normalizer) and ``tb/`` (TensorBoard).
+    ``vecnormalize.pkl``, ``checkpoints/`` (model + normalizer every ``checkpoint_freq``
+    steps), ``evaluations.csv`` and ``best/`` (every ``eval_freq`` steps and at the end, on
+    the held-out ``eval_seeds``) and ``tb/`` (TensorBoard). ``on_eval`` sees each
+    evaluation's mean reward and may stop training by returning False.
     """
     torch.set_num_threads(1)  # SB3's small MLPs run slower with more threads than this machine's cores
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -74,11 +80,49 @@ def train(venv: CpmVecEnv, hp: dict[str, Any], timesteps: int, seed: int, run_di
     env = VecNormalize(venv, gamma=kwargs.get("gamma", 0.99)) if hp.get("normalize", True) else venv
     model = PPO(hp.get("policy", "MlpPolicy"), env, seed=seed, device="cpu", verbose=0,
                 tensorboard_log=str(run_dir / "tb"), **kwargs)
-    n_envs = venv.num_envs
-    checkpoints = CheckpointCallback(max(checkpoint_every // n_envs, 1), str(run_dir / "checkpoints"),
-                                     name_prefix="model", save_vecnormalize=True)
-    model.learn(timesteps, callback=[KpiLogger(), checkpoints], progress_bar=True, tb_log_name="ppo")
-    model.save(run_dir / "model.zip")
-    if isinstance(env, VecNormalize):
-        env.save(str(run_dir / "vecnormalize.pkl"))
+    return _learn(model, hp, timesteps, run_dir, on_eval, progress_bar, reset=True)
+
+
+def _learn(model: PPO, hp: dict[str, Any], timesteps: int, run_dir: Path, on_eval, progress_bar: bool,
+           reset: bool) -> PPO:
+    """Learn ``timesteps`` more steps with KPI logging, checkpoints and evaluations; save the result."""
+    venv = model.get_env().unwrapped if isinstance(model.get_env(), VecNormalize) else model.get_env()
+    seeds = parse_seeds(str(hp.get("eval_seeds", "10000-10004")), "eval_seeds")
+    evaluator = PolicyEvalCallback(CpmVecEnv(venv.config, len(seeds)), seeds, int(hp.get("eval_freq", 500_000)),
+                                   run_dir, on_eval)
+    checkpoints = CheckpointCallback(max(int(hp.get("checkpoint_freq", 100_000)) // venv.num_envs, 1),
+                                     str(run_dir / "checkpoints"), name_prefix="model", save_vecnormalize=True)
+    model.learn(timesteps, callback=[KpiLogger(), checkpoints, evaluator], progress_bar=progress_bar,
+                tb_log_name="ppo", reset_num_timesteps=reset)
+    if evaluator.last_eval < model.num_timesteps and evaluator.evaluate() is False:
+        return model
+    save_policy(model, run_dir)
     return model
+
+
+def latest_checkpoint(run_dir: Path) -> tuple[Path, Path, int]:
+    """The newest ``checkpoints/model_<steps>_steps.zip``, its normalizer and its step count."""
+    found = []
+    for path in (run_dir / "checkpoints").glob("model_*_steps.zip"):
+        match = re.fullmatch(r"model_(\d+)_steps\.zip", path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    if not found:
+        raise ValueError(f"--resume {run_dir}: no checkpoints/model_<steps>_steps.zip there: nothing to resume")
+    steps, path = max(found)
+    return path, run_dir / "checkpoints" / f"model_vecnormalize_{steps}_steps.pkl", steps
+
+
+def resume(run_dir: Path, venv: CpmVecEnv, progress_bar: bool = True) -> PPO:
+    """Continue a killed run from its newest checkpoint up to its ``n_timesteps``.
+
+    The env draws fresh episodes (its generator state is not in the checkpoint), so a resumed
+    run is a valid continuation, not a bitwise replay of the uninterrupted one.
+    """
+    hp = yaml.safe_load((run_dir / "config.yml").read_text())
+    model_path, norm_path, _ = latest_checkpoint(run_dir)
+    torch.set_num_threads(1)
+    env = VecNormalize.load(str(norm_path), venv) if norm_path.is_file() else venv
+    model = PPO.load(model_path, env=env, device="cpu", tensorboard_log=str(run_dir / "tb"))
+    remaining = int(hp["n_timesteps"]) - model.num_timesteps
+    return _learn(model, hp, max(remaining, 0), run_dir, None, progress_bar, reset=False)

@@ -1,7 +1,14 @@
-"""train.py: hyperparameter handling, run dir, seeded determinism."""
+"""train.py: hyperparameter handling, run dir, seeded determinism, evaluation, resume, Optuna."""
 
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
+
+import optuna
+import pandas as pd
 
 import pytest
 import torch
@@ -9,11 +16,24 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import cpm_env  # noqa: E402
 import train  # noqa: E402
 from agents.ppo_train import load_hyperparams  # noqa: E402
+from stable_baselines3 import PPO  # noqa: E402
 
 SHORT = ["--scenario", "cpm_env/DataCenter-v0", "--n-envs", "4", "--hyperparams", "n_steps:64", "batch_size:128",
-         "n_epochs:1"]
+         "n_epochs:1", "eval_seeds:1-2"]
+TINY = ["--n-envs", "2", "--hyperparams", "n_steps:64", "batch_size:64", "n_epochs:1", "eval_seeds:1-2"]
+
+
+@pytest.fixture
+def short_yml(tmp_path):
+    """A one-hour variant of the default scenario (60 steps per episode)."""
+    data = yaml.safe_load(cpm_env.DEFAULT_SCENARIO.read_text())
+    data.update({"id": "Short-v0", "duration_h": 1.0})
+    path = tmp_path / "short.yml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
 
 
 def test_hyperparams_merge_default_scenario_and_overrides():
@@ -35,12 +55,74 @@ def test_same_seed_same_parameters(tmp_path):
     for name in ("a", "b"):
         run = tmp_path / name
         assert train.main(SHORT + ["--timesteps", "512", "--seed", "3", "--run-dir", str(run)]) == 0
-        from stable_baselines3 import PPO
-
         params.append(PPO.load(run / "model.zip", device="cpu").policy.state_dict())
     for key in params[0]:
         assert torch.equal(params[0][key], params[1][key]), key
     run = tmp_path / "a"
-    for name in ("config.yml", "args.yml", "scenario.yml", "model.zip", "vecnormalize.pkl"):
+    for name in ("config.yml", "args.yml", "scenario.yml", "model.zip", "vecnormalize.pkl", "evaluations.csv",
+                 "best/model.zip", "best/vecnormalize.pkl"):
         assert (run / name).is_file(), name
     assert yaml.safe_load((run / "config.yml").read_text())["n_steps"] == 64
+    evals = pd.read_csv(run / "evaluations.csv")
+    assert evals.timesteps.iloc[-1] == 512 and evals.best_rule_reward.iloc[0] > 0
+    assert evals.pct_best_rule.iloc[-1] == pytest.approx(100 * evals.reward.iloc[-1] / evals.best_rule_reward.iloc[-1])
+
+
+def test_periodic_evaluation_rows(tmp_path, short_yml):
+    run = tmp_path / "run"
+    assert train.main(["--scenario", short_yml, "--timesteps", "1024", "--run-dir", str(run)] + TINY
+                      + ["eval_freq:256"]) == 0
+    evals = pd.read_csv(run / "evaluations.csv")
+    assert list(evals.timesteps) == [256, 512, 768, 1024]
+    assert evals.best_rule_reward.nunique() == 1 and evals.violation_mwh.ge(0).all()
+
+
+def test_killed_run_resumes_to_its_total(tmp_path, short_yml):
+    run, total = tmp_path / "run", 40_000
+    cmd = [sys.executable, str(ROOT / "train.py"), "--scenario", short_yml, "--timesteps", str(total),
+           "--run-dir", str(run)] + TINY + ["checkpoint_freq:1000", "eval_freq:100000"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not list((run / "checkpoints").glob("model_vecnormalize_*_steps.pkl")) and time.monotonic() < deadline:
+        assert proc.poll() is None, "the run ended before its first checkpoint"
+        time.sleep(0.05)
+    time.sleep(0.2)  # let the zip beside the normalizer finish writing
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run / "model.zip").is_file(), "the run finished before it was killed"
+    assert train.main(["--resume", str(run)]) == 0
+    model = PPO.load(run / "model.zip", device="cpu")
+    assert total <= model.num_timesteps < total + 2 * 64
+    assert pd.read_csv(run / "evaluations.csv").timesteps.iloc[-1] == model.num_timesteps
+    assert train.main(["--resume", str(run)]) == 2  # finished: nothing left to resume
+
+
+def test_resuming_another_scenario_is_refused_and_changes_nothing(tmp_path, short_yml, capsys):
+    run = tmp_path / "run"
+    assert train.main(["--scenario", short_yml, "--timesteps", "512", "--run-dir", str(run)] + TINY
+                      + ["checkpoint_freq:256"]) == 0
+    (run / "model.zip").unlink()  # as if killed after its last checkpoint
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
+    capsys.readouterr()
+    assert train.main(["--resume", str(run), "--scenario", "cpm_env/FastRamp-v0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Short-v0" in err and "FastRamp-v0" in err
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before
+
+
+def test_optimize_shares_a_study_in_any_storage(tmp_path, short_yml):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+
+    def tune(n_trials):
+        return train.main(["--optimize", "--scenario", short_yml, "--timesteps", "1024", "--n-trials", str(n_trials),
+                           "--storage", storage, "--study-name", "s", "--run-dir", str(tmp_path / "study"),
+                           "--n-envs", "2"])
+
+    assert tune(2) == 0
+    assert tune(1) == 0  # another process (or machine) joins the same study
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert len(study.trials) == 3
+    assert all(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in study.trials)
+    best = yaml.safe_load((tmp_path / "study" / "best_hyperparams.yml").read_text())
+    assert set(best["Short-v0"]) >= {"learning_rate", "n_steps", "gamma", "policy_kwargs"}

@@ -1,0 +1,106 @@
+"""Periodic evaluation of a policy in training on held-out seeds, against the best rule."""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+
+from agents.evaluation import make_controller, run_controller
+from cpm_env.vec_env import CpmVecEnv
+
+BEST_RULE = "greedy"  # the strongest rule-based controller on every scenario (README results)
+EVAL_COLUMNS = ("timesteps", "reward", "reward_std", "best_rule_reward", "pct_best_rule", "compute_fraction",
+                "violation_mwh", "ramp_violations", "wall_s")
+
+
+class TrainingPolicy:
+    """The model in training as a controller: observations normalized with the training
+    normalizer's current statistics (not updated), deterministic actions."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+        norm = self.model.get_vec_normalize_env()
+        obs = norm.normalize_obs(observation) if norm is not None else observation
+        return self.model.predict(obs, deterministic=deterministic)
+
+
+class PolicyEvalCallback(BaseCallback):
+    """Every ``eval_freq`` env steps (and at the end of training) run the policy on one
+    episode per held-out seed and log ``eval/*`` to TensorBoard, a row to
+    ``RUN_DIR/evaluations.csv`` and the best model so far to ``RUN_DIR/best/``.
+
+    ``on_eval(timesteps, mean_reward)`` may return False to stop training (Optuna pruning).
+    """
+
+    def __init__(self, venv: CpmVecEnv, seeds: list[int], eval_freq: int, run_dir: Path,
+                 on_eval: Callable[[int, float], bool] | None = None):
+        super().__init__()
+        self.venv, self.seeds, self.eval_freq = venv, seeds, eval_freq
+        self.run_dir = Path(run_dir)
+        self.on_eval = on_eval
+        self.csv_path = self.run_dir / "evaluations.csv"
+        self.best_reward = -np.inf
+        self.last_eval = 0
+        self.rule_reward = float("nan")
+        self.started = time.perf_counter()
+
+    def _init_callback(self) -> None:
+        rule = make_controller(BEST_RULE, self.venv.site)
+        self.rule_reward = float(run_controller(rule, self.venv, self.seeds, BEST_RULE).reward.mean())
+        self.last_eval = self.model.num_timesteps  # a resumed run starts at its checkpoint
+        if self.csv_path.is_file():  # a resumed run: keep its history and its best reward
+            with self.csv_path.open() as f:
+                rewards = [float(r["reward"]) for r in csv.DictReader(f)]
+            self.best_reward = max(rewards, default=-np.inf)
+        else:
+            with self.csv_path.open("w", newline="") as f:
+                csv.writer(f).writerow(EVAL_COLUMNS)
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps - self.last_eval < self.eval_freq:
+            return True
+        return self.evaluate()
+
+    def evaluate(self) -> bool:
+        """Evaluate now; returns False if ``on_eval`` asks to stop."""
+        self.last_eval = self.num_timesteps
+        rows = run_controller(TrainingPolicy(self.model), self.venv, self.seeds, "ppo")
+        reward = float(rows.reward.mean())
+        pct_rule = 100.0 * reward / self.rule_reward if self.rule_reward > 0 else float("nan")
+        values = {
+            "timesteps": self.num_timesteps,
+            "reward": reward,
+            "reward_std": float(rows.reward.std(ddof=0)),
+            "best_rule_reward": self.rule_reward,
+            "pct_best_rule": pct_rule,
+            "compute_fraction": float(rows.compute_fraction.mean()),
+            "violation_mwh": float(rows.violation_mwh.mean()),
+            "ramp_violations": float(rows.ramp_violations.mean()),
+            "wall_s": time.perf_counter() - self.started,
+        }
+        for key in ("reward", "pct_best_rule", "compute_fraction", "violation_mwh", "ramp_violations"):
+            self.logger.record(f"eval/{key}", values[key])
+        self.logger.record("site/pct_best_rule", pct_rule)
+        self.logger.dump(self.num_timesteps)
+        with self.csv_path.open("a", newline="") as f:
+            csv.writer(f).writerow([values[c] for c in EVAL_COLUMNS])
+        if reward > self.best_reward:
+            self.best_reward = reward
+            save_policy(self.model, self.run_dir / "best")
+        return self.on_eval(self.num_timesteps, reward) if self.on_eval else True
+
+
+def save_policy(model, directory: Path) -> None:
+    """``model.zip`` and (if the model trains on a VecNormalize) ``vecnormalize.pkl`` in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save(directory / "model.zip")
+    norm = model.get_vec_normalize_env()
+    if norm is not None:
+        norm.save(str(directory / "vecnormalize.pkl"))

@@ -1,0 +1,74 @@
+"""Hyperparameter search for PPO with Optuna (TPE sampler, median pruning on evaluation reward).
+
+Any Optuna storage URL works (``sqlite:///file.db`` locally; ``postgresql://...`` or
+``mysql://...`` shared by several machines that run ``train.py --optimize`` with the same
+``--study-name``: each process adds its trials to the one study).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+from agents.ppo_train import train
+from cpm_env.vec_env import make_vec
+
+
+def sample_hyperparams(trial: optuna.Trial) -> dict[str, Any]:
+    """An RL Zoo-like PPO search space (batch sizes divide every rollout size sampled)."""
+    width = trial.suggest_categorical("net_width", [64, 128, 256])
+    return {
+        "learning_rate": trial.suggest_float("learning_rate", 1e-5, 1e-3, log=True),
+        "n_steps": trial.suggest_categorical("n_steps", [128, 256, 512]),
+        "batch_size": trial.suggest_categorical("batch_size", [256, 512, 1024]),
+        "n_epochs": trial.suggest_categorical("n_epochs", [3, 5, 10]),
+        "gamma": trial.suggest_categorical("gamma", [0.98, 0.99, 0.995, 0.999]),
+        "gae_lambda": trial.suggest_categorical("gae_lambda", [0.9, 0.95, 0.98]),
+        "clip_range": trial.suggest_categorical("clip_range", [0.1, 0.2, 0.3]),
+        "ent_coef": trial.suggest_float("ent_coef", 1e-8, 1e-2, log=True),
+        "policy_kwargs": {"net_arch": [width, width],
+                          "log_std_init": trial.suggest_float("log_std_init", -3.0, -0.5)},
+    }
+
+
+def optimize(scenario: str, scenario_id: str, hp: dict[str, Any], n_trials: int, timesteps: int, seed: int,
+             study_dir: Path, storage: str | None, study_name: str) -> optuna.Study:
+    """Run ``n_trials`` trials of ``timesteps`` env steps each (4 evaluations per trial, pruned
+    by the median rule); trials' run dirs go under ``study_dir``; the best hyperparameters are
+    written to ``study_dir/best_hyperparams.yml`` as a block for configs/ppo.yml."""
+    study_dir.mkdir(parents=True, exist_ok=True)
+    storage = storage or f"sqlite:///{study_dir / 'optuna.db'}"
+    study = optuna.create_study(study_name=study_name, storage=storage, load_if_exists=True, direction="maximize",
+                                sampler=optuna.samplers.TPESampler(seed=seed),
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1))
+
+    def objective(trial: optuna.Trial) -> float:
+        trial_hp = {**hp, **sample_hyperparams(trial), "n_timesteps": timesteps,
+                    "eval_freq": max(timesteps // 4, 1)}
+        rewards: list[float] = []
+
+        def report(step: int, reward: float) -> bool:
+            rewards.append(reward)
+            trial.report(reward, step)
+            return not trial.should_prune()
+
+        venv = make_vec(scenario, int(trial_hp["n_envs"]), seed=seed)
+        train(venv, trial_hp, timesteps, seed, study_dir / f"trial_{trial.number}", on_eval=report,
+              progress_bar=False)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+        return rewards[-1]
+
+    study.optimize(objective, n_trials=n_trials, show_progress_bar=True)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if done:
+        best = study.best_trial
+        block = sample_hyperparams(optuna.trial.FixedTrial(best.params))
+        text = yaml.safe_dump({scenario_id: block}, sort_keys=False)
+        (study_dir / "best_hyperparams.yml").write_text(
+            f"# trial {best.number}: evaluation reward {best.value:.2f}; paste into configs/ppo.yml\n{text}")
+    return study
+
