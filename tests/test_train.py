@@ -38,7 +38,7 @@ def short_yml(tmp_path):
 
 def test_hyperparams_merge_default_scenario_and_overrides():
     hp = load_hyperparams("cpm_env/FastRamp-v0", ["learning_rate:0.001", "policy_kwargs:{'net_arch': [32]}"])
-    assert hp["gamma"] == 0.995  # the scenario's block
+    assert hp["gamma"] == 0.999  # the scenario's block
     assert hp["learning_rate"] == 0.001 and hp["policy_kwargs"] == {"net_arch": [32]}
     with pytest.raises(ValueError, match="valid keys are .*learning_rate"):
         load_hyperparams("cpm_env/DataCenter-v0", ["lr:0.1"])
