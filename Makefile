@@ -31,6 +31,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/env_throughput.py
 	$(BIN)/python benchmarks/controller_latency.py
+	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/oracle_solve.py
 
 train: $(STAMP)
 	$(BIN)/python train.py --scenario cpm_env/DataCenter-v0
