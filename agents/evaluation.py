@@ -74,6 +74,7 @@ def onnx_controller(directory: str, site: Site) -> Controller:
 
 
 RAMP_TOLERANCE_MW = 1e-6  # ramp excess below 1 W is LP solver tolerance, not a violation
+DR_TOLERANCE_MWH = 1e-6  # a demand-response step is met if its import above the window's limit is below this
 
 
 @dataclass
@@ -118,12 +119,18 @@ def run_controller(controller: Controller, venv: CpmVecEnv, seeds: list[int], la
         controller.start_episode(venv.episode)
     cfg, p = venv.config, venv.params
     totals = EpisodeTotals(len(seeds))
-    for _ in range(cfg.n_steps):
+    ep = venv.episode
+    dr_steps, dr_met, dr_over = np.zeros(len(seeds)), np.zeros(len(seeds)), np.zeros(len(seeds))
+    for t in range(cfg.n_steps):
         action, _ = controller.predict(obs, deterministic=True)
         obs, _, _, _ = venv.step(action)
-        totals.add(venv.last_outputs, p.dt_h)
+        out = venv.last_outputs
+        totals.add(out, p.dt_h)
+        in_dr = ((ep.dr_start_step <= t) & (t < ep.dr_end_step)).any(axis=1)  # a demand-response window
+        dr_steps += in_dr
+        dr_met += in_dr & (out.over_limit_mwh <= DR_TOLERANCE_MWH)
+        dr_over += np.where(in_dr, out.over_limit_mwh, 0.0)
         if trace is not None:
-            out = venv.last_outputs
             for key in TRACE_KEYS:
                 trace.setdefault(key, []).append(float(np.broadcast_to(getattr(out, key), (len(seeds),))[0]))
             for name, cap in zip(venv.site.class_names, venv.state.caps):
@@ -152,6 +159,9 @@ def run_controller(controller: Controller, venv: CpmVecEnv, seeds: list[int], la
         "degradation_cost": w_deg * totals.discharged,
         "burn_mwh": totals.burn,
         "grid_energy_mwh": totals.grid_mwh,
+        "dr_window_h": dr_steps * p.dt_h,
+        "dr_compliance_pct": np.where(dr_steps > 0, 100 * dr_met / np.maximum(dr_steps, 1), np.nan),
+        "dr_over_limit_mwh": dr_over,
     })
 
 
@@ -186,6 +196,9 @@ def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
             "ramp_excess_mw": g.ramp_excess_mw.mean(),
             "swing_excess_mwh": g.swing_excess_mwh.mean(),
             "battery_cycles": g.battery_cycles.mean(),
+            "dr_window_h": g.dr_window_h.mean(),
+            "dr_compliance_pct": g.dr_compliance_pct.mean(),
+            "dr_over_limit_mwh": g.dr_over_limit_mwh.mean(),
             "pct_oracle_reward": pct_reward,
             "pct_oracle_compute": pct_compute,
         })
@@ -203,4 +216,10 @@ def markdown_table(summary: pd.DataFrame) -> str:
             f"| {r.compute_fraction:.3f} | {r.pct_oracle_compute:.1f} | {r.compute_per_mw:.3f} "
             f"| {r.violation_mwh:.3f} | {r.ramp_violations:.1f} | {r.ramp_excess_mw:.1f} | {r.swing_excess_mwh:.3f} |"
         )
+    if (summary.dr_window_h > 0).any():
+        lines += ["", "Demand response (windows in force: the utility's lower import limit)", "",
+                  "| scenario | controller | window h per episode | compliance (% of window steps) "
+                  "| energy over the window limit (MWh) |", "|" + "---|" * 5]
+        lines += [f"| {r.scenario} | {r.controller} | {r.dr_window_h:.2f} | {r.dr_compliance_pct:.1f} "
+                  f"| {r.dr_over_limit_mwh:.3f} |" for r in summary.itertuples()]
     return "\n".join(lines)

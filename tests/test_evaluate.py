@@ -3,10 +3,12 @@
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
 import cpm_env
+from agents.evaluation import make_controller, run_controller
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -79,3 +81,18 @@ def test_missing_ppo_model_is_a_one_line_error(tmp_path, capsys):
     assert evaluate.main(["--controllers", f"ppo:{tmp_path / 'nope'}", "--seeds", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "model.zip" in err
+
+
+def test_demand_response_compliance_kpis():
+    scenario = {"duration_h": 3.0, "grid": {"demand_response": {
+        "earliest_start_h": 1.0, "latest_start_h": 1.5, "duration_h": 1.0, "notice_h": 0.5}}}
+    venv = cpm_env.make_vec("cpm_env/DemandResponse-v0", 2, scenario=scenario)
+    for name in ("static_cap", "greedy", "oracle", "peak_shaving"):
+        rows = run_controller(make_controller(name, venv.site), venv, [11, 12], name)
+        assert np.allclose(rows.dr_window_h, 1.0)
+        assert (rows.dr_over_limit_mwh <= rows.violation_mwh + 1e-12).all()
+        if name != "peak_shaving":  # every controller that honours the limit honours the window's
+            assert (rows.dr_compliance_pct == 100).all(), name
+    plain_venv = cpm_env.make_vec("cpm_env/DataCenter-v0", 1, scenario={"duration_h": 1.0})
+    plain = run_controller(make_controller("greedy", plain_venv.site), plain_venv, [1], "greedy")
+    assert plain.dr_window_h.iloc[0] == 0 and np.isnan(plain.dr_compliance_pct.iloc[0])
