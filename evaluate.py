@@ -1,6 +1,10 @@
 """Evaluate controllers on held-out seeds of a scenario and print the KPI table.
 
     python evaluate.py [--scenario ID_OR_YAML] [--controllers static_cap,greedy] [--seeds 100-119] [--out DIR]
+    python evaluate.py --sweep configs/sweeps/cpm_frontier.yml [--seeds 100-102] [--out DIR] [--workers auto|N|ray]
+
+The second form sizes a site: compute per MW over GPU oversubscription x battery size x
+controllers (see agents/sweep.py), written to DIR (default results/sweeps/<name>).
 """
 
 from __future__ import annotations
@@ -23,15 +27,27 @@ DEFAULT_CONTROLLERS = "static_cap,peak_shaving,shave_then_cap,greedy,mpc,ppo,ora
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenario", default="cpm_env/DataCenter-v0", help="registered id or scenario YAML")
+    parser.add_argument("--scenario", default=None, help="registered id or scenario YAML (default cpm_env/DataCenter-v0)")
     parser.add_argument("--controllers", default=None,
                         help=f"comma-separated names (default: {DEFAULT_CONTROLLERS}; ppo only where a policy "
                              "is shipped in models/<scenario id>/; ppo:RUN_DIR for a run dir; onnx:EXPORT_DIR for a "
                              "policy exported by export.py, run by agents/runtime.py)")
-    parser.add_argument("--seeds", default="100-104", help="held-out seeds, e.g. 100-119")
+    parser.add_argument("--seeds", default=None, help="held-out seeds, e.g. 100-119 (default 100-104; a sweep: its file's)")
     parser.add_argument("--out", type=Path, default=Path("results"),
                         help="folder for episodes.csv, summary.md and the plots (default: results/<scenario>)")
+    parser.add_argument("--sweep", default=None, metavar="FILE", help="a sweep YAML: size the site instead")
+    parser.add_argument("--workers", default="auto", help="sweep processes: auto (every core), N, or ray (a Ray cluster)")
     args = parser.parse_args(argv)
+    if args.sweep is not None:
+        if args.scenario or args.controllers:
+            print("error: --sweep takes its scenario and controllers from the sweep file, not --scenario/--controllers",
+                  file=sys.stderr)
+            return 2
+        from agents.sweep import sweep_cli
+
+        return sweep_cli(args.sweep, args.seeds, None if args.out == Path("results") else args.out, args.workers)
+    args.scenario = args.scenario or "cpm_env/DataCenter-v0"
+    args.seeds = args.seeds or "100-104"
     try:
         seeds = parse_seeds(args.seeds)
         if args.scenario.endswith((".yml", ".yaml")) and not Path(args.scenario).is_file():

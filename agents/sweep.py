@@ -1,0 +1,283 @@
+"""Site sizing: compute per MW over GPU oversubscription x battery size x controllers.
+
+A sweep file (YAML, e.g. ``configs/sweeps/cpm_frontier.yml``)::
+
+    name: cpm_frontier
+    scenario: cpm_env/DataCenter-v0      # the site every point starts from
+    oversubscription: [1.0, 1.2, 1.4]    # installed IT peak x PUE / grid limit
+    battery_hours: [0, 0.5, 1]           # energy capacity in hours of the grid limit (MWh = hours x limit MW)
+    c_rate: 0.5                          # battery power MW = c_rate x capacity MWh
+    controllers: [static_cap, greedy, oracle]
+    seeds: 100-102
+
+Each (oversubscription, battery) point is one job: every controller on every seed, the seeds
+batched through one ``make_vec``. Jobs run in a process pool over the machine's cores
+(``--workers``). On a cluster the same jobs run on Ray with no code change: start Ray
+(``ray start --head`` on one node, ``ray start --address=HEAD:6379`` on the others), then
+``RAY_ADDRESS=HEAD:6379 python evaluate.py --sweep FILE --workers ray``
+(``pip install "ray[default]"``); ``ray.util.multiprocessing.Pool`` is a drop-in for the
+local pool.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from agents.evaluation import parse_seeds
+from cpm_env.config import ConfigError
+
+# "violation-free" means within the whole grid contract, per episode on average: energy over the
+# limit, oscillation above the band, and ramp excess (MW summed over steps) below these
+VIOLATION_FREE = {"violation_mwh": 0.01, "swing_excess_mwh": 0.01, "ramp_excess_mw": 1.0}
+KEYS = {"name", "scenario", "oversubscription", "battery_hours", "c_rate", "controllers", "seeds"}
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A validated sweep file."""
+
+    name: str
+    scenario: str
+    oversubscription: tuple[float, ...]
+    battery_hours: tuple[float, ...]
+    c_rate: float
+    controllers: tuple[str, ...]
+    seeds: tuple[int, ...]
+
+    def points(self) -> list[tuple[float, float]]:
+        """Every (oversubscription, battery_hours) pair, in file order."""
+        return [(o, h) for o in self.oversubscription for h in self.battery_hours]
+
+
+def load_sweep(path: str | Path, seeds: str | None = None) -> SweepConfig:
+    """Read and check a sweep file; ConfigError names the file, field, value and what is allowed."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found: --sweep takes a sweep YAML such as configs/sweeps/cpm_frontier.yml")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: must be a mapping with the fields {', '.join(sorted(KEYS))}")
+    unknown = set(data) - KEYS
+    if unknown:
+        raise ConfigError(f"{path}: field {sorted(unknown)[0]!r} unknown; allowed: {', '.join(sorted(KEYS))}")
+
+    def numbers(field: str, lo: float, hi: float) -> tuple[float, ...]:
+        value = data.get(field)
+        ok = isinstance(value, list) and value and all(isinstance(v, (int, float)) and lo <= v <= hi for v in value)
+        if not ok:
+            raise ConfigError(f"{path}: {field} = {value!r}: must be a non-empty list of numbers in [{lo:g}, {hi:g}]")
+        return tuple(float(v) for v in value)
+
+    c_rate = data.get("c_rate", 0.5)
+    if not isinstance(c_rate, (int, float)) or not 0 < c_rate <= 10:
+        raise ConfigError(f"{path}: c_rate = {c_rate!r}: must be a number in (0, 10] (battery MW per MWh)")
+    controllers = data.get("controllers", ["static_cap", "greedy", "oracle"])
+    if not isinstance(controllers, list) or not controllers or not all(isinstance(c, str) for c in controllers):
+        raise ConfigError(f"{path}: controllers = {controllers!r}: must be a list of controller names")
+    try:
+        seed_list = parse_seeds(str(seeds if seeds is not None else data.get("seeds", "100-102")), "seeds")
+    except ValueError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    return SweepConfig(str(data.get("name", path.stem)), str(data.get("scenario", "cpm_env/DataCenter-v0")),
+                       numbers("oversubscription", 0.1, 10.0), numbers("battery_hours", 0.0, 100.0), float(c_rate),
+                       tuple(controllers), tuple(seed_list))
+
+
+def point_overrides(cfg_limit_mw: float, oversubscription: float, battery_hours: float, c_rate: float) -> dict:
+    """Scenario overrides of one sweep point: site oversubscription and battery MWh / MW."""
+    capacity_mwh = battery_hours * cfg_limit_mw
+    return {"site": {"oversubscription": oversubscription},
+            "battery": {"capacity_mwh": capacity_mwh, "power_mw": c_rate * capacity_mwh}}
+
+
+def run_point(job: tuple[SweepConfig, float, float]) -> pd.DataFrame:
+    """Every controller on every seed at one point; one row per controller x seed."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from agents.evaluation import make_controller, run_controller
+    from cpm_env.vec_env import make_vec
+
+    sweep, over, hours = job
+    limit = make_vec(sweep.scenario, 1).config.grid.limit_mw
+    overrides = point_overrides(limit, over, hours, sweep.c_rate)
+    venv = make_vec(sweep.scenario, len(sweep.seeds), scenario=overrides)
+    frames = [run_controller(make_controller(name, venv.site), venv, list(sweep.seeds), name)
+              for name in sweep.controllers]
+    rows = pd.concat(frames, ignore_index=True)
+    rows.insert(0, "battery_mw", overrides["battery"]["power_mw"])
+    rows.insert(0, "battery_mwh", overrides["battery"]["capacity_mwh"])
+    rows.insert(0, "battery_hours", hours)
+    rows.insert(0, "oversubscription", over)
+    return rows
+
+
+def check_controllers(sweep: SweepConfig, path: str) -> None:
+    """Build every controller once on the base scenario, so a bad name fails before any work."""
+    from agents.evaluation import make_controller
+    from cpm_env.vec_env import make_vec
+
+    venv = make_vec(sweep.scenario, 1)
+    for name in sweep.controllers:
+        try:
+            make_controller(name, venv.site)
+        except ValueError as err:
+            raise ConfigError(f"{path}: controllers: {err}") from None
+
+
+def make_pool(workers: str):
+    """A process pool with ``imap_unordered``: local processes, or Ray's drop-in on a cluster."""
+    if workers == "ray":
+        from ray.util.multiprocessing import Pool  # optional: pip install "ray[default]"
+
+        return Pool()
+    from multiprocessing import get_context
+
+    n = (os.cpu_count() or 1) if workers == "auto" else int(workers)
+    return get_context("fork").Pool(max(n, 1))
+
+
+def summarize_sweep(episodes: pd.DataFrame) -> pd.DataFrame:
+    """Mean over seeds per point and controller, with the 95% CI of compute per MW."""
+    from agents.evaluation import confidence_halfwidth
+
+    keys = ["oversubscription", "battery_hours", "battery_mwh", "battery_mw", "controller"]
+    grouped = episodes.groupby(keys, sort=False)
+    table = grouped[["compute_per_mw", "violation_mwh", "ramp_excess_mw", "swing_excess_mwh", "reward",
+                     "compute_fraction", "ramp_violations", "battery_cycles"]].mean().reset_index()
+    table["compute_per_mw_ci95"] = grouped.compute_per_mw.apply(lambda s: confidence_halfwidth(s.to_numpy())).values
+    table["seeds"] = grouped.size().values
+    table["violation_free"] = np.logical_and.reduce([table[k] <= v for k, v in VIOLATION_FREE.items()])
+    return table
+
+
+def best_configurations(table: pd.DataFrame) -> pd.DataFrame:
+    """Per controller, the violation-free point with the most compute per MW (none: absent)."""
+    free = table[table.violation_free]
+    if free.empty:
+        return free
+    return free.loc[free.groupby("controller", sort=False).compute_per_mw.idxmax()].reset_index(drop=True)
+
+
+def sizing_markdown(table: pd.DataFrame, best: pd.DataFrame) -> str:
+    """The sweep table and the best violation-free configuration per controller, as markdown."""
+    lines = ["| oversubscription | battery h (MWh / MW) | controller | compute per MW (95% CI) | violation MWh "
+             "| ramp excess MW | swing excess MWh | violation-free |", "|" + "---|" * 8]
+    for r in table.itertuples():
+        lines.append(f"| {r.oversubscription:.2f} | {r.battery_hours:g} ({r.battery_mwh:g} / {r.battery_mw:g}) "
+                     f"| {r.controller} | {r.compute_per_mw:.3f} ± {r.compute_per_mw_ci95:.3f} "
+                     f"| {r.violation_mwh:.3f} | {r.ramp_excess_mw:.1f} | {r.swing_excess_mwh:.3f} "
+                     f"| {'yes' if r.violation_free else 'no'} |")
+    limits = ", ".join(f"{k} <= {v:g}" for k, v in VIOLATION_FREE.items())
+    lines += ["", f"Best violation-free configuration per controller (per episode: {limits}):", ""]
+    for r in best.itertuples():
+        lines.append(f"- **{r.controller}**: oversubscription {r.oversubscription:.2f}, battery {r.battery_hours:g} h "
+                     f"({r.battery_mwh:g} MWh / {r.battery_mw:g} MW): {r.compute_per_mw:.3f} compute per MW")
+    missing = sorted(set(table.controller) - set(best.controller))
+    if missing:
+        lines.append(f"- no violation-free point for: {', '.join(missing)}")
+    return "\n".join(lines)
+
+
+def plot_sweep(table: pd.DataFrame, out: Path, title: str) -> None:
+    """``frontier.png`` (compute per MW against battery size, a panel per oversubscription, a line
+    per controller, violation-free points filled) and ``heatmap.png`` (a panel per controller)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    overs = sorted(table.oversubscription.unique())
+    controllers = list(dict.fromkeys(table.controller))
+    colors = {c: f"C{i}" for i, c in enumerate(controllers)}
+    fig, axes = plt.subplots(1, len(overs), figsize=(3.2 * len(overs), 3.6), sharey=True, layout="constrained",
+                             squeeze=False)
+    for ax, over in zip(axes[0], overs):
+        for c in controllers:
+            g = table[(table.oversubscription == over) & (table.controller == c)].sort_values("battery_hours")
+            ax.plot(g.battery_hours, g.compute_per_mw, color=colors[c], label=c)
+            free = g[g.violation_free]
+            ax.scatter(free.battery_hours, free.compute_per_mw, color=colors[c], zorder=3)
+            ax.scatter(g[~g.violation_free].battery_hours, g[~g.violation_free].compute_per_mw, facecolors="none",
+                       edgecolors=colors[c], zorder=3)
+        ax.set_title(f"oversubscription {over:.2f}", fontsize=9)
+        ax.set_xlabel("battery (h of grid limit)")
+    axes[0][0].set_ylabel("compute per MW of grid")
+    axes[0][-1].legend(fontsize=7, title="filled: violation-free", title_fontsize=7)
+    fig.suptitle(f"{title}: frontier")
+    fig.savefig(out / "frontier.png", dpi=110)
+    plt.close(fig)
+
+    hours = sorted(table.battery_hours.unique())
+    fig, axes = plt.subplots(1, len(controllers), figsize=(3.6 * len(controllers), 3.4), layout="constrained",
+                             squeeze=False)
+    vmin, vmax = table.compute_per_mw.min(), table.compute_per_mw.max()
+    for ax, c in zip(axes[0], controllers):
+        g = table[table.controller == c]
+        grid = g.pivot(index="oversubscription", columns="battery_hours", values="compute_per_mw").loc[overs, hours]
+        free = g.pivot(index="oversubscription", columns="battery_hours", values="violation_free").loc[overs, hours]
+        image = ax.imshow(grid.to_numpy(), origin="lower", aspect="auto", vmin=vmin, vmax=vmax, cmap="viridis")
+        for i in range(len(overs)):
+            for j in range(len(hours)):
+                mark = "" if bool(free.iat[i, j]) else "×"
+                ax.text(j, i, f"{grid.iat[i, j]:.2f}{mark}", ha="center", va="center", fontsize=6, color="w")
+        ax.set_xticks(range(len(hours)), [f"{h:g}" for h in hours])
+        ax.set_yticks(range(len(overs)), [f"{o:.2f}" for o in overs])
+        ax.set_title(c, fontsize=9)
+        ax.set_xlabel("battery (h of grid limit)")
+    axes[0][0].set_ylabel("oversubscription")
+    fig.colorbar(image, ax=axes[0].tolist(), label="compute per MW (× = violations)")
+    fig.suptitle(f"{title}: compute per MW")
+    fig.savefig(out / "heatmap.png", dpi=110)
+    plt.close(fig)
+
+
+def run_sweep(sweep: SweepConfig, workers: str = "auto", progress: Any = None) -> pd.DataFrame:
+    """Every point's episodes (one row per point x controller x seed), in point order."""
+    jobs = [(sweep, o, h) for o, h in sweep.points()]
+    results: dict[tuple[float, float], pd.DataFrame] = {}
+    with make_pool(workers) as pool:
+        for rows in pool.imap_unordered(run_point, jobs):
+            results[(rows.oversubscription.iat[0], rows.battery_hours.iat[0])] = rows
+            if progress is not None:
+                progress.update(1)
+    return pd.concat([results[p] for p in sweep.points()], ignore_index=True)
+
+
+def sweep_cli(path: str, seeds: str | None, out: Path | None, workers: str) -> int:
+    """``evaluate.py --sweep``: run, write sweep.csv, episodes.csv, sizing.md and the plots, print."""
+    import sys
+
+    from tqdm import tqdm
+
+    try:
+        sweep = load_sweep(path, seeds)
+        check_controllers(sweep, path)
+        if workers not in ("auto", "ray") and not (workers.isdigit() and int(workers) > 0):
+            raise ValueError(f"--workers = {workers!r}: must be auto, ray or a positive integer")
+    except (ConfigError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    with tqdm(total=len(sweep.points()), unit="point", desc=sweep.name, disable=None) as bar:
+        episodes = run_sweep(sweep, workers, bar)
+    table = summarize_sweep(episodes)
+    best = best_configurations(table)
+    out = out or Path("results") / "sweeps" / sweep.name
+    out.mkdir(parents=True, exist_ok=True)
+    episodes.to_csv(out / "episodes.csv", index=False)
+    table.to_csv(out / "sweep.csv", index=False)
+    text = sizing_markdown(table, best)
+    (out / "sizing.md").write_text(text + "\n")
+    plot_sweep(table, out, f"{sweep.name} ({sweep.scenario}, seeds {sweep.seeds[0]}-{sweep.seeds[-1]})")
+    print(text)
+    print(f"\nwrote {out}/sweep.csv, episodes.csv, sizing.md, frontier.png, heatmap.png")
+    return 0
+
