@@ -47,9 +47,17 @@ def load_hyperparams(scenario_id: str, overrides: list[str] | None = None, path:
 
 
 class KpiLogger(BaseCallback):
-    """Logs each finished episode's site KPIs (from ``info["episode"]``) to TensorBoard."""
+    """Logs the site's KPIs to TensorBoard under ``site/``: each finished episode's totals (from
+    ``info["episode"]``: compute delivered, violation energy in MWh, ...) and, averaged over the
+    rollout's steps and envs, the battery's state of charge (fraction of capacity) and each GPU
+    class's power cap (fraction of TDP)."""
 
     def _on_step(self) -> bool:
+        venv = self.training_env.unwrapped
+        if venv.params.capacity_mwh > 0:
+            self.logger.record_mean("site/soc", float(venv.last_outputs.soc.mean()))
+        for name, cap in zip(venv.site.class_names, venv.state.caps):
+            self.logger.record_mean(f"site/cap_{name}", float(cap.mean()))
         for info in self.locals.get("infos", []):
             ep = info.get("episode")
             if ep is None:
@@ -86,7 +94,7 @@ def train(venv: CpmVecEnv, hp: dict[str, Any], timesteps: int, seed: int, run_di
 def _learn(model: PPO, hp: dict[str, Any], timesteps: int, run_dir: Path, on_eval, progress_bar: bool,
            reset: bool) -> PPO:
     """Learn ``timesteps`` more steps with KPI logging, checkpoints and evaluations; save the result."""
-    venv = model.get_env().unwrapped if isinstance(model.get_env(), VecNormalize) else model.get_env()
+    venv = model.get_env().unwrapped
     seeds = parse_seeds(str(hp.get("eval_seeds", "10000-10004")), "eval_seeds")
     evaluator = PolicyEvalCallback(CpmVecEnv(venv.config, len(seeds)), seeds, int(hp.get("eval_freq", 500_000)),
                                    run_dir, on_eval)
@@ -100,17 +108,28 @@ def _learn(model: PPO, hp: dict[str, Any], timesteps: int, run_dir: Path, on_eva
     return model
 
 
-def latest_checkpoint(run_dir: Path) -> tuple[Path, Path, int]:
-    """The newest ``checkpoints/model_<steps>_steps.zip``, its normalizer and its step count."""
+def latest_checkpoint(run_dir: Path) -> tuple[Path, Path | None, int]:
+    """The newest complete checkpoint: ``checkpoints/model_<steps>_steps.zip``, its normalizer
+    (None if the run does not normalize) and <steps>, the env steps it was taken at.
+
+    SB3 writes the zip before the normalizer, so a run killed between the two resumes from
+    the checkpoint before.
+    """
+    normalize = yaml.safe_load((run_dir / "config.yml").read_text()).get("normalize", True)
     found = []
     for path in (run_dir / "checkpoints").glob("model_*_steps.zip"):
         match = re.fullmatch(r"model_(\d+)_steps\.zip", path.name)
-        if match:
-            found.append((int(match.group(1)), path))
+        if not match:
+            continue
+        steps = int(match.group(1))
+        norm_path = path.with_name(f"model_vecnormalize_{steps}_steps.pkl") if normalize else None
+        if norm_path is None or norm_path.is_file():
+            found.append((steps, path, norm_path))
     if not found:
-        raise ValueError(f"--resume {run_dir}: no checkpoints/model_<steps>_steps.zip there: nothing to resume")
-    steps, path = max(found)
-    return path, run_dir / "checkpoints" / f"model_vecnormalize_{steps}_steps.pkl", steps
+        raise ValueError(f"--resume {run_dir}: no complete checkpoint (model + normalizer) in checkpoints/: "
+                         "nothing to resume")
+    steps, path, norm_path = max(found, key=lambda item: item[0])
+    return path, norm_path, steps
 
 
 def resume(run_dir: Path, venv: CpmVecEnv, progress_bar: bool = True) -> PPO:
@@ -122,7 +141,7 @@ def resume(run_dir: Path, venv: CpmVecEnv, progress_bar: bool = True) -> PPO:
     hp = yaml.safe_load((run_dir / "config.yml").read_text())
     model_path, norm_path, _ = latest_checkpoint(run_dir)
     torch.set_num_threads(1)
-    env = VecNormalize.load(str(norm_path), venv) if norm_path.is_file() else venv
+    env = VecNormalize.load(str(norm_path), venv) if norm_path is not None else venv
     model = PPO.load(model_path, env=env, device="cpu", tensorboard_log=str(run_dir / "tb"))
     remaining = int(hp["n_timesteps"]) - model.num_timesteps
     return _learn(model, hp, max(remaining, 0), run_dir, None, progress_bar, reset=False)

@@ -41,8 +41,10 @@ def optimize(scenario: str, scenario_id: str, hp: dict[str, Any], n_trials: int,
     written to ``study_dir/best_hyperparams.yml`` as a block for configs/ppo.yml."""
     study_dir.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{study_dir / 'optuna.db'}"
+    # an unseeded sampler: processes sharing a study with one seed would otherwise sample the
+    # same points (``seed`` still seeds each trial's training)
     study = optuna.create_study(study_name=study_name, storage=storage, load_if_exists=True, direction="maximize",
-                                sampler=optuna.samplers.TPESampler(seed=seed),
+                                sampler=optuna.samplers.TPESampler(),
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1))
 
     def objective(trial: optuna.Trial) -> float:

@@ -18,8 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import cpm_env  # noqa: E402
 import train  # noqa: E402
-from agents.ppo_train import load_hyperparams  # noqa: E402
+from agents.ppo_train import latest_checkpoint, load_hyperparams  # noqa: E402
 from stable_baselines3 import PPO  # noqa: E402
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
 SHORT = ["--scenario", "cpm_env/DataCenter-v0", "--n-envs", "4", "--hyperparams", "n_steps:64", "batch_size:128",
          "n_epochs:1", "eval_seeds:1-2"]
@@ -75,10 +76,15 @@ def test_periodic_evaluation_rows(tmp_path, short_yml):
     evals = pd.read_csv(run / "evaluations.csv")
     assert list(evals.timesteps) == [256, 512, 768, 1024]
     assert evals.best_rule_reward.nunique() == 1 and evals.violation_mwh.ge(0).all()
+    (events,) = (run / "tb").rglob("events.out.tfevents.*")
+    tags = set(EventAccumulator(str(events)).Reload().Tags()["scalars"])
+    assert tags >= {"train/value_loss", "site/compute_delivered", "site/compute_fraction", "site/over_limit_mwh",
+                    "site/soc", "site/pct_best_rule", "eval/reward", "eval/pct_best_rule", "eval/violation_mwh"}
+    assert any(tag.startswith("site/cap_") for tag in tags)
 
 
 def test_killed_run_resumes_to_its_total(tmp_path, short_yml):
-    run, total = tmp_path / "run", 40_000
+    run, total = tmp_path / "run", 10_000
     cmd = [sys.executable, str(ROOT / "train.py"), "--scenario", short_yml, "--timesteps", str(total),
            "--run-dir", str(run)] + TINY + ["checkpoint_freq:1000", "eval_freq:100000"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -87,7 +93,7 @@ def test_killed_run_resumes_to_its_total(tmp_path, short_yml):
     while not list((run / "checkpoints").glob("model_vecnormalize_*_steps.pkl")) and time.monotonic() < deadline:
         assert proc.poll() is None, "the run ended before its first checkpoint"
         time.sleep(0.05)
-    time.sleep(0.2)  # let the zip beside the normalizer finish writing
+    time.sleep(0.2)  # let the normalizer (written after the zip) finish writing
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (run / "model.zip").is_file(), "the run finished before it was killed"
@@ -103,6 +109,8 @@ def test_resuming_another_scenario_is_refused_and_changes_nothing(tmp_path, shor
     assert train.main(["--scenario", short_yml, "--timesteps", "512", "--run-dir", str(run)] + TINY
                       + ["checkpoint_freq:256"]) == 0
     (run / "model.zip").unlink()  # as if killed after its last checkpoint
+    (run / "checkpoints" / "model_vecnormalize_512_steps.pkl").unlink()  # ... while writing the newest one
+    assert latest_checkpoint(run)[2] == 256
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
     capsys.readouterr()
     assert train.main(["--resume", str(run), "--scenario", "cpm_env/FastRamp-v0"]) == 2
@@ -123,6 +131,7 @@ def test_optimize_shares_a_study_in_any_storage(tmp_path, short_yml):
     assert tune(1) == 0  # another process (or machine) joins the same study
     study = optuna.load_study(study_name="s", storage=storage)
     assert len(study.trials) == 3
+    assert len({t.params["learning_rate"] for t in study.trials}) == 3  # the joining process samples afresh
     assert all(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in study.trials)
     best = yaml.safe_load((tmp_path / "study" / "best_hyperparams.yml").read_text())
     assert set(best["Short-v0"]) >= {"learning_rate", "n_steps", "gamma", "policy_kwargs"}
