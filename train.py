@@ -9,9 +9,10 @@ Hyperparameters: configs/ppo.yml (default block, then the scenario's block, then
 --hyperparams). The run dir gets config.yml, args.yml, scenario.yml, model.zip,
 vecnormalize.pkl, checkpoints/ (model + normalizer), evaluations.csv and best/ (periodic
 evaluation on held-out seeds against the best rule) and tb/ (TensorBoard: SB3's scalars,
-the site's KPIs under site/, evaluations under eval/). --resume continues a killed run from
-its newest checkpoint to its total timesteps. --optimize searches hyperparameters with
-Optuna (any storage URL; several machines may share one study).
+the site's KPIs under site/: compute delivered, violation MWh, SoC, caps, % of the best
+rule; evaluations under eval/). --resume continues a killed run from its newest checkpoint
+to its total timesteps (refused for a finished run or another --scenario). --optimize
+searches hyperparameters with Optuna (any storage URL; several machines may share one study).
 Evaluate the result with `python evaluate.py --controllers greedy,ppo:RUN_DIR`.
 """
 
@@ -46,7 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--optimize", action="store_true", help="tune hyperparameters with Optuna")
     parser.add_argument("--n-trials", type=int, default=20, help="Optuna trials this process runs (default 20)")
     parser.add_argument("--storage", default=None,
-                        help="Optuna storage URL (default sqlite:///RUN_DIR/optuna.db); share one to tune on many machines")
+                        help="Optuna storage URL (default sqlite:///RUN_DIR/optuna.db); "
+                             "machines given one URL and study name share the study")
     parser.add_argument("--study-name", default=None, help="Optuna study name (default ppo_<scenario>)")
     return parser.parse_args(argv)
 
@@ -97,15 +99,15 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.resume is not None:
         resume(args.resume, venv)
-        print(f"resumed and finished {args.resume}: evaluate with  python evaluate.py --controllers greedy,ppo:{args.resume}")
+        print(f"resumed and finished {args.resume}: evaluate with  "
+              f"python evaluate.py --controllers greedy,ppo:{args.resume}")
         return 0
     if args.optimize:
         from agents.ppo_tune import optimize
 
         name = args.study_name or f"ppo_{probe.config.id}"
         study_dir = args.run_dir or Path("runs") / "optuna" / name
-        study = optimize(scenario, probe.config.id, hp, args.n_trials, timesteps, args.seed, study_dir, args.storage,
-                         name)
+        optimize(scenario, probe.config.id, hp, args.n_trials, timesteps, args.seed, study_dir, args.storage, name)
         best = study_dir / "best_hyperparams.yml"
         print(best.read_text() if best.is_file() else "no trial finished (all pruned or failed)")
         return 0

@@ -13,10 +13,10 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 from stable_baselines3.common.vec_env import VecNormalize
 
-from agents.ppo_eval import PolicyEvalCallback, save_policy
 from agents.evaluation import parse_seeds
+from agents.ppo_eval import PolicyEvalCallback, save_policy
 from cpm_env.config import scenario_to_dict
-from cpm_env.vec_env import CpmVecEnv, EPISODE_KPIS
+from cpm_env.vec_env import EPISODE_KPIS, CpmVecEnv
 
 PPO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "ppo.yml"
 # keys of configs/ppo.yml that are not PPO constructor arguments

@@ -2,8 +2,11 @@
 
     python benchmarks/train_throughput.py [--scenario ID] [--timesteps 500000]
 
-Times SB3's rollout collection (split into env stepping, normalizer and the policy's forward
-pass) and its gradient updates, and prints env-steps/s overall.
+Runs ``model.learn`` as train.py does (configs/ppo.yml's hyperparameters for the scenario,
+VecNormalize, one torch thread, the per-step KPI logger) and splits its wall time into the
+rollouts' simulator steps, normalizer, policy forward passes and the rest of SB3's rollout
+loop (tensors, buffer, GAE, callbacks), and the gradient updates. Periodic evaluations and
+checkpoints are left out: every 500 k steps they add about one second.
 """
 
 from __future__ import annotations
@@ -16,67 +19,70 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecNormalize
 
-from agents.ppo_train import PPO_KEYS, load_hyperparams
+from agents.ppo_train import PPO_KEYS, KpiLogger, load_hyperparams
 from cpm_env.vec_env import make_vec
 
 
-class Timer(BaseCallback):
-    """Wall time inside rollouts (the rest of ``learn`` is gradient updates and logging)."""
+class Stopwatch:
+    """Adds up the wall time (s) of every call to ``obj.<name>`` by patching it on the instance."""
+
+    def __init__(self, obj, name: str):
+        self.seconds = 0.0
+        inner = getattr(obj, name)
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+
+        setattr(obj, name, timed)
+
+
+class RolloutTimer(BaseCallback):
+    """Wall time (s) inside rollout collection; the rest of ``learn`` is the gradient updates."""
 
     def __init__(self):
         super().__init__()
-        self.rollout_s = 0.0
+        self.seconds = 0.0
         self._start = 0.0
 
     def _on_rollout_start(self) -> None:
         self._start = time.perf_counter()
 
     def _on_rollout_end(self) -> None:
-        self.rollout_s += time.perf_counter() - self._start
+        self.seconds += time.perf_counter() - self._start
 
     def _on_step(self) -> bool:
         return True
 
 
-class TimedEnv:
-    """Wraps ``venv.step_wait`` to add up the time spent in the simulator."""
-
-    def __init__(self, venv):
-        self.seconds = 0.0
-        inner = venv.step_wait
-
-        def step_wait():
-            t0 = time.perf_counter()
-            out = inner()
-            self.seconds += time.perf_counter() - t0
-            return out
-
-        venv.step_wait = step_wait
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenario", default="cpm_env/DataCenter-v0")
-    parser.add_argument("--timesteps", type=int, default=500_000)
+    parser.add_argument("--scenario", default="cpm_env/DataCenter-v0", help="registered id or scenario YAML")
+    parser.add_argument("--timesteps", type=int, default=500_000, help="env steps to train")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    venv = make_vec(args.scenario, 1)
-    hp = load_hyperparams(venv.config.id)
+    hp = load_hyperparams(make_vec(args.scenario, 1).config.id)
     venv = make_vec(args.scenario, int(hp["n_envs"]), seed=0)
-    env_timer = TimedEnv(venv)
     env = VecNormalize(venv, gamma=hp["gamma"])
     model = PPO(hp["policy"], env, seed=0, device="cpu", **{k: v for k, v in hp.items() if k in PPO_KEYS})
-    timer = Timer()
+    simulator, normalized = Stopwatch(venv, "step_wait"), Stopwatch(env, "step_wait")
+    forward, rollouts = Stopwatch(model.policy, "forward"), RolloutTimer()
     start = time.perf_counter()
-    model.learn(args.timesteps, callback=timer, progress_bar=True)
+    model.learn(args.timesteps, callback=[KpiLogger(), rollouts], progress_bar=False)
     total = time.perf_counter() - start
-    steps = model.num_timesteps
     rows = [
-        ("env stepping (simulator)", env_timer.seconds),
-        ("policy forward + normalizer + buffer", timer.rollout_s - env_timer.seconds),
-        ("gradient updates (n_epochs x minibatches)", total - timer.rollout_s),
+        ("rollouts: simulator (CpmVecEnv.step)", simulator.seconds),
+        ("rollouts: normalizer (VecNormalize)", normalized.seconds - simulator.seconds),
+        ("rollouts: policy forward (actions, values)", forward.seconds),
+        ("rollouts: SB3 loop (tensors, buffer, GAE, callbacks)",
+         rollouts.seconds - normalized.seconds - forward.seconds),
+        ("gradient updates (n_epochs x minibatches)", total - rollouts.seconds),
     ]
-    print(f"\n{venv.config.id}: {steps:,} env steps, {hp['n_envs']} envs, n_steps {hp['n_steps']}, "
+    steps = model.num_timesteps
+    print(f"{venv.config.id}: {steps:,} env steps, {hp['n_envs']} envs, n_steps {hp['n_steps']}, "
           f"batch {hp['batch_size']}, {hp['n_epochs']} epochs, torch threads {torch.get_num_threads()}")
     print("| part | seconds | share |\n|---|---|---|")
     for name, seconds in rows:
