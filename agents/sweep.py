@@ -10,6 +10,10 @@ A sweep file (YAML, e.g. ``configs/sweeps/cpm_frontier.yml``)::
     controllers: [static_cap, greedy, oracle]
     seeds: 100-102
 
+An optional ``economics:`` block (:class:`agents.economics.EconomicsConfig`) also prices the
+base site's own battery against the same site without it and writes ``economics.md`` (the
+yearly value split: compute enabled, energy, arbitrage, demand-response payments, wear).
+
 Each (oversubscription, battery) point is one job: every controller on every seed, the seeds
 batched through one ``make_vec``. Jobs run in a process pool over the machine's cores
 (``--workers``). On a cluster the same jobs run on Ray with no code change: start Ray
@@ -22,7 +26,7 @@ local pool.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +40,7 @@ from cpm_env.config import ConfigError
 # "violation-free" means within the whole grid contract, per episode on average: energy over the
 # limit, oscillation above the band, and ramp excess (MW summed over steps) below these
 VIOLATION_FREE = {"violation_mwh": 0.01, "swing_excess_mwh": 0.01, "ramp_excess_mw": 1.0}
-KEYS = {"name", "scenario", "oversubscription", "battery_hours", "c_rate", "controllers", "seeds"}
+KEYS = {"name", "scenario", "oversubscription", "battery_hours", "c_rate", "controllers", "seeds", "economics"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class SweepConfig:
     c_rate: float
     controllers: tuple[str, ...]
     seeds: tuple[int, ...]
+    economics: Any = None  # agents.economics.EconomicsConfig: price the base site's battery; None: skip
 
     def points(self) -> list[tuple[float, float]]:
         """Every (oversubscription, battery_hours) pair, in file order."""
@@ -88,9 +93,16 @@ def load_sweep(path: str | Path, seeds: str | None = None) -> SweepConfig:
         seed_list = parse_seeds(str(seeds if seeds is not None else data.get("seeds", "100-102")), "seeds")
     except ValueError as err:
         raise ConfigError(f"{path}: {err}") from None
+    economics = None
+    if "economics" in data:
+        from agents.economics import economics_from_dict
+
+        economics = economics_from_dict(data["economics"], str(path))
+        if economics.price.kind == "csv" and not Path(economics.price.path).is_absolute():  # relative to the file
+            economics = replace(economics, price=replace(economics.price, path=str(path.parent / economics.price.path)))
     return SweepConfig(str(data.get("name", path.stem)), str(data.get("scenario", "cpm_env/DataCenter-v0")),
                        numbers("oversubscription", 0.1, 10.0), numbers("battery_hours", 0.0, 100.0), float(c_rate),
-                       tuple(controllers), tuple(seed_list))
+                       tuple(controllers), tuple(seed_list), economics)
 
 
 def point_overrides(cfg_limit_mw: float, oversubscription: float, battery_hours: float, c_rate: float) -> dict:
@@ -131,6 +143,23 @@ def check_controllers(sweep: SweepConfig, path: str) -> None:
             make_controller(name, venv.site)
         except ValueError as err:
             raise ConfigError(f"{path}: controllers: {err}") from None
+    econ = sweep.economics
+    if econ is not None:
+        from agents.economics import step_prices_usd_per_mwh
+
+        try:
+            make_controller(econ.controller, venv.site)
+        except ValueError as err:
+            raise ConfigError(f"{path}: economics.controller: {err}") from None
+        if econ.dr_scenario and econ.dr_events_per_year > 0:
+            try:
+                make_vec(econ.dr_scenario, 1)
+            except (ConfigError, ValueError) as err:
+                raise ConfigError(f"{path}: economics.dr_scenario = {econ.dr_scenario!r}: {err}") from None
+        try:
+            step_prices_usd_per_mwh(econ.price, 0.0, 1.0, 24)  # a bad price CSV fails here, naming its row
+        except ConfigError as err:
+            raise ConfigError(f"{path}: economics.price: {err}") from None
 
 
 def make_pool(workers: str):
@@ -278,6 +307,19 @@ def sweep_cli(path: str, seeds: str | None, out: Path | None, workers: str) -> i
     (out / "sizing.md").write_text(text + "\n")
     plot_sweep(table, out, f"{sweep.name} ({sweep.scenario}, seeds {sweep.seeds[0]}-{sweep.seeds[-1]})")
     print(text)
-    print(f"\nwrote {out}/sweep.csv, episodes.csv, sizing.md, frontier.png, heatmap.png")
+    written = "sweep.csv, episodes.csv, sizing.md, frontier.png, heatmap.png"
+    if sweep.economics is not None:
+        from agents.economics import battery_value, value_markdown
+
+        econ = sweep.economics
+        runs = 4 if econ.dr_scenario and econ.dr_events_per_year > 0 else 2
+        with tqdm(total=runs, unit="run", desc="economics", disable=None) as bar:
+            value = battery_value(sweep.scenario, list(sweep.seeds), econ, progress=bar)
+        value.episodes.to_csv(out / "economics.csv", index=False)
+        money = value_markdown(value, econ)
+        (out / "economics.md").write_text(money + "\n")
+        print("\n" + money)
+        written += ", economics.md, economics.csv"
+    print(f"\nwrote {out}/{written}")
     return 0
 

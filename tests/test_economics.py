@@ -128,3 +128,54 @@ def test_battery_value_on_a_short_site(tmp_path):
     assert set(value.episodes.day) == {"ordinary", "demand_response"} and len(value.episodes) == 2 * 2 * 2
     text = ec.value_markdown(value, econ)
     assert "compute enabled" in text and "net value" in text
+
+
+def _short_site_files(tmp_path):
+    for name, scen in (("short.yml", cpm_env.DEFAULT_SCENARIO),
+                       ("short_dr.yml", cpm_env.SCENARIO_DIR / "demand_response.yml")):
+        data = yaml.safe_load(scen.read_text())
+        data["duration_h"] = 2.0
+        if name == "short_dr.yml":
+            data["grid"]["demand_response"].update({"earliest_start_h": 0.5, "latest_start_h": 0.5,
+                                                   "duration_h": 1.0, "notice_h": 0.25})
+        (tmp_path / name).write_text(yaml.safe_dump(data))
+    return tmp_path / "short.yml", tmp_path / "short_dr.yml"
+
+
+def test_sweep_with_economics_writes_the_value_split(tmp_path, capsys):
+    import evaluate
+
+    site, dr_site = _short_site_files(tmp_path)
+    sweep = {"name": "money", "scenario": str(site), "oversubscription": [1.3], "battery_hours": [0, 0.5],
+             "controllers": ["static_cap"], "seeds": "3-4",
+             "economics": {"controller": "greedy", "dr_scenario": str(dr_site)}}
+    path = tmp_path / "sweep.yml"
+    path.write_text(yaml.safe_dump(sweep))
+    out = tmp_path / "out"
+    assert evaluate.main(["--sweep", str(path), "--out", str(out), "--workers", "1"]) == 0
+    text = (out / "economics.md").read_text()
+    assert "compute enabled" in text and "demand-response payments" in text and "net value" in text
+    assert "compute enabled" in capsys.readouterr().out
+    import pandas as pd
+
+    episodes = pd.read_csv(out / "economics.csv")
+    assert len(episodes) == 2 * 2 * 2 and {"energy_cost_usd", "battery_discharged_mwh"} <= set(episodes.columns)
+
+
+@pytest.mark.parametrize("economics, needle", [
+    ({"discount_rate": -1}, "economics.discount_rate"),
+    ({"controller": "nope"}, "economics.controller"),
+    ({"price": {"kind": "csv", "path": "missing.csv"}}, "missing.csv"),
+])
+def test_bad_economics_block_is_a_one_line_error_and_writes_nothing(tmp_path, capsys, economics, needle):
+    import evaluate
+
+    site, _ = _short_site_files(tmp_path)
+    path = tmp_path / "sweep.yml"
+    path.write_text(yaml.safe_dump({"scenario": str(site), "oversubscription": [1.3], "battery_hours": [0],
+                                    "controllers": ["static_cap"], "economics": economics}))
+    out = tmp_path / "out"
+    assert evaluate.main(["--sweep", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and needle in err and str(path) in err
+    assert not out.exists()
