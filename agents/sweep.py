@@ -19,8 +19,9 @@ batched through one ``make_vec``. Jobs run in a process pool over the machine's 
 (``--workers``). On a cluster the same jobs run on Ray with no code change: start Ray
 (``ray start --head`` on one node, ``ray start --address=HEAD:6379`` on the others), then
 ``RAY_ADDRESS=HEAD:6379 python evaluate.py --sweep FILE --workers ray``
-(``pip install "ray[default]"``); ``ray.util.multiprocessing.Pool`` is a drop-in for the
-local pool.
+(``pip install -e ".[cluster]"`` on every node, so each can import ``agents``);
+``ray.util.multiprocessing.Pool`` is a drop-in for the local pool. Without ``RAY_ADDRESS`` it
+starts a local Ray instance (checked: the same sweep.csv as the local pool on a tiny sweep).
 """
 
 from __future__ import annotations
@@ -115,6 +116,9 @@ def point_overrides(cfg_limit_mw: float, oversubscription: float, battery_hours:
 def run_point(job: tuple[SweepConfig, float, float]) -> pd.DataFrame:
     """Every controller on every seed at one point; one row per controller x seed."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch  # already loaded with SB3; a forked worker keeps the parent's thread pool unless told
+
+    torch.set_num_threads(1)  # one worker per core, no intra-op threads on top
     from agents.evaluation import make_controller, run_controller
     from cpm_env.vec_env import make_vec
 
