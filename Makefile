@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench train results
+.PHONY: install demo test bench train results sweep
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -24,6 +24,11 @@ demo: $(STAMP)
 results: $(STAMP)
 	for s in DataCenter-v0 DemandResponse-v0 NoBattery-v0 FastRamp-v0; do \
 		$(BIN)/python evaluate.py --scenario cpm_env/$$s --seeds 100-104 || exit 1; done
+
+# Site sizing and the battery's value: oversubscription x battery size x controllers, and the
+# economics split, into results/sweeps/cpm_frontier/ (about 10 minutes on 2 cores).
+sweep: $(STAMP)
+	$(BIN)/python evaluate.py --sweep configs/sweeps/cpm_frontier.yml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
