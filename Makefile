@@ -26,7 +26,7 @@ results: $(STAMP)
 		$(BIN)/python evaluate.py --scenario cpm_env/$$s --seeds 100-104 || exit 1; done
 
 # Site sizing and the battery's value: oversubscription x battery size x controllers, and the
-# economics split, into results/sweeps/cpm_frontier/ (about 10 minutes on 2 cores).
+# economics split, into results/sweeps/cpm_frontier/ (about 3 minutes on 2 cores).
 sweep: $(STAMP)
 	$(BIN)/python evaluate.py --sweep configs/sweeps/cpm_frontier.yml
 
