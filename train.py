@@ -53,14 +53,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def check_resumable(run_dir: Path, scenario: str | None) -> tuple[dict, dict]:
-    """The run's args and hyperparameters; ValueError if it cannot be resumed (as asked)."""
+def check_resumable(run_dir: Path, scenario: str | None) -> tuple[dict, dict, int]:
+    """The run's args, hyperparameters and the env steps of its newest checkpoint; ValueError
+    if it cannot be resumed (as asked)."""
     for name in ("args.yml", "config.yml", "scenario.yml"):
         if not (run_dir / name).is_file():
             raise ValueError(f"--resume {run_dir}: {name} missing: not a train.py run dir")
     if (run_dir / "model.zip").is_file():
         raise ValueError(f"--resume {run_dir}: the run already finished (model.zip is there)")
-    latest_checkpoint(run_dir)
+    _, _, done = latest_checkpoint(run_dir)
     run_args = yaml.safe_load((run_dir / "args.yml").read_text())
     if scenario is not None:
         saved = yaml.safe_load((run_dir / "scenario.yml").read_text())
@@ -69,15 +70,14 @@ def check_resumable(run_dir: Path, scenario: str | None) -> tuple[dict, dict]:
             raise ValueError(f"--resume {run_dir}: the run trained on scenario {saved.get('id')!r} "
                              f"({run_args.get('scenario')}), not --scenario {scenario} ({given.get('id')!r}); "
                              "resume without --scenario or start a new run")
-    return run_args, yaml.safe_load((run_dir / "config.yml").read_text())
+    return run_args, yaml.safe_load((run_dir / "config.yml").read_text()), done
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         if args.resume is not None:
-            run_args, hp = check_resumable(args.resume, args.scenario)
-            _, _, done = latest_checkpoint(args.resume)
+            run_args, hp, done = check_resumable(args.resume, args.scenario)
             # fresh episodes after the checkpoint: the generators' state is not saved
             venv = make_vec(str(args.resume / "scenario.yml"), int(hp["n_envs"]), seed=int(run_args["seed"]) + done)
         else:

@@ -211,16 +211,12 @@ def read_price_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return day.index.to_numpy(float), day.to_numpy(float)
 
 
-def step_prices_usd_per_mwh(price: PriceConfig, start_hour: float, dt_h: float, n_steps: int,
-                            base: Path | None = None) -> np.ndarray:
+def step_prices_usd_per_mwh(price: PriceConfig, start_hour: float, dt_h: float, n_steps: int) -> np.ndarray:
     """The price of each control step of an episode (periodic over the day)."""
     hours = (start_hour + dt_h * np.arange(n_steps)) % HOURS_PER_DAY
     if price.kind == "synthetic":
         return synthetic_price_usd_per_mwh(hours, price)
-    path = Path(price.path)
-    if base is not None and not path.is_absolute():
-        path = base / path
-    day_h, day_usd = read_price_csv(path)
+    day_h, day_usd = read_price_csv(price.path)
     return np.interp(hours, day_h, day_usd, period=HOURS_PER_DAY)
 
 
@@ -322,38 +318,15 @@ def value_split(ordinary: tuple[DayKpis, DayKpis], dr_day: tuple[DayKpis, DayKpi
 # --------------------------------------------------------------------------- pricing episodes
 
 
-def _metered_vec_env(cfg: ScenarioConfig, n_envs: int, price_usd_per_mwh: np.ndarray):
-    """A CpmVecEnv that also sums, per env, the energy bill and the battery's discharge."""
-    from cpm_env.vec_env import CpmVecEnv
-
-    class MeteredVecEnv(CpmVecEnv):
-        def reset(self):
-            self.energy_cost_usd = np.zeros(self.num_envs)
-            self.discharged_mwh = np.zeros(self.num_envs)
-            return super().reset()
-
-        def step_wait(self):
-            t = self._t
-            result = super().step_wait()
-            out, dt_h = self.last_outputs, self.params.dt_h
-            self.energy_cost_usd += price_usd_per_mwh[t] * out.grid_import_mw * dt_h
-            self.discharged_mwh += out.battery_discharged_mwh
-            return result
-
-    return MeteredVecEnv(cfg, n_envs)
-
-
 def priced_episodes(controller: str, cfg: ScenarioConfig, seeds: list[int], price_usd_per_mwh: np.ndarray
                     ) -> pd.DataFrame:
-    """One row of KPIs per seed (as :func:`agents.evaluation.run_controller`), plus
-    ``energy_cost_usd`` and ``battery_discharged_mwh``."""
+    """One row of KPIs per seed (:func:`agents.evaluation.run_controller`'s, with ``energy_cost_usd``)."""
     from agents.evaluation import make_controller, run_controller
+    from cpm_env.vec_env import CpmVecEnv
 
-    venv = _metered_vec_env(cfg, len(seeds), price_usd_per_mwh)
-    rows = run_controller(make_controller(controller, venv.site), venv, seeds, controller)
-    rows["energy_cost_usd"] = venv.energy_cost_usd
-    rows["battery_discharged_mwh"] = venv.discharged_mwh
-    return rows
+    venv = CpmVecEnv(cfg, len(seeds))
+    return run_controller(make_controller(controller, venv.site), venv, seeds, controller,
+                          price_usd_per_mwh=price_usd_per_mwh)
 
 
 def day_kpis(rows: pd.DataFrame, price_usd_per_mwh: np.ndarray, episode_h: float) -> DayKpis:
@@ -401,44 +374,41 @@ class BatteryValue:
         return self.split["compute_usd_per_year"] / pot if pot > 0 else float("nan")
 
 
-def battery_value(scenario: str, seeds: list[int], econ: EconomicsConfig, base: Path | None = None,
-                  progress: Any = None) -> BatteryValue:
+def battery_value(scenario: str, seeds: list[int], econ: EconomicsConfig, progress: Any = None) -> BatteryValue:
     """Price ``econ.controller`` on ``scenario`` with and without its battery (and on the
     demand-response scenario's days), and split the battery's yearly value.
 
-    ``base`` resolves a relative price CSV path; ``progress`` (a tqdm bar) advances per run.
+    ``progress`` (a tqdm bar) advances per run.
     """
     from cpm_env.vec_env import make_vec
 
     cases = {"ordinary": scenario}
     if econ.dr_scenario and econ.dr_events_per_year > 0:
         cases["demand_response"] = econ.dr_scenario
-    kpis, frames, dr_cfg = {}, [], None
+    kpis, frames, configs, prices = {}, [], {}, {}
     for day, scen in cases.items():
-        cfg = make_vec(scen, 1).config
-        if day == "ordinary":
-            site_cfg = cfg
-        else:
-            dr_cfg = cfg
-        prices = step_prices_usd_per_mwh(econ.price, cfg.start_hour, cfg.dt_h, cfg.n_steps, base)
+        cfg = configs[day] = make_vec(scen, 1).config
+        prices[day] = step_prices_usd_per_mwh(econ.price, cfg.start_hour, cfg.dt_h, cfg.n_steps)
         pair = []
         for battery, c in (("with", cfg), ("without", without_battery(scen))):
-            rows = priced_episodes(econ.controller, c, list(seeds), prices)
-            pair.append(day_kpis(rows, prices, cfg.duration_h))
+            rows = priced_episodes(econ.controller, c, list(seeds), prices[day])
+            pair.append(day_kpis(rows, prices[day], cfg.duration_h))
             frames.append(rows.assign(day=day, battery=battery))
             if progress is not None:
                 progress.update(1)
         kpis[day] = tuple(pair)
+    site_cfg = configs["ordinary"]
     usd_unit = usd_per_compute_unit(econ.value_of_compute_usd_per_gpu_h, site_cfg)
     deg = degradation_usd_per_mwh(econ, site_cfg)
     committed_mw = 0.0
-    if dr_cfg is not None:
-        committed_mw = dr_cfg.grid.limit_mw * (1.0 - dr_cfg.grid.demand_response.limit_fraction)
+    if "demand_response" in configs:
+        dr_grid = configs["demand_response"].grid
+        committed_mw = dr_grid.limit_mw * (1.0 - dr_grid.demand_response.limit_fraction)
     split = value_split(kpis["ordinary"], kpis.get("demand_response"), committed_mw, usd_unit, econ, deg)
     bat = site_cfg.battery
-    prices = step_prices_usd_per_mwh(econ.price, site_cfg.start_hour, site_cfg.dt_h, site_cfg.n_steps, base)
-    potential = arbitrage_potential_usd(prices, site_cfg.dt_h, bat.capacity_mwh, bat.power_mw, bat.soc_min,
-                                        bat.soc_max, bat.soc_init, bat.round_trip_efficiency, 0.0)  # no wear: generous
+    potential = arbitrage_potential_usd(prices["ordinary"], site_cfg.dt_h, bat.capacity_mwh, bat.power_mw,
+                                        bat.soc_min, bat.soc_max, bat.soc_init, bat.round_trip_efficiency,
+                                        0.0)  # no wear: generous
     return BatteryValue(site_cfg.id, bat.capacity_mwh, bat.power_mw, split,
                         battery_cost_usd_per_year(bat.capacity_mwh, bat.power_mw, econ),
                         potential * DAYS_PER_YEAR * HOURS_PER_DAY / site_cfg.duration_h, usd_unit, deg,

@@ -108,10 +108,12 @@ TRACE_KEYS = ("grid_import_mw", "grid_import_peak_mw", "grid_limit_mw", "facilit
 
 
 def run_controller(controller: Controller, venv: CpmVecEnv, seeds: list[int], label: str,
-                   progress: tqdm | None = None, trace: dict | None = None) -> pd.DataFrame:
+                   progress: tqdm | None = None, trace: dict | None = None,
+                   price_usd_per_mwh: np.ndarray | None = None) -> pd.DataFrame:
     """One episode per seed, all seeds stepped as one batch; one row of KPIs per episode.
 
-    If ``trace`` is a dict, it receives the first seed's per-step series (for plots).
+    If ``trace`` is a dict, it receives the first seed's per-step series (for plots). With
+    ``price_usd_per_mwh`` (one price per step) the rows also get ``energy_cost_usd``.
     """
     venv.seed(seeds)
     obs = venv.reset()
@@ -121,6 +123,7 @@ def run_controller(controller: Controller, venv: CpmVecEnv, seeds: list[int], la
     totals = EpisodeTotals(len(seeds))
     ep = venv.episode
     dr_steps, dr_met, dr_over = np.zeros(len(seeds)), np.zeros(len(seeds)), np.zeros(len(seeds))
+    energy_cost_usd = np.zeros(len(seeds))
     for t in range(cfg.n_steps):
         action, _ = controller.predict(obs, deterministic=True)
         obs, _, _, _ = venv.step(action)
@@ -130,6 +133,8 @@ def run_controller(controller: Controller, venv: CpmVecEnv, seeds: list[int], la
         dr_steps += in_dr
         dr_met += in_dr & (out.over_limit_mwh <= DR_TOLERANCE_MWH)
         dr_over += np.where(in_dr, out.over_limit_mwh, 0.0)
+        if price_usd_per_mwh is not None:
+            energy_cost_usd += price_usd_per_mwh[t] * out.grid_import_mw * p.dt_h
         if trace is not None:
             for key in TRACE_KEYS:
                 trace.setdefault(key, []).append(float(np.broadcast_to(getattr(out, key), (len(seeds),))[0]))
@@ -156,12 +161,14 @@ def run_controller(controller: Controller, venv: CpmVecEnv, seeds: list[int], la
         "swing_excess_mwh": totals.swing_mwh,
         "battery_throughput_mwh": totals.discharged + totals.charged,
         "battery_cycles": cycles,
+        "battery_discharged_mwh": totals.discharged,
         "degradation_cost": w_deg * totals.discharged,
         "burn_mwh": totals.burn,
         "grid_energy_mwh": totals.grid_mwh,
         "dr_window_h": dr_steps * p.dt_h,
         "dr_compliance_pct": np.where(dr_steps > 0, 100 * dr_met / np.maximum(dr_steps, 1), np.nan),
         "dr_over_limit_mwh": dr_over,
+        **({"energy_cost_usd": energy_cost_usd} if price_usd_per_mwh is not None else {}),
     })
 
 

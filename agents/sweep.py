@@ -33,10 +33,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from agents.evaluation import parse_seeds
-from cpm_env.config import ConfigError
+from cpm_env.config import ConfigError, read_yaml
 
 # "violation-free" means within the whole grid contract, per episode on average: energy over the
 # limit, oscillation above the band, and ramp excess (MW summed over steps) below these
@@ -65,14 +64,7 @@ class SweepConfig:
 def load_sweep(path: str | Path, seeds: str | None = None) -> SweepConfig:
     """Read and check a sweep file; ConfigError names the file, field, value and what is allowed."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: file not found: --sweep takes a sweep YAML such as configs/sweeps/cpm_frontier.yml")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: must be a mapping with the fields {', '.join(sorted(KEYS))}")
+    data = read_yaml(path, f"sweep fields ({', '.join(sorted(KEYS))})")
     unknown = set(data) - KEYS
     if unknown:
         raise ConfigError(f"{path}: field {sorted(unknown)[0]!r} unknown; allowed: {', '.join(sorted(KEYS))}")
@@ -113,8 +105,9 @@ def point_overrides(cfg_limit_mw: float, oversubscription: float, battery_hours:
             "battery": {"capacity_mwh": capacity_mwh, "power_mw": c_rate * capacity_mwh}}
 
 
-def run_point(job: tuple[SweepConfig, float, float]) -> pd.DataFrame:
-    """Every controller on every seed at one point; one row per controller x seed."""
+def run_point(job: tuple[SweepConfig, float, float, float]) -> pd.DataFrame:
+    """Every controller on every seed at one point (sweep, grid limit MW, oversubscription,
+    battery hours); one row per controller x seed."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch  # already loaded with SB3; a forked worker keeps the parent's thread pool unless told
 
@@ -122,8 +115,7 @@ def run_point(job: tuple[SweepConfig, float, float]) -> pd.DataFrame:
     from agents.evaluation import make_controller, run_controller
     from cpm_env.vec_env import make_vec
 
-    sweep, over, hours = job
-    limit = make_vec(sweep.scenario, 1).config.grid.limit_mw
+    sweep, limit, over, hours = job
     overrides = point_overrides(limit, over, hours, sweep.c_rate)
     venv = make_vec(sweep.scenario, len(sweep.seeds), scenario=overrides)
     frames = [run_controller(make_controller(name, venv.site), venv, list(sweep.seeds), name)
@@ -275,7 +267,10 @@ def plot_sweep(table: pd.DataFrame, out: Path, title: str) -> None:
 
 def run_sweep(sweep: SweepConfig, workers: str = "auto", progress: Any = None) -> pd.DataFrame:
     """Every point's episodes (one row per point x controller x seed), in point order."""
-    jobs = [(sweep, o, h) for o, h in sweep.points()]
+    from cpm_env.vec_env import make_vec
+
+    limit_mw = make_vec(sweep.scenario, 1).config.grid.limit_mw
+    jobs = [(sweep, limit_mw, o, h) for o, h in sweep.points()]
     results: dict[tuple[float, float], pd.DataFrame] = {}
     with make_pool(workers) as pool:
         for rows in pool.imap_unordered(run_point, jobs):

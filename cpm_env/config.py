@@ -451,8 +451,8 @@ def scenario_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Scena
         raise ConfigError(f"{source}: {err.path} = {err.value!r}: {err.allowed}") from None
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, with one-line errors for a missing or malformed file."""
+def read_yaml(path: str | Path, fields: str = "scenario fields") -> dict[str, Any]:
+    """Read a YAML mapping (of ``fields``), with one-line errors for a missing or malformed file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: file not found: must be an existing YAML file")
@@ -464,7 +464,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         problem = getattr(err, "problem", None) or "invalid syntax"
         raise ConfigError(f"{path}: malformed YAML at {where}: {problem}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level = {type(data).__name__}: must be a mapping of scenario fields")
+        raise ConfigError(f"{path}: top level = {type(data).__name__}: must be a mapping of {fields}")
     return data
 
 

@@ -37,7 +37,7 @@ def test_prices_synthetic_and_csv(tmp_path):
     assert p.mean() == pytest.approx(40) and p.argmax() == 19 and p.max() == pytest.approx(60)
     csv = tmp_path / "prices.csv"
     csv.write_text("hour,usd_per_mwh\n0,10\n12,50\n")
-    p = ec.step_prices_usd_per_mwh(ec.PriceConfig(kind="csv", path="prices.csv"), 0.0, 6.0, 4, base=tmp_path)
+    p = ec.step_prices_usd_per_mwh(ec.PriceConfig(kind="csv", path=str(tmp_path / "prices.csv")), 0.0, 6.0, 4)
     np.testing.assert_allclose(p, [10, 30, 50, 30])  # periodic interpolation over the day
     csv.write_text("timestamp,usd_per_mwh\n2024-01-01T00:00,10\n2024-01-01T12:00,oops\n")
     with pytest.raises(ConfigError) as err:
