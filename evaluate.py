@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from agents.evaluation import make_controller, markdown_table, parse_seeds, run_controller, summarize
-from agents.plots import plot_episodes, plot_kpis
-from agents.ppo import MODELS_DIR
+from agents.evaluation.runner import make_controller, markdown_table, parse_seeds, run_controller, summarize
+from agents.evaluation.plots import plot_episodes, plot_kpis
+from agents.learning.ppo import MODELS_DIR
 from cpm_env.config import ConfigError
 from cpm_env.vec_env import make_vec
 
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             print("error: --sweep takes its scenario and controllers from the sweep file, not --scenario/--controllers",
                   file=sys.stderr)
             return 2
-        from agents.sweep import sweep_cli
+        from agents.sizing.sweep import sweep_cli
 
         return sweep_cli(args.sweep, args.seeds, None if args.out == Path("results") else args.out, args.workers)
     args.scenario = args.scenario or "cpm_env/DataCenter-v0"

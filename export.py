@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from agents.export import PARITY_OBSERVATIONS, PARITY_TOLERANCE, export_policy
+from agents.learning.export import PARITY_OBSERVATIONS, PARITY_TOLERANCE, export_policy
 from cpm_env.config import ConfigError
 
 

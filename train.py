@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from agents.ppo_train import latest_checkpoint, load_hyperparams, resume, train
+from agents.learning.train import latest_checkpoint, load_hyperparams, resume, train
 from cpm_env.config import ConfigError, scenario_to_dict
 from cpm_env.vec_env import make_vec
 
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
               f"python evaluate.py --controllers greedy,ppo:{args.resume}")
         return 0
     if args.optimize:
-        from agents.ppo_tune import optimize
+        from agents.learning.tune import optimize
 
         name = args.study_name or f"ppo_{probe.config.id}"
         study_dir = args.run_dir or Path("runs") / "optuna" / name

@@ -70,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.policy is None:
-            from agents.export import export_policy
+            from agents.learning.export import export_policy
 
             args.policy = Path(tmp)
             export_policy(Path(__file__).resolve().parents[1] / "models" / "DataCenter-v0", args.policy)

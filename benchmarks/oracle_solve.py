@@ -9,9 +9,9 @@ import argparse
 import time
 
 import cpm_env
-from agents.lp import BACKENDS
-from agents.oracle import episode_series, episode_start
-from agents.site_lp import plan
+from agents.controllers.lp import BACKENDS
+from agents.controllers.oracle import episode_series, episode_start
+from agents.controllers.site_lp import plan
 
 
 def main() -> None:

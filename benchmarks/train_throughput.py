@@ -19,7 +19,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecNormalize
 
-from agents.ppo_train import PPO_KEYS, KpiLogger, load_hyperparams
+from agents.learning.train import PPO_KEYS, KpiLogger, load_hyperparams
 from cpm_env.vec_env import make_vec
 
 

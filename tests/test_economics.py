@@ -8,7 +8,7 @@ import yaml
 from hypothesis import given, strategies as st
 
 import cpm_env
-from agents import economics as ec
+from agents.sizing import economics as ec
 from cpm_env.config import ConfigError
 
 

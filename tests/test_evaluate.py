@@ -8,7 +8,7 @@ import pandas as pd
 import yaml
 
 import cpm_env
-from agents.evaluation import make_controller, run_controller
+from agents.evaluation.runner import make_controller, run_controller
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -48,7 +48,7 @@ def test_evaluate_writes_csv_summary_and_plots(tmp_path, capsys):
 
 def test_evaluate_rows_match_single_env_runs(tmp_path):
     """A batched evaluation row equals stepping one CpmEnv with the same controller and seed."""
-    from agents.evaluation import make_controller, run_controller
+    from agents.evaluation.runner import make_controller, run_controller
 
     path = short_scenario(tmp_path, hours=1.0)
     venv = cpm_env.make_vec(str(path), 2)

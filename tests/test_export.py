@@ -14,8 +14,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents.export import PARITY_TOLERANCE, PolicyGraph, export_policy, rollout
-from agents.ppo import PPOController
+from agents.learning.export import PARITY_TOLERANCE, PolicyGraph, export_policy, rollout
+from agents.learning.ppo import PPOController
 from agents.runtime import PolicyController
 from cpm_env.vec_env import make_vec
 
@@ -243,7 +243,7 @@ def test_out_of_range_observations_always_fall_back(controller, data):
 
 
 def test_predict_inverts_the_action_map(controller, site):
-    from agents.export import physical_setpoints
+    from agents.learning.export import physical_setpoints
 
     obs = np.stack([mid_obs(controller)] * 2)
     actions, state = controller.predict(obs, state="s")
@@ -286,7 +286,7 @@ def test_evaluate_onnx_kpis_equal_the_source_model(exported, tmp_path, one_torch
 
 
 def test_evaluate_refuses_an_export_of_another_scenario(exported):
-    from agents.evaluation import make_controller
+    from agents.evaluation.runner import make_controller
 
     site = make_vec("cpm_env/NoBattery-v0", 1).site
     with pytest.raises(ValueError, match="differ from NoBattery-v0") as err:

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, strategies as st
 
 import cpm_env
-from agents.evaluation import make_controller, run_controller
-from agents.lp import BACKENDS
-from agents.oracle import actions_from_plan, episode_series, episode_start
-from agents.site_lp import lowest_slewed_caps, plan
+from agents.evaluation.runner import make_controller, run_controller
+from agents.controllers.lp import BACKENDS
+from agents.controllers.oracle import actions_from_plan, episode_series, episode_start
+from agents.controllers.site_lp import lowest_slewed_caps, plan
 
 SHORT = {
     "cpm_env/DataCenter-v0": {"duration_h": 3.0},

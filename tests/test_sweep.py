@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 import cpm_env
-from agents.evaluation import make_controller, run_controller
-from agents.sweep import load_sweep, point_overrides
+from agents.evaluation.runner import make_controller, run_controller
+from agents.sizing.sweep import load_sweep, point_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import cpm_env  # noqa: E402
 import train  # noqa: E402
-from agents.ppo_train import latest_checkpoint, load_hyperparams  # noqa: E402
+from agents.learning.train import latest_checkpoint, load_hyperparams  # noqa: E402
 from stable_baselines3 import PPO  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 

@@ -225,7 +225,7 @@ def arbitrage_potential_usd(price_usd_per_mwh: np.ndarray, dt_h: float, capacity
                             degradation_usd_per_mwh: float) -> float:
     """Most a battery could earn over the series by arbitrage alone (perfect foresight, the
     stored energy back to its start at the end, wear per MWh discharged): an LP on Clarabel."""
-    from agents.lp import LinearProgram
+    from agents.controllers.lp import LinearProgram
 
     if capacity_mwh <= 0 or power_mw <= 0:
         return 0.0
@@ -320,8 +320,8 @@ def value_split(ordinary: tuple[DayKpis, DayKpis], dr_day: tuple[DayKpis, DayKpi
 
 def priced_episodes(controller: str, cfg: ScenarioConfig, seeds: list[int], price_usd_per_mwh: np.ndarray
                     ) -> pd.DataFrame:
-    """One row of KPIs per seed (:func:`agents.evaluation.run_controller`'s, with ``energy_cost_usd``)."""
-    from agents.evaluation import make_controller, run_controller
+    """One row of KPIs per seed (:func:`agents.evaluation.runner.run_controller`'s, with ``energy_cost_usd``)."""
+    from agents.evaluation.runner import make_controller, run_controller
     from cpm_env.vec_env import CpmVecEnv
 
     venv = CpmVecEnv(cfg, len(seeds))

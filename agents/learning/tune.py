@@ -13,7 +13,7 @@ from typing import Any
 import optuna
 import yaml
 
-from agents.ppo_train import train
+from agents.learning.train import train
 from cpm_env.vec_env import make_vec
 
 

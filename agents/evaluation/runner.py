@@ -10,7 +10,7 @@ import pandas as pd
 from scipy import stats
 from tqdm import tqdm
 
-from agents.base import Controller
+from agents.controllers.base import Controller
 from cpm_env.site import Site
 from cpm_env.vec_env import CpmVecEnv
 
@@ -37,13 +37,13 @@ def parse_seeds(text: str, field: str = "--seeds") -> list[int]:
 
 def make_controller(name: str, site: Site) -> Controller:
     """Build a named controller for a site; unknown names list the available ones."""
-    from agents.mpc import MPC
-    from agents.oracle import Oracle
-    from agents.rules import RULES
+    from agents.controllers.mpc import MPC
+    from agents.controllers.oracle import Oracle
+    from agents.controllers.rules import RULES
 
     available = {**RULES, "mpc": MPC, "oracle": Oracle}
     if name == "ppo" or name.startswith("ppo:"):
-        from agents.ppo import PPOController, shipped_model_dir
+        from agents.learning.ppo import PPOController, shipped_model_dir
 
         return PPOController(name[4:] if name.startswith("ppo:") else shipped_model_dir(site), site)
     if name.startswith("onnx:"):

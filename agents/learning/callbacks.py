@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from agents.evaluation import make_controller, run_controller
+from agents.evaluation.runner import make_controller, run_controller
 from cpm_env.vec_env import CpmVecEnv
 
 BEST_RULE = "greedy"  # the strongest rule-based controller on every scenario (README results)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.base import RuleController
+from agents.controllers.base import RuleController
 
 
 class _Demand:

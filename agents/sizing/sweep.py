@@ -10,7 +10,7 @@ A sweep file (YAML, e.g. ``configs/sweeps/cpm_frontier.yml``)::
     controllers: [static_cap, greedy, oracle]
     seeds: 100-102
 
-An optional ``economics:`` block (:class:`agents.economics.EconomicsConfig`) also prices the
+An optional ``economics:`` block (:class:`agents.sizing.economics.EconomicsConfig`) also prices the
 base site's own battery against the same site without it and writes ``economics.md`` (the
 yearly value split: compute enabled, energy, arbitrage, demand-response payments, wear).
 
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agents.evaluation import parse_seeds
+from agents.evaluation.runner import parse_seeds
 from cpm_env.config import ConfigError, read_yaml
 
 # "violation-free" means within the whole grid contract, per episode on average: energy over the
@@ -54,7 +54,7 @@ class SweepConfig:
     c_rate: float
     controllers: tuple[str, ...]
     seeds: tuple[int, ...]
-    economics: Any = None  # agents.economics.EconomicsConfig: price the base site's battery; None: skip
+    economics: Any = None  # agents.sizing.economics.EconomicsConfig: price the base site's battery; None: skip
 
     def points(self) -> list[tuple[float, float]]:
         """Every (oversubscription, battery_hours) pair, in file order."""
@@ -88,7 +88,7 @@ def load_sweep(path: str | Path, seeds: str | None = None) -> SweepConfig:
         raise ConfigError(f"{path}: {err}") from None
     economics = None
     if "economics" in data:
-        from agents.economics import economics_from_dict
+        from agents.sizing.economics import economics_from_dict
 
         economics = economics_from_dict(data["economics"], str(path))
         if economics.price.kind == "csv" and not Path(economics.price.path).is_absolute():  # relative to the file
@@ -112,7 +112,7 @@ def run_point(job: tuple[SweepConfig, float, float, float]) -> pd.DataFrame:
     import torch  # already loaded with SB3; a forked worker keeps the parent's thread pool unless told
 
     torch.set_num_threads(1)  # one worker per core, no intra-op threads on top
-    from agents.evaluation import make_controller, run_controller
+    from agents.evaluation.runner import make_controller, run_controller
     from cpm_env.vec_env import make_vec
 
     sweep, limit, over, hours = job
@@ -130,7 +130,7 @@ def run_point(job: tuple[SweepConfig, float, float, float]) -> pd.DataFrame:
 
 def check_controllers(sweep: SweepConfig, path: str) -> None:
     """Build every controller once on the base scenario, so a bad name fails before any work."""
-    from agents.evaluation import make_controller
+    from agents.evaluation.runner import make_controller
     from cpm_env.vec_env import make_vec
 
     venv = make_vec(sweep.scenario, 1)
@@ -141,7 +141,7 @@ def check_controllers(sweep: SweepConfig, path: str) -> None:
             raise ConfigError(f"{path}: controllers: {err}") from None
     econ = sweep.economics
     if econ is not None:
-        from agents.economics import step_prices_usd_per_mwh
+        from agents.sizing.economics import step_prices_usd_per_mwh
 
         try:
             make_controller(econ.controller, venv.site)
@@ -172,7 +172,7 @@ def make_pool(workers: str):
 
 def summarize_sweep(episodes: pd.DataFrame) -> pd.DataFrame:
     """Mean over seeds per point and controller, with the 95% CI of compute per MW."""
-    from agents.evaluation import confidence_halfwidth
+    from agents.evaluation.runner import confidence_halfwidth
 
     keys = ["oversubscription", "battery_hours", "battery_mwh", "battery_mw", "controller"]
     grouped = episodes.groupby(keys, sort=False)
@@ -308,7 +308,7 @@ def sweep_cli(path: str, seeds: str | None, out: Path | None, workers: str) -> i
     print(text)
     written = "sweep.csv, episodes.csv, sizing.md, frontier.png, heatmap.png"
     if sweep.economics is not None:
-        from agents.economics import battery_value, value_markdown
+        from agents.sizing.economics import battery_value, value_markdown
 
         econ = sweep.economics
         runs = 4 if econ.dr_scenario and econ.dr_events_per_year > 0 else 2

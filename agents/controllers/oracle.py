@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from agents.site_lp import Series, SitePlan, Start, plan
+from agents.controllers.site_lp import Series, SitePlan, Start, plan
 from cpm_env.episode import Episode
 from cpm_env.site import Site
 from cpm_env.spaces import from_physical

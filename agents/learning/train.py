@@ -13,12 +13,12 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 from stable_baselines3.common.vec_env import VecNormalize
 
-from agents.evaluation import parse_seeds
-from agents.ppo_eval import PolicyEvalCallback, save_policy
+from agents.evaluation.runner import parse_seeds
+from agents.learning.callbacks import PolicyEvalCallback, save_policy
 from cpm_env.config import scenario_to_dict
 from cpm_env.vec_env import EPISODE_KPIS, CpmVecEnv
 
-PPO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "ppo.yml"
+PPO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ppo.yml"
 # keys of configs/ppo.yml that are not PPO constructor arguments
 RUN_KEYS = {"n_envs", "n_timesteps", "policy", "normalize", "eval_freq", "eval_seeds", "checkpoint_freq"}
 PPO_KEYS = {"learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "clip_range", "ent_coef",

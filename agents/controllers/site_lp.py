@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from agents.lp import INF, LinearProgram
+from agents.controllers.lp import INF, LinearProgram
 from cpm_env.config import ScenarioConfig
 from cpm_env.physics import PhysicsParams
 
@@ -72,7 +72,7 @@ def plan(cfg: ScenarioConfig, p: PhysicsParams, x: Series, start: Start, termina
          backend: str = "clarabel") -> SitePlan:
     """Solve the site LP over the series' horizon; ``terminal_value`` values the final SoC.
 
-    ``backend`` is the LP solver (:data:`agents.lp.BACKENDS`).
+    ``backend`` is the LP solver (:data:`agents.controllers.lp.BACKENDS`).
     """
     lp = LinearProgram()
     n_cls, h_len = x.high_mw.shape

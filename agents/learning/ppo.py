@@ -12,7 +12,7 @@ from cpm_env.site import Site
 from cpm_env.vec_env import CpmVecEnv
 
 
-MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 
 
 def shipped_model_dir(site: Site) -> Path:

@@ -3,7 +3,7 @@
 Each step, per site, it builds the horizon's series from the observation only: the current
 step's per-class demand (exact), the noisy facility-demand forecast (interpolated between
 its horizons, split over classes in the current proportions), the current duty, and the
-grid limit with any announced demand-response window. It solves :func:`agents.site_lp.plan`
+grid limit with any announced demand-response window. It solves :func:`agents.controllers.site_lp.plan`
 with the stored energy valued at the horizon's end and applies the first step.
 """
 
@@ -13,10 +13,10 @@ import time
 
 import numpy as np
 
-from agents.base import ObsView
-from agents.oracle import actions_from_plan
-from agents.rules import Greedy
-from agents.site_lp import Series, Start, plan
+from agents.controllers.base import ObsView
+from agents.controllers.oracle import actions_from_plan
+from agents.controllers.rules import Greedy
+from agents.controllers.site_lp import Series, Start, plan
 from cpm_env.site import Site
 
 

@@ -32,8 +32,8 @@ import onnx
 import torch
 import yaml
 
-from agents.ppo import PPOController
-from agents.rules import fit_cap
+from agents.learning.ppo import PPOController
+from agents.controllers.rules import fit_cap
 from agents.runtime import (INPUT_DTYPE, ONNX_FILE, OUTPUT_DTYPE, SCHEMA_VERSION, SIDECAR_FILE, PolicyController,
                             sha256_hex)
 from cpm_env import spaces
