@@ -25,7 +25,7 @@ def main() -> None:
         env.reset(seed=100)
         for backend in args.backends:
             start = time.perf_counter()
-            sp = plan(env.config, env.params, episode_series(env.episode), episode_start(env.site, env.episode),
+            sp = plan(env.params, episode_series(env.episode), episode_start(env.site, env.episode),
                       backend=backend)
             print(f"| {days:g} day(s) | {env.config.n_steps} | {backend} | {time.perf_counter() - start:.2f} "
                   f"| {sp.objective:.6f} |", flush=True)

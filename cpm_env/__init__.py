@@ -30,7 +30,15 @@ for _env_id, _path in scenario_ids().items():
         register(id=_env_id, entry_point="cpm_env.env:CpmEnv", kwargs={"base": _path})
 
 from cpm_env.env import CpmEnv  # noqa: E402
-from cpm_env.vec_env import CpmVecEnv, make_vec  # noqa: E402
+
+
+def __getattr__(name: str):
+    """``CpmVecEnv`` and ``make_vec`` subclass Stable-Baselines3's VecEnv: import it (and torch) on first use."""
+    if name in ("CpmVecEnv", "make_vec"):
+        from cpm_env import vec_env
+
+        return getattr(vec_env, name)
+    raise AttributeError(f"module 'cpm_env' has no attribute {name!r}")
 
 __all__ = ["CpmEnv", "CpmVecEnv", "ConfigError", "ScenarioConfig", "load_scenario", "make_vec", "scenario_ids",
            "DEFAULT_SCENARIO"]

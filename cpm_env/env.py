@@ -10,8 +10,9 @@ import numpy as np
 
 from cpm_env import physics, spaces
 from cpm_env.ops import SCALAR
-from cpm_env.physics import Exo, State
+from cpm_env.physics import Exo
 from cpm_env.site import ScenarioLike, Site
+from cpm_env.site_model import initial_state
 
 
 class CpmEnv(gym.Env):
@@ -101,10 +102,7 @@ class CpmEnv(gym.Env):
         self._exo_rows = list(zip(rows(ep.high_mw), rows(ep.low_mw), rows(ep.work), rows(ep.work_per_throughput),
                                   ep.duty[:, 0].tolist(), ep.limit_mw[:, 0].tolist()))
         self._exo_obs = np.ascontiguousarray(ep.exo_obs[:, :, 0])
-        p = self.params
-        k = len(p.peak_mw)
-        e0 = self.config.battery.soc_init * p.capacity_mwh
-        self.state = State(e0, min(float(ep.limit_mw[0, 0]), float(ep.demand_mw[0, 0])), (1.0,) * k, (0.0,) * k)
+        self.state = initial_state(self.params, float(ep.limit_mw[0, 0]), float(ep.demand_mw[0, 0]))
         self._battery_mw = 0.0
         self._t = 0
         return self._observation(), {}

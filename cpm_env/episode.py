@@ -8,13 +8,14 @@ then demand response, then forecast noise), so a seed fixes the episode.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
 from cpm_env import spaces
 from cpm_env.config import ScenarioConfig
-from cpm_env.physics import PhysicsParams, make_params
+from cpm_env.site_model import SiteParams, make_params, work_per_throughput
 from cpm_env.workloads import make_generator
 
 
@@ -35,23 +36,16 @@ class Episode(NamedTuple):
     dr_end_step: np.ndarray
     exo_obs: np.ndarray  # (n_steps, n_exo, n_envs) float32, the exogenous part of the observation
 
-    def env(self, i: int) -> "Episode":
-        """The episode of env ``i`` alone (a batch of one)."""
-        take = lambda a, axis: np.take(a, [i], axis=axis)  # noqa: E731
-        return Episode(*(take(getattr(self, f), -1) for f in self._fields[:7]),
-                       take(self.dr_start_step, 0), take(self.dr_end_step, 0), take(self.exo_obs, 2))
-
 
 class EpisodeGenerator:
     """Draws :class:`Episode` s for a scenario, one per ``numpy.random.Generator``."""
 
-    def __init__(self, cfg: ScenarioConfig, params: PhysicsParams | None = None):
+    def __init__(self, cfg: ScenarioConfig, params: SiteParams | None = None):
         self.cfg = cfg
         self.params = params or make_params(cfg)
         self.generators = [
             make_generator(gpu, peak, cfg) for gpu, peak in zip(cfg.site.gpu_classes, self.params.peak_mw)
         ]
-        self.swinging = [gpu.workload.kind != "inference" for gpu in cfg.site.gpu_classes]
 
     def sample(self, rngs: Sequence[np.random.Generator]) -> Episode:
         """Draw one episode per generator; env ``i`` uses only ``rngs[i]``."""
@@ -60,14 +54,9 @@ class EpisodeGenerator:
         high = np.stack([t.high_mw for t in traces])
         low = np.stack([t.low_mw for t in traces])
         work = np.stack([t.work for t in traces])
-        duty = np.ones((n, n_env))
-        for trace, swings in zip(traces, self.swinging):
-            if swings:
-                duty = trace.duty
-        wpt = np.empty_like(work)
-        for k, peak in enumerate(p.peak_mw):
-            x_demand = np.maximum(high[k] / peak, p.curve_x[k][0])
-            wpt[k] = work[k] / np.interp(x_demand, p.curve_x[k], p.curve_y[k])
+        # flat classes have duty 1 and at most one class swings (config): the step's duty is theirs
+        duty = np.min([t.duty for t in traces], axis=0)
+        wpt = np.stack([work_per_throughput(p, k, high[k], work[k]) for k in range(len(p.peak_mw))])
         demand = p.pue * (duty * high + (1.0 - duty) * low).sum(axis=0)
 
         dr = cfg.grid.demand_response

@@ -17,41 +17,12 @@ Units: power MW, energy MWh, time h, caps and floors as fractions of TDP.
 
 from __future__ import annotations
 
-import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from cpm_env.config import ScenarioConfig
+if TYPE_CHECKING:
+    from cpm_env.site_model import SiteParams
 
 _TINY = 1e-12
-
-
-class PhysicsParams(NamedTuple):
-    """Numeric site parameters derived from a :class:`ScenarioConfig`."""
-
-    dt_h: float
-    pue: float
-    peak_mw: tuple[float, ...]  # installed IT peak per class
-    cap_min: tuple[float, ...]
-    cap_step: tuple[float, ...]  # fastest cap change per step, fraction of TDP
-    floor_max: tuple[float, ...]
-    curve_x: tuple[tuple[float, ...], ...]  # per class: throughput curve points (power fraction,
-    curve_y: tuple[tuple[float, ...], ...]  # relative throughput), concave piecewise-linear
-    battery_power_mw: float
-    energy_min_mwh: float
-    energy_max_mwh: float
-    capacity_mwh: float
-    eta_charge: float
-    eta_discharge: float
-    allow_export: bool
-    ramp_step_mw: float  # allowed change of mean import per step
-    swing_band_mw: float
-    w_over_limit: float
-    w_swing: float
-    w_residual: float
-    w_ramp: float
-    w_degradation: float
-    w_burn: float
-    w_energy: float  # value of stored energy, compute units per MWh
 
 
 class State(NamedTuple):
@@ -108,56 +79,16 @@ class Outputs(NamedTuple):
     energy_mwh: object
 
 
-def throughput_lines(xs: tuple[float, ...], ys: tuple[float, ...]) -> list[tuple[float, float]]:
-    """(intercept, slope) of each segment of a concave piecewise-linear curve (for LPs)."""
-    lines = []
-    for x0, y0, x1, y1 in zip(xs, ys, xs[1:], ys[1:]):
-        slope = (y1 - y0) / (x1 - x0)
-        lines.append((y0 - slope * x0, slope))
-    return lines
-
-
-def make_params(cfg: ScenarioConfig) -> PhysicsParams:
-    """Derive the numeric physics parameters of a scenario."""
-    site, bat, grid, rew = cfg.site, cfg.battery, cfg.grid, cfg.reward
-    it_peak_mw = site.oversubscription * grid.limit_mw / site.pue
-    has_battery = bat.capacity_mwh > 0 and bat.power_mw > 0
-    eta = math.sqrt(bat.round_trip_efficiency)
-    capacity = bat.capacity_mwh if has_battery else 0.0
-    w_energy = rew.stored_energy_per_mwh if rew.stored_energy_per_mwh is not None else eta / site.pue
-    return PhysicsParams(
-        dt_h=cfg.dt_h,
-        pue=site.pue,
-        peak_mw=tuple(c.share * it_peak_mw for c in site.gpu_classes),
-        cap_min=tuple(c.cap_min for c in site.gpu_classes),
-        cap_step=tuple(c.cap_slew_per_s * cfg.dt_s for c in site.gpu_classes),
-        floor_max=tuple(c.floor_max for c in site.gpu_classes),
-        curve_x=tuple(tuple(x for x, _ in c.throughput_curve) for c in site.gpu_classes),
-        curve_y=tuple(tuple(y for _, y in c.throughput_curve) for c in site.gpu_classes),
-        battery_power_mw=bat.power_mw if has_battery else 0.0,
-        energy_min_mwh=bat.soc_min * capacity,
-        energy_max_mwh=bat.soc_max * capacity,
-        capacity_mwh=capacity,
-        eta_charge=eta,
-        eta_discharge=eta,
-        allow_export=grid.allow_export,
-        ramp_step_mw=grid.ramp_limit_mw_per_min * cfg.dt_s / 60.0,
-        swing_band_mw=grid.swing_band_mw,
-        w_over_limit=rew.over_limit_per_mwh,
-        w_swing=rew.swing_excess_per_mwh,
-        w_residual=rew.residual_swing_per_mwh,
-        w_ramp=rew.ramp_excess_per_mw,
-        w_degradation=rew.degradation_per_mwh,
-        w_burn=rew.burn_per_mwh,
-        w_energy=w_energy,
-    )
+def swinging_steps(duty):
+    """Whether a step's waveform swings at all: its duty is strictly between 0 and 1 (floats or arrays)."""
+    return (duty > 0.0) & (duty < 1.0)
 
 
 def _clip(x, lo, hi, ops):
     return ops.minimum(ops.maximum(x, lo), hi)
 
 
-def step(p: PhysicsParams, s: State, a: Action, x: Exo, ops) -> tuple[State, Outputs]:
+def step(p: SiteParams, s: State, a: Action, x: Exo, ops) -> tuple[State, Outputs]:
     """Advance one control step. Pure: returns the new state and the step's outputs."""
     dt_h, d = p.dt_h, x.duty
     d_lo = 1.0 - d
@@ -188,7 +119,7 @@ def step(p: PhysicsParams, s: State, a: Action, x: Exo, ops) -> tuple[State, Out
         caps.append(c)
         floors.append(f)
     fac_mean = p.pue * it_mean
-    swinging = (d > 0.0) * (d < 1.0)  # bool for floats and arrays alike
+    swinging = swinging_steps(d)
     # Cooling does not follow 0.2-3 Hz swings: PUE scales the mean, the swing is IT only.
     swing = ops.where(swinging, it_hi - it_lo, 0.0)
 

@@ -9,7 +9,7 @@ from typing import Any
 from cpm_env import spaces
 from cpm_env.config import ScenarioConfig, load_scenario
 from cpm_env.episode import EpisodeGenerator
-from cpm_env.physics import make_params
+from cpm_env.site_model import make_params
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 DEFAULT_SCENARIO = SCENARIO_DIR / "datacenter.yml"

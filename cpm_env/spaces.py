@@ -21,7 +21,8 @@ import numpy as np
 from gymnasium import spaces as gym_spaces
 
 from cpm_env.config import ScenarioConfig
-from cpm_env.physics import Action, PhysicsParams, State
+from cpm_env.physics import Action, State, swinging_steps
+from cpm_env.site_model import SiteParams
 
 
 class Feature(NamedTuple):
@@ -76,7 +77,7 @@ def exo_observation_features(cfg: ScenarioConfig) -> list[Feature]:
     return feats
 
 
-def state_observation_features(cfg: ScenarioConfig, p: PhysicsParams) -> list[Feature]:
+def state_observation_features(cfg: ScenarioConfig, p: SiteParams) -> list[Feature]:
     """The observation entries that come from the dynamic state."""
     lim, over = cfg.grid.limit_mw, cfg.site.oversubscription
     bp = p.battery_power_mw / lim
@@ -93,12 +94,12 @@ def state_observation_features(cfg: ScenarioConfig, p: PhysicsParams) -> list[Fe
     return feats
 
 
-def observation_features(cfg: ScenarioConfig, p: PhysicsParams) -> list[Feature]:
+def observation_features(cfg: ScenarioConfig, p: SiteParams) -> list[Feature]:
     """All observation entries, in order."""
     return exo_observation_features(cfg) + state_observation_features(cfg, p)
 
 
-def action_features(cfg: ScenarioConfig, p: PhysicsParams) -> list[Feature]:
+def action_features(cfg: ScenarioConfig, p: SiteParams) -> list[Feature]:
     """All action entries, in order; low/high are the physical set-points at a = -1 / +1."""
     feats = [Feature("battery", "MW", p.battery_power_mw, -p.battery_power_mw, p.battery_power_mw,
                      "battery net power set-point, + discharge into the site")]
@@ -131,7 +132,7 @@ def exo_features(cfg, high, low, duty, limit, demand, dr_start, dr_end, forecast
     n, lim, dt_h = cfg.n_steps, cfg.grid.limit_mw, cfg.dt_h
     steps = np.arange(n)[:, None]
     cols = []  # each (n_steps, n_envs), or (n_steps, 1) where the same for every env
-    swinging = (duty > 0) & (duty < 1)
+    swinging = swinging_steps(duty)
     for k in range(high.shape[0]):
         cols.append((duty * high[k] + (1 - duty) * low[k]) / lim)
         cols.append(np.where(swinging, high[k] - low[k], 0.0) / lim)
@@ -165,13 +166,13 @@ def exo_features(cfg, high, low, duty, limit, demand, dr_start, dr_end, forecast
     return out
 
 
-def state_observation(p: PhysicsParams, s: State, battery_mw, floor_idx: list[int], inv_limit: float) -> list:
+def state_observation(p: SiteParams, s: State, battery_mw, floor_idx: list[int], inv_limit: float) -> list:
     """The dynamic observation entries (floats, or arrays over a batch)."""
     soc = s.energy_mwh / p.capacity_mwh if p.capacity_mwh > 0 else 0.0 * s.energy_mwh
     return [s.import_mw * inv_limit, soc, battery_mw * inv_limit, *s.caps, *(s.floors[k] for k in floor_idx)]
 
 
-def to_physical(a: list | tuple, p: PhysicsParams, floor_idx: list[int], ops) -> Action:
+def to_physical(a: list | tuple, p: SiteParams, floor_idx: list[int], ops) -> Action:
     """Map clipped actions in [-1, 1] (floats or arrays) to physical set-points."""
     n = len(p.peak_mw)
     caps = tuple(p.cap_min[k] + 0.5 * (a[1 + k] + 1.0) * (1.0 - p.cap_min[k]) for k in range(n))
@@ -186,7 +187,7 @@ def setpoint_columns(action: Action, floor_idx: list[int]) -> list:
     return [action.battery_mw, *action.caps, *(action.floors[k] for k in floor_idx)]
 
 
-def from_physical(battery_mw, caps, floors, p: PhysicsParams, floor_idx: list[int]) -> np.ndarray:
+def from_physical(battery_mw, caps, floors, p: SiteParams, floor_idx: list[int]) -> np.ndarray:
     """Inverse of :func:`to_physical`: set-points (arrays of one shape, per class lists) ->
     actions in [-1, 1], float64, shape ``battery_mw.shape + (n_actions,)``."""
     battery_mw = np.asarray(battery_mw, dtype=float)

@@ -24,8 +24,9 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from cpm_env import physics, spaces
 from cpm_env.ops import NUMPY
-from cpm_env.physics import Exo, State
+from cpm_env.physics import Exo
 from cpm_env.site import ScenarioLike, Site
+from cpm_env.site_model import initial_state
 
 EPISODE_KPIS = ("compute_delivered", "compute_demanded", "over_limit_mwh", "ramp_excess_mw", "swing_excess_mw",
                 "battery_discharged_mwh", "burn_mwh")
@@ -59,14 +60,8 @@ class CpmVecEnv(VecEnv):
         self._work, self._wpt = ep.work, ep.work_per_throughput
         self._duty, self._limit = ep.duty, ep.limit_mw
         self.episode = ep
-        p, n = self.params, self.num_envs
-        k = len(p.peak_mw)
-        self.state = State(
-            np.full(n, self.config.battery.soc_init * p.capacity_mwh),
-            np.minimum(self._limit[0], ep.demand_mw[0]),
-            tuple(np.ones(n) for _ in range(k)),
-            tuple(np.zeros(n) for _ in range(k)),
-        )
+        n = self.num_envs
+        self.state = initial_state(self.params, self._limit[0], ep.demand_mw[0])
         self._battery_mw = np.zeros(n)
         self._t = 0
         self._returns = np.zeros(n)

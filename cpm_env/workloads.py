@@ -16,11 +16,12 @@ order, so env ``i`` of a batch gets exactly what a lone env with the same genera
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple, Protocol, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Protocol, Sequence
 
 import numpy as np
-import pandas as pd
-from scipy.signal import lfilter
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from cpm_env.config import (
     ConfigError,
@@ -162,7 +163,7 @@ class InferenceGenerator:
             bursts.append((np.full(k, i), start_s, height))
         eps = np.stack(eps, axis=1)
         eps[1:] *= np.sqrt(1.0 - phi * phi)
-        util = self._daily[:, None] + lfilter([1.0], [1.0, -phi], eps, axis=0)
+        util = self._daily[:, None] + _ar1(eps, phi)
         env, start_s, height = (np.concatenate(x) for x in zip(*bursts))
         if len(env):
             first = np.ceil(start_s / dt - 0.5).astype(int)  # first step whose midpoint follows the start
@@ -213,6 +214,8 @@ class TraceGenerator:
 
     @staticmethod
     def _load(cfg: TraceWorkload, peak_mw: float, timing: Timing):
+        import pandas as pd  # only traces need it; keeps `import cpm_env` light
+
         path = Path(cfg.path)
         if not path.is_file():
             raise ConfigError(f"{path}: file not found: workload.path must name an existing CSV file")
@@ -274,8 +277,20 @@ class TraceGenerator:
         return ClassTrace(high, low, duty, duty * high * self.timing.dt_s / 3600.0)
 
 
+def _ar1(eps: np.ndarray, phi: float) -> np.ndarray:
+    """AR(1) filter along axis 0: ``y[t] = eps[t] + phi * y[t-1]`` (scipy's lfilter, without importing scipy.signal)."""
+    y = np.empty_like(eps)
+    prev = np.zeros(eps.shape[1:])
+    for t in range(len(eps)):
+        prev = eps[t] + phi * prev
+        y[t] = prev
+    return y
+
+
 def _timestamps_s(col: pd.Series, path: Path, name: str) -> np.ndarray:
     """Timestamps as seconds from the first row: numbers (seconds) or ISO date-times."""
+    import pandas as pd
+
     numeric = pd.to_numeric(col, errors="coerce")
     if numeric.notna().sum() * 2 >= len(col):
         bad = numeric.isna().to_numpy()

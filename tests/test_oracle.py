@@ -26,7 +26,7 @@ SHORT = {
 def test_replaying_the_plan_reproduces_its_objective(env_id, seed, backend):
     env = gym.make(env_id, scenario=SHORT[env_id]).unwrapped
     env.reset(seed=seed)
-    sp = plan(env.config, env.params, episode_series(env.episode), episode_start(env.site, env.episode),
+    sp = plan(env.params, episode_series(env.episode), episode_start(env.site, env.episode),
               backend=backend)
     total = 0.0
     for a in actions_from_plan(env.site, sp):

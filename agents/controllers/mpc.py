@@ -16,8 +16,10 @@ import numpy as np
 from agents.controllers.base import ObsView
 from agents.controllers.oracle import actions_from_plan
 from agents.controllers.rules import Greedy
-from agents.controllers.site_lp import Series, Start, plan
+from agents.controllers.site_lp import Series, plan
+from cpm_env.physics import State
 from cpm_env.site import Site
+from cpm_env.site_model import work_estimate, work_per_throughput
 
 
 class MPC:
@@ -34,12 +36,8 @@ class MPC:
         self.solve_seconds: list[float] = []
         self.fallbacks = 0  # steps where no plan was found and the greedy rule acted
         self.fallback = Greedy(site)
-        p = self.params
-        self.idle = [getattr(c.workload, "idle_fraction", 0.0) for c in self.cfg.site.gpu_classes]
-        self.flat = [c.workload.kind == "inference" for c in self.cfg.site.gpu_classes]
-        self.x0 = [xs[0] for xs in p.curve_x]
 
-    def _series(self, obs_row: np.ndarray) -> tuple[Series, Start]:
+    def _series(self, obs_row: np.ndarray) -> tuple[Series, State]:
         v, p, cfg, n = self.view, self.params, self.cfg, self.horizon
         row = obs_row[None, :]
         get = lambda name: float(v(row, name)[0])  # noqa: E731
@@ -60,15 +58,11 @@ class MPC:
             l0 = mean - duty * swing
             hk = np.minimum(h0 * scale, peak)
             lk = np.minimum(l0 * scale, hk)
-            if self.flat[k]:
-                util = np.clip((hk / peak - self.idle[k]) / (1 - self.idle[k]), 0, 1)
-                wk = util * peak * p.dt_h
-            else:
-                wk = duty * hk * p.dt_h
+            wk = work_estimate(p, k, hk, duty)
             high.append(hk)
             low.append(lk)
             work.append(wk)
-            wpt.append(wk / np.interp(np.maximum(hk / peak, self.x0[k]), p.curve_x[k], p.curve_y[k]))
+            wpt.append(work_per_throughput(p, k, hk, wk))
         limit = np.full(n, get("grid_limit"))
         dr_limit = get("dr_limit")
         if get("dr_pending") > 0.5:
@@ -82,7 +76,7 @@ class MPC:
         floors = tuple(float(obs_row[v.index[f"floor_{self.site.class_names[k]}_prev"]]) if k in self.site.floor_idx
                        else 0.0 for k in range(len(caps)))
         energy = float(np.clip(get("soc") * p.capacity_mwh, p.energy_min_mwh, p.energy_max_mwh))  # float32 obs
-        start = Start(energy, get("grid_import_prev"), caps, floors)
+        start = State(energy, get("grid_import_prev"), caps, floors)
         return Series(np.stack(high), np.stack(low), np.stack(work), np.stack(wpt), np.full(n, duty), limit), start
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
@@ -92,7 +86,7 @@ class MPC:
             t0 = time.perf_counter()
             series, start = self._series(row)
             try:
-                sp = plan(self.cfg, self.params, series, start, backend=self.backend)
+                sp = plan(self.params, series, start, backend=self.backend)
             except RuntimeError:  # no optimal plan: act as the greedy rule does this step
                 self.fallbacks += 1
                 actions.append(self.fallback.predict(row)[0].astype(np.float64))

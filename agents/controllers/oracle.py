@@ -10,9 +10,11 @@ import time
 
 import numpy as np
 
-from agents.controllers.site_lp import Series, SitePlan, Start, plan
+from agents.controllers.site_lp import Series, SitePlan, plan
 from cpm_env.episode import Episode
+from cpm_env.physics import State
 from cpm_env.site import Site
+from cpm_env.site_model import initial_state
 from cpm_env.spaces import from_physical
 
 
@@ -22,12 +24,9 @@ def episode_series(ep: Episode, i: int = 0) -> Series:
                   ep.duty[:, i], ep.limit_mw[:, i])
 
 
-def episode_start(site: Site, ep: Episode, i: int = 0) -> Start:
+def episode_start(site: Site, ep: Episode, i: int = 0) -> State:
     """The env's initial state for env ``i`` (as ``CpmEnv.reset`` sets it)."""
-    p, cfg = site.params, site.config
-    k = len(p.peak_mw)
-    import0 = min(float(ep.limit_mw[0, i]), float(ep.demand_mw[0, i]))
-    return Start(cfg.battery.soc_init * p.capacity_mwh, import0, (1.0,) * k, (0.0,) * k)
+    return initial_state(site.params, float(ep.limit_mw[0, i]), float(ep.demand_mw[0, i]))
 
 
 def actions_from_plan(site: Site, sp: SitePlan) -> np.ndarray:
@@ -51,7 +50,7 @@ class Oracle:
         self.objectives = []
         for i in range(episode.duty.shape[1]):
             t0 = time.perf_counter()
-            sp = plan(self.site.config, self.site.params, episode_series(episode, i), episode_start(self.site, episode, i))
+            sp = plan(self.site.params, episode_series(episode, i), episode_start(self.site, episode, i))
             self.solve_seconds.append(time.perf_counter() - t0)
             self.objectives.append(sp.objective)
             plans.append(actions_from_plan(self.site, sp))

@@ -85,7 +85,7 @@ class ShaveThenCap(PeakShaving):
     def act(self, obs):
         p, d = self.params, _Demand(self, obs)
         battery, caps = super().act(obs)
-        soc_min = self.site.config.battery.soc_min if p.capacity_mwh > 0 else 1.0
+        soc_min = p.energy_min_mwh / p.capacity_mwh if p.capacity_mwh > 0 else 1.0
         low = d.soc <= soc_min + self.low_soc_margin
         cap_fit = fit_cap(p, d.limit)
         battery = np.where(low & (battery > 0), 0.0, battery)
@@ -112,7 +112,6 @@ class Greedy(RuleController):
 
     def act(self, obs):
         p, d = self.params, _Demand(self, obs).as_columns()
-        cfg = self.site.config
         dt_h, pmax, ramp = p.dt_h, p.battery_power_mw, p.ramp_step_mw
         c = self.cap_grid[None, :]
         it_mean, swing = d.it_power([c] * len(p.peak_mw), p.peak_mw)
@@ -143,7 +142,7 @@ class Greedy(RuleController):
         battery = np.clip(b_pref, np.minimum(lo, hi), np.maximum(lo, hi))
         battery = np.where(hi < lo, lo, battery)  # infeasible ramp: favour the limit
         cap = self.cap_grid[pick]
-        if cfg.battery.capacity_mwh <= 0:
+        if p.capacity_mwh <= 0:
             battery = np.zeros(len(obs))
         return battery, [cap for _ in self.class_names]
 

@@ -7,9 +7,15 @@ convex (charge/discharge split per phase, never both at once at an optimum), the
 loop's full smoothing pays for its own losses (checked by the scenario's validation), and
 the battery set-point respects the same SoC limits the env clips to.
 
-Limits: classes whose low level can exceed their lowest cap (mixed pools) are not capped
-below that low level here; where the cap slew limit can bind within a step, the LP may
-draw less than its cap allows, which the env cannot.
+Which class swings in a step, how deep it can be capped and its throughput segments come
+from the site model (:mod:`cpm_env.site_model`), decided from the series exactly as the
+physics decides them. A class is flat in a step (one level: the cap moves all its power)
+unless the step swings and its low level is below its high level.
+
+Limits: a two-level class is not capped below its low level here (that would flatten its
+waveform, a non-convex switch); the env could, which only matters where the lowest cap is
+below the low level (mixed pools). Where the cap slew limit can bind within a step, the LP
+may draw less than its cap allows, which the env cannot.
 """
 
 from __future__ import annotations
@@ -19,9 +25,23 @@ from typing import NamedTuple
 import numpy as np
 
 from agents.controllers.lp import INF, LinearProgram
-from cpm_env.config import ScenarioConfig
-from cpm_env.physics import PhysicsParams
+from cpm_env.physics import State
+from cpm_env.site_model import SiteParams, class_swings, curve_segments, lowest_high_mw, swinging_steps
 
+
+def _compute(lp: LinearProgram, p: SiteParams, k: int, x: Series, y: np.ndarray, y_min: np.ndarray) -> np.ndarray:
+    """Compute variables of class ``k``: the concave throughput curve's epigraph over the high level
+    ``y`` in ``[y_min, high]`` (only the segments overlapping that range), fixed to the demanded
+    work where ``y`` cannot move."""
+    peak, h = p.peak_mw[k], x.high_mw[k]
+    can_cap = h > y_min + 1e-12
+    comp = lp.var(len(h), np.where(can_cap, -INF, x.work[k]), np.where(can_cap, INF, x.work[k]), cost=1.0)
+    for seg in curve_segments(p, k):
+        # comp <= w * (intercept + slope * y / peak)
+        rel = can_cap & (seg.x1 * peak > y_min) & (seg.x0 * peak < h)
+        w = x.work_per_throughput[k][rel]
+        lp.rows([(comp[rel], 1.0), (y[rel], -w * seg.slope / peak)], hi=w * seg.intercept)
+    return comp
 
 
 def lowest_slewed_caps(cap_lower: np.ndarray, cap_start: float, cap_step: float) -> np.ndarray:
@@ -47,15 +67,6 @@ class Series(NamedTuple):
     limit_mw: np.ndarray
 
 
-class Start(NamedTuple):
-    """State at the first step of the horizon."""
-
-    energy_mwh: float
-    import_mw: float
-    caps: tuple[float, ...]
-    floors: tuple[float, ...]
-
-
 class SitePlan(NamedTuple):
     """The LP's optimal set-points and its objective (the env's reward summed)."""
 
@@ -68,30 +79,28 @@ class SitePlan(NamedTuple):
     smoothing_mw: np.ndarray  # (H,) swing absorbed by the inner loop
 
 
-def plan(cfg: ScenarioConfig, p: PhysicsParams, x: Series, start: Start, terminal_value: bool = True,
-         backend: str = "clarabel") -> SitePlan:
-    """Solve the site LP over the series' horizon; ``terminal_value`` values the final SoC.
-
-    ``backend`` is the LP solver (:data:`agents.controllers.lp.BACKENDS`).
+def plan(p: SiteParams, x: Series, start: State, terminal_value: bool = True, backend: str = "clarabel") -> SitePlan:
+    """Solve the site LP over the series' horizon from state ``start``; ``terminal_value`` values the
+    final SoC. ``backend`` is the LP solver (:data:`agents.controllers.lp.BACKENDS`).
     """
     lp = LinearProgram()
     n_cls, h_len = x.high_mw.shape
     dt_h, pue = p.dt_h, p.pue
     d = np.asarray(x.duty, float)
     dl = 1.0 - d
-    swinging = (d > 0) & (d < 1)
+    swinging = swinging_steps(d)
     zero = np.zeros(h_len)
 
     # --- GPU classes: high level y (the cap), low level, compute
-    it_mean_terms, swing_terms, ys, los, burn_terms = [], [], [], [], []
+    it_mean_terms, swing_terms, ys, burn_terms = [], [], [], []
+    lo_vars: dict[int, np.ndarray] = {}
     slews: dict[int, np.ndarray] = {}
     comps = []
-    flat = [cfg.site.gpu_classes[k].workload.kind == "inference" for k in range(n_cls)]
+    const_it, const_swing = zero.copy(), zero.copy()
     for k in range(n_cls):
         peak, h, lo_raw = p.peak_mw[k], x.high_mw[k], x.low_mw[k]
-        y_min = np.minimum(h, p.cap_min[k] * peak)
-        if not flat[k]:
-            y_min = np.maximum(y_min, np.minimum(lo_raw, h))  # keep the low level uncapped (see module doc)
+        two_level = class_swings(h, lo_raw, d)  # else flat: the cap moves all of the class's power
+        y_min = lowest_high_mw(p, k, h, lo_raw, d)
         y = lp.var(h_len, y_min, h)
         ys.append(y)
         if p.cap_step[k] < 1.0 - p.cap_min[k]:  # slew can bind: model the cap itself
@@ -103,34 +112,22 @@ def plan(cfg: ScenarioConfig, p: PhysicsParams, x: Series, start: Start, termina
             lp.rows([(c[:1], 1.0)], lo=start.caps[k] - p.cap_step[k], hi=start.caps[k] + p.cap_step[k])
             if h_len > 1:
                 lp.rows([(c[1:], 1.0), (c[:-1], -1.0)], lo=-p.cap_step[k], hi=p.cap_step[k])
-        can_cap = h > p.cap_min[k] * peak + 1e-12
-        # where the class can be capped the segment rows bound comp (to work at y = h); else it is fixed
-        comp = lp.var(h_len, np.where(can_cap, -INF, x.work[k]), np.where(can_cap, INF, x.work[k]), cost=1.0)
-        comps.append(comp)
-        for xs0, ys0, xs1, ys1 in zip(p.curve_x[k], p.curve_y[k], p.curve_x[k][1:], p.curve_y[k][1:]):
-            slope = (ys1 - ys0) / (xs1 - xs0)
-            icpt = ys0 - slope * xs0
-            # comp <= w * (icpt + slope * y / peak); on [y_min, h] only the segments overlapping it bind
-            rel = can_cap & (xs1 * peak > y_min) & (xs0 * peak < h)
-            w = x.work_per_throughput[k][rel]
-            lp.rows([(comp[rel], 1.0), (y[rel], -w * slope / peak)], hi=w * icpt)
-        if flat[k]:
-            it_mean_terms.append((y, np.ones(h_len)))
-            los.append(None)
-            continue
+        comps.append(_compute(lp, p, k, x, y, y_min))
+        a_y = np.where(two_level, d, 1.0)  # IT mean: d y + (1 - d) low where two-level, y where flat
+        sw = np.where(two_level, 1.0, 0.0)  # swing: y - low where two-level
         if p.floor_max[k] > 0:
-            lo = lp.var(h_len, lo_raw, np.maximum(lo_raw, p.floor_max[k] * peak))
-            lp.rows([(lo, 1.0), (y, -1.0)], hi=np.where(lo_raw <= x.high_mw[k], 0.0, INF))
-            burn_terms.append((lo, dl, lo_raw))
-            it_mean_terms += [(y, d), (lo, dl)]
-            swing_terms += [(y, np.where(swinging, 1.0, 0.0)), (lo, np.where(swinging, -1.0, 0.0))]
-            los.append(lo)
+            lo_fixed = np.where(two_level, lo_raw, 0.0)  # flat steps have no separate low level
+            lo = lp.var(h_len, lo_fixed, np.where(two_level, np.maximum(lo_raw, p.floor_max[k] * peak), 0.0))
+            lp.rows([(lo, 1.0), (y, -1.0)], hi=0.0)  # the env's floor never lifts the low above the high
+            lo_vars[k] = lo
+            burn_terms.append((lo, dl * sw, lo_fixed))
+            it_mean_terms += [(y, a_y), (lo, dl * sw)]
+            swing_terms += [(y, sw), (lo, -sw)]
         else:
-            it_mean_terms.append((y, d))
-            swing_terms.append((y, np.where(swinging, 1.0, 0.0)))
-            los.append(("const", lo_raw))
-    const_it = sum((dl * lo[1] for lo in los if isinstance(lo, tuple)), zero)
-    const_swing = sum((np.where(swinging, -lo[1], 0.0) for lo in los if isinstance(lo, tuple)), zero)
+            it_mean_terms.append((y, a_y))
+            swing_terms.append((y, sw))
+            const_it += dl * sw * lo_raw
+            const_swing -= sw * lo_raw
 
     # facility mean F = pue * (sum terms + const_it); swing S = swing terms + const_swing
     fac_terms = [(i, pue * c) for i, c in it_mean_terms]
@@ -211,8 +208,8 @@ def plan(cfg: ScenarioConfig, p: PhysicsParams, x: Series, start: Start, termina
         caps[k] = np.where(capped, yk / p.peak_mw[k], 1.0)
         if k in slews:
             caps[k] = lowest_slewed_caps(np.maximum(yk / p.peak_mw[k], p.cap_min[k]), start.caps[k], p.cap_step[k])
-        lo = los[k]
-        if lo is not None and not isinstance(lo, tuple):
-            floors[k] = np.where(sol[lo] > x.low_mw[k] + 1e-9, sol[lo] / p.peak_mw[k], 0.0)
+        if k in lo_vars:
+            lo = sol[lo_vars[k]]
+            floors[k] = np.where(lo > x.low_mw[k] + 1e-9, lo / p.peak_mw[k], 0.0)
     return SitePlan(sol[b], caps, floors, obj + const_obj, sol[energy], np.stack([sol[c] for c in comps]),
                     sol[u])
