@@ -40,7 +40,8 @@ def test_shipped_scenarios_load_and_are_valid():
 
 def test_unknown_key_names_the_override_and_allowed_keys():
     one_line_error(rf"^scenario override battery\.capacity_mhw = '\(unknown key\)': allowed keys: capacity_mwh, "
-                   rf".* \(base {re.escape(str(DEFAULT))}\)$", load_scenario, DEFAULT, {"battery": {"capacity_mhw": 10}})
+                   rf".* \(base {re.escape(str(DEFAULT))}\)$",
+                   load_scenario, DEFAULT, {"battery": {"capacity_mhw": 10}})
 
 
 def test_bad_key_in_a_file_names_the_file(tmp_yaml):
@@ -118,7 +119,8 @@ def test_bad_scenario_writes_nothing(tmp_path, capsys):
     bad = tmp_path / "bad.yml"
     bad.write_text("id: Bad-v0\nextends: DataCenter-v0\nbattery: {soc_init: 2.0}\n")
     out = tmp_path / "out"
-    assert evaluate.main(["--scenario", str(bad), "--controllers", "static_cap", "--seeds", "1", "--out", str(out)]) == 2
+    args = ["--scenario", str(bad), "--controllers", "static_cap", "--seeds", "1", "--out", str(out)]
+    assert evaluate.main(args) == 2
     assert "battery.soc_init = 2.0" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yml"]
 
@@ -149,7 +151,8 @@ def test_cli_prints_one_line_error_without_traceback(tmp_path):
 def test_residual_swing_weight_must_cover_smoothing_losses():
     """An override that breaks a field it does not state: the error names the base and the overrides."""
     one_line_error(rf"^{re.escape(str(DEFAULT))} with scenario overrides: reward\.residual_swing_per_mwh = 0\.05: "
-                   r"must exceed the smoothing loss cost", load_scenario, DEFAULT, {"battery": {"round_trip_efficiency": 0.5}})
+                   r"must exceed the smoothing loss cost",
+                   load_scenario, DEFAULT, {"battery": {"round_trip_efficiency": 0.5}})
 
 
 # --------------------------------------------------------------------------- extends:
@@ -171,19 +174,22 @@ def test_shipped_variant_is_its_base_plus_its_differences(name):
     base = path.parent / own.pop("extends")
     variant = load_scenario(path)
     assert variant == load_scenario(base, own)
-    changed = {k for k, v in flat(scenario_to_dict(variant)).items() if flat(scenario_to_dict(load_scenario(base)))[k] != v}
+    base_fields = flat(scenario_to_dict(load_scenario(base)))
+    changed = {k for k, v in flat(scenario_to_dict(variant)).items() if base_fields[k] != v}
     assert changed and changed <= set(flat(own))
 
 
 def test_extends_merges_nested_fields_and_chains(tmp_path):
-    (tmp_path / "mid.yml").write_text(f"id: Mid-v0\nextends: {DEFAULT}\nsite: {{pue: 1.3}}\nbattery: {{power_mw: 10}}\n")
+    (tmp_path / "mid.yml").write_text(f"id: Mid-v0\nextends: {DEFAULT}\nsite: {{pue: 1.3}}\n"
+                                      "battery: {power_mw: 10}\n")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "leaf.yml").write_text("id: Leaf-v0\nextends: ../mid.yml\nbattery: {capacity_mwh: 20}\n")
     leaf = load_scenario(tmp_path / "sub" / "leaf.yml")
     base = load_scenario(DEFAULT)
     assert leaf.id == "Leaf-v0" and leaf.site.pue == 1.3
     assert leaf.site.gpu_classes == base.site.gpu_classes and len(leaf.site.gpu_classes) == 2  # merged, not replaced
-    assert (leaf.battery.capacity_mwh, leaf.battery.power_mw, leaf.battery.soc_min) == (20.0, 10.0, base.battery.soc_min)
+    battery = leaf.battery
+    assert (battery.capacity_mwh, battery.power_mw, battery.soc_min) == (20.0, 10.0, base.battery.soc_min)
     by_id = tmp_path / "by_id.yml"
     by_id.write_text("id: ById-v0\nextends: cpm_env/NoBattery-v0\nduration_h: 2.0\n")
     assert load_scenario(by_id) == resolve_scenario("NoBattery-v0", {"id": "ById-v0", "duration_h": 2.0})
@@ -197,7 +203,8 @@ def test_extends_cycle_and_missing_base_are_one_line_errors(tmp_path):
     a.write_text("id: A-v0\nextends: a.yml\n")
     one_line_error(r"a\.yml: extends = cycle", load_scenario, a)
     a.write_text("id: A-v0\nextends: gone.yml\n")
-    one_line_error(rf"^{re.escape(str(a))}: extends = 'gone\.yml': no such file or registered id \(registered: cpm_env/",
+    one_line_error(rf"^{re.escape(str(a))}: extends = 'gone\.yml': no such file or registered id "
+                   r"\(registered: cpm_env/",
                    load_scenario, a)
     a.write_text("id: A-v0\nextends: Nowhere-v9\n")
     one_line_error(r"a\.yml: extends = 'Nowhere-v9': no such file or registered id", load_scenario, a)
@@ -220,7 +227,8 @@ def test_trace_path_resolves_against_the_file_that_states_it(tmp_path):
 
 def test_resolver_takes_ids_paths_configs_overrides_and_none():
     default = load_scenario(DEFAULT)
-    assert resolve_scenario() == resolve_scenario("DataCenter-v0") == resolve_scenario("cpm_env/DataCenter-v0") == default
+    assert resolve_scenario() == resolve_scenario("DataCenter-v0") == default
+    assert resolve_scenario("cpm_env/DataCenter-v0") == default
     assert resolve_scenario(str(DEFAULT)) == resolve_scenario(DEFAULT) == default
     no_battery = {"battery": {"capacity_mwh": 0.0, "power_mw": 0.0}}
     assert resolve_scenario(no_battery) == resolve_scenario(None, no_battery) == resolve_scenario(default, no_battery)
@@ -232,8 +240,9 @@ def test_resolver_takes_ids_paths_configs_overrides_and_none():
 
 
 def test_unknown_id_lists_the_registered_ids():
-    one_line_error(r"^scenario = 'Nope-v0': unknown id; registered ids: cpm_env/DataCenter-v0, cpm_env/DemandResponse-v0, "
-                   r"cpm_env/FastRamp-v0, cpm_env/NoBattery-v0 \(or pass a scenario YAML path\)$",
+    one_line_error(r"^scenario = 'Nope-v0': unknown id; registered ids: cpm_env/DataCenter-v0, "
+                   r"cpm_env/DemandResponse-v0, cpm_env/FastRamp-v0, cpm_env/NoBattery-v0 "
+                   r"\(or pass a scenario YAML path\)$",
                    resolve_scenario, "Nope-v0")
 
 
