@@ -50,8 +50,6 @@ def main(argv: list[str] | None = None) -> int:
     args.seeds = args.seeds or "100-104"
     try:
         seeds = parse_seeds(args.seeds)
-        if args.scenario.endswith((".yml", ".yaml")) and not Path(args.scenario).is_file():
-            raise ConfigError(f"{args.scenario}: file not found: --scenario must be a registered id or a YAML file")
         venv = make_vec(args.scenario, len(seeds))
         names = [n.strip() for n in (args.controllers or DEFAULT_CONTROLLERS).split(",") if n.strip()]
         if args.controllers is None and not (MODELS_DIR / venv.config.id / "model.zip").is_file():

@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from agents.learning.train import latest_checkpoint, load_hyperparams, resume, train
-from cpm_env.config import ConfigError, scenario_to_dict
+from cpm_env.config import ConfigError, read_yaml, resolve_scenario, scenario_to_dict
 from cpm_env.vec_env import make_vec
 
 DEFAULT_SCENARIO = "cpm_env/DataCenter-v0"
@@ -62,15 +62,15 @@ def check_resumable(run_dir: Path, scenario: str | None) -> tuple[dict, dict, in
     if (run_dir / "model.zip").is_file():
         raise ValueError(f"--resume {run_dir}: the run already finished (model.zip is there)")
     _, _, done = latest_checkpoint(run_dir)
-    run_args = yaml.safe_load((run_dir / "args.yml").read_text())
+    run_args = read_yaml(run_dir / "args.yml", "train.py arguments")
     if scenario is not None:
-        saved = yaml.safe_load((run_dir / "scenario.yml").read_text())
-        given = scenario_to_dict(make_vec(scenario, 1).config)
+        saved = read_yaml(run_dir / "scenario.yml")
+        given = scenario_to_dict(resolve_scenario(scenario))
         if given != saved:
             raise ValueError(f"--resume {run_dir}: the run trained on scenario {saved.get('id')!r} "
                              f"({run_args.get('scenario')}), not --scenario {scenario} ({given.get('id')!r}); "
                              "resume without --scenario or start a new run")
-    return run_args, yaml.safe_load((run_dir / "config.yml").read_text()), done
+    return run_args, read_yaml(run_dir / "config.yml", "hyperparameters"), done
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             venv = make_vec(str(args.resume / "scenario.yml"), int(hp["n_envs"]), seed=int(run_args["seed"]) + done)
         else:
             scenario = args.scenario or DEFAULT_SCENARIO
-            probe = make_vec(scenario, 1)
-            hp = load_hyperparams(probe.config.id, args.hyperparams)
+            scenario_id = resolve_scenario(scenario).id
+            hp = load_hyperparams(scenario_id, args.hyperparams)
             n_envs = args.n_envs or int(hp["n_envs"])
             default_steps = int(hp["n_timesteps"]) // (5 if args.optimize else 1)
             timesteps = args.timesteps or default_steps
@@ -105,9 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.optimize:
         from agents.learning.tune import optimize
 
-        name = args.study_name or f"ppo_{probe.config.id}"
+        name = args.study_name or f"ppo_{scenario_id}"
         study_dir = args.run_dir or Path("runs") / "optuna" / name
-        optimize(scenario, probe.config.id, hp, args.n_trials, timesteps, args.seed, study_dir, args.storage, name)
+        optimize(scenario, scenario_id, hp, args.n_trials, timesteps, args.seed, study_dir, args.storage, name)
         best = study_dir / "best_hyperparams.yml"
         print(best.read_text() if best.is_file() else "no trial finished (all pruned or failed)")
         return 0

@@ -7,22 +7,11 @@ the default site.
 
 from __future__ import annotations
 
-import yaml
 from gymnasium.envs.registration import register, registry
 
-from cpm_env.config import ConfigError, ScenarioConfig, load_scenario
-from cpm_env.site import DEFAULT_SCENARIO, SCENARIO_DIR
+from cpm_env.config import DEFAULT_SCENARIO, SCENARIO_DIR, ConfigError, ScenarioConfig, load_scenario, scenario_ids
 
 __version__ = "0.1.0"
-
-
-def scenario_ids() -> dict[str, str]:
-    """Registered id -> scenario file, for every shipped scenario."""
-    ids = {}
-    for path in sorted(SCENARIO_DIR.glob("*.yml")):
-        with open(path) as fh:
-            ids[f"cpm_env/{yaml.safe_load(fh)['id']}"] = str(path)
-    return ids
 
 
 for _env_id, _path in scenario_ids().items():

@@ -4,12 +4,19 @@ A scenario file is YAML whose keys mirror :class:`ScenarioConfig`. Every field c
 unit in its name; the shipped scenario files cite the source of each default beside it.
 Bad input raises :class:`ConfigError` with a single line naming the file, the field, the
 value and what is allowed.
+
+This module is the project's one config loader: :func:`read_yaml` reads every YAML file,
+:func:`build_config` builds any validated config dataclass (other modules' configs use
+:func:`require` and :func:`check_range` in their ``validate``), :func:`load_scenario` follows
+``extends:`` chains, and :func:`resolve_scenario` turns an id, a path, a config or overrides
+into a validated :class:`ScenarioConfig`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,26 +27,37 @@ import yaml
 
 
 class ConfigError(ValueError):
-    """A bad scenario value, as one line: ``<source>: <field> = <value>: <what is allowed>``."""
+    """A bad config value, as one line: ``<source>: <field> = <value>: <what is allowed>``."""
 
 
-class _FieldError(Exception):
+# Field metadata of a file path that a YAML file may state relative to its own folder.
+FILE_PATH: Mapping[str, Any] = types.MappingProxyType({"relative_to_file": True})
+SCENARIO_DIR = Path(__file__).parent / "scenarios"
+DEFAULT_SCENARIO = SCENARIO_DIR / "datacenter.yml"
+
+
+class FieldError(Exception):
+    """A bad value inside a config object, raised by ``validate`` methods (through :func:`require`
+    and :func:`check_range`); the loader adds the source and turns it into a :class:`ConfigError`."""
+
     def __init__(self, path: str, value: Any, allowed: str):
         super().__init__(path, value, allowed)
         self.path, self.value, self.allowed = path, value, allowed
 
 
-def _require(ok: bool, name: str, value: Any, allowed: str) -> None:
+def require(ok: bool, name: str, value: Any, allowed: str) -> None:
+    """Raise :class:`FieldError` (``name = value: allowed``) unless ``ok``."""
     if not ok:
-        raise _FieldError(name, value, allowed)
+        raise FieldError(name, value, allowed)
 
 
-def _in_range(name: str, value: float, lo: float, hi: float, *, lo_open=False, hi_open=False) -> None:
+def check_range(name: str, value: float, lo: float, hi: float, *, lo_open=False, hi_open=False) -> None:
+    """Require ``lo <= value <= hi`` (strict at an open end) and a finite value."""
     lo_ok = value > lo if lo_open else value >= lo
     hi_ok = value < hi if hi_open else value <= hi
     lo_s = f"{'>' if lo_open else '>='} {lo:g}"
     hi_s = f"{'<' if hi_open else '<='} {hi:g}"
-    _require(math.isfinite(value) and lo_ok and hi_ok, name, value, f"must be {lo_s} and {hi_s}")
+    require(math.isfinite(value) and lo_ok and hi_ok, name, value, f"must be {lo_s} and {hi_s}")
 
 
 # --------------------------------------------------------------------------- workloads
@@ -69,27 +87,27 @@ class TrainingWorkload:
     restart_ramp_min: float = 3.0  # ramp back to full power after restart
 
     def validate(self) -> None:
-        _in_range("high_fraction", self.high_fraction, 0.0, 1.0, lo_open=True)
-        _in_range("high_jitter", self.high_jitter, 0.0, 0.2)
-        _in_range("low_fraction", self.low_fraction, 0.0, self.high_fraction)
-        _in_range("duty", self.duty, 0.0, 1.0, lo_open=True, hi_open=True)
-        _in_range("swing_period_s", self.swing_period_s, 0.0, 3600.0, lo_open=True)
-        _in_range("checkpoint_interval_min", self.checkpoint_interval_min, 0.0, 1e6)
-        _in_range("checkpoint_duration_s", self.checkpoint_duration_s, 0.0, 1e6)
+        check_range("high_fraction", self.high_fraction, 0.0, 1.0, lo_open=True)
+        check_range("high_jitter", self.high_jitter, 0.0, 0.2)
+        check_range("low_fraction", self.low_fraction, 0.0, self.high_fraction)
+        check_range("duty", self.duty, 0.0, 1.0, lo_open=True, hi_open=True)
+        check_range("swing_period_s", self.swing_period_s, 0.0, 3600.0, lo_open=True)
+        check_range("checkpoint_interval_min", self.checkpoint_interval_min, 0.0, 1e6)
+        check_range("checkpoint_duration_s", self.checkpoint_duration_s, 0.0, 1e6)
         if self.checkpoint_interval_min > 0:
-            _require(
+            require(
                 self.checkpoint_duration_s < self.checkpoint_interval_min * 60.0,
                 "checkpoint_duration_s",
                 self.checkpoint_duration_s,
                 "must be shorter than checkpoint_interval_min",
             )
-        _in_range("mtbf_h", self.mtbf_h, 0.0, 1e6)
-        _in_range("sudden_failure_fraction", self.sudden_failure_fraction, 0.0, 1.0)
-        _in_range("ramp_down_s", self.ramp_down_s, 1.0, 3600.0)
-        _in_range("idle_fraction", self.idle_fraction, 0.0, self.low_fraction)
-        _in_range("restart_delay_median_min", self.restart_delay_median_min, 0.0, 1440.0, lo_open=True)
-        _in_range("restart_delay_sigma", self.restart_delay_sigma, 0.0, 3.0)
-        _in_range("restart_ramp_min", self.restart_ramp_min, 1.0 / 60.0, 600.0)
+        check_range("mtbf_h", self.mtbf_h, 0.0, 1e6)
+        check_range("sudden_failure_fraction", self.sudden_failure_fraction, 0.0, 1.0)
+        check_range("ramp_down_s", self.ramp_down_s, 1.0, 3600.0)
+        check_range("idle_fraction", self.idle_fraction, 0.0, self.low_fraction)
+        check_range("restart_delay_median_min", self.restart_delay_median_min, 0.0, 1440.0, lo_open=True)
+        check_range("restart_delay_sigma", self.restart_delay_sigma, 0.0, 3.0)
+        check_range("restart_ramp_min", self.restart_ramp_min, 1.0 / 60.0, 600.0)
 
 
 @dataclass(frozen=True)
@@ -109,16 +127,16 @@ class InferenceWorkload:
     idle_fraction: float = 0.1  # power at zero utilization / TDP
 
     def validate(self) -> None:
-        _in_range("base_utilization", self.base_utilization, 0.0, 1.0)
-        _in_range("diurnal_amplitude", self.diurnal_amplitude, 0.0, 1.0)
-        _in_range("peak_hour", self.peak_hour, 0.0, 24.0)
-        _in_range("noise_std", self.noise_std, 0.0, 1.0)
-        _in_range("noise_corr_min", self.noise_corr_min, 0.0, 1440.0, lo_open=True)
-        _in_range("burst_rate_per_h", self.burst_rate_per_h, 0.0, 3600.0)
-        _in_range("burst_pareto_alpha", self.burst_pareto_alpha, 0.1, 10.0)
-        _in_range("burst_min", self.burst_min, 0.0, 1.0)
-        _in_range("burst_decay_min", self.burst_decay_min, 0.0, 1440.0, lo_open=True)
-        _in_range("idle_fraction", self.idle_fraction, 0.0, 1.0, hi_open=True)
+        check_range("base_utilization", self.base_utilization, 0.0, 1.0)
+        check_range("diurnal_amplitude", self.diurnal_amplitude, 0.0, 1.0)
+        check_range("peak_hour", self.peak_hour, 0.0, 24.0)
+        check_range("noise_std", self.noise_std, 0.0, 1.0)
+        check_range("noise_corr_min", self.noise_corr_min, 0.0, 1440.0, lo_open=True)
+        check_range("burst_rate_per_h", self.burst_rate_per_h, 0.0, 3600.0)
+        check_range("burst_pareto_alpha", self.burst_pareto_alpha, 0.1, 10.0)
+        check_range("burst_min", self.burst_min, 0.0, 1.0)
+        check_range("burst_decay_min", self.burst_decay_min, 0.0, 1440.0, lo_open=True)
+        check_range("idle_fraction", self.idle_fraction, 0.0, 1.0, hi_open=True)
 
 
 @dataclass(frozen=True)
@@ -131,7 +149,7 @@ class MixedWorkload:
     inference: InferenceWorkload = field(default_factory=InferenceWorkload)
 
     def validate(self) -> None:
-        _in_range("training_share", self.training_share, 0.0, 1.0)
+        check_range("training_share", self.training_share, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -144,7 +162,7 @@ class TraceWorkload:
     """
 
     kind: Literal["trace"] = "trace"
-    path: str = ""
+    path: str = field(default="", metadata=FILE_PATH)
     timestamp_column: str = "timestamp"
     value_column: str = "power_mw"
     value_unit: Literal["mw", "fraction"] = "mw"  # mw: scaled so the trace peak = class peak
@@ -152,7 +170,7 @@ class TraceWorkload:
     random_offset: bool = True  # start each episode at a random point of a longer trace
 
     def validate(self) -> None:
-        _require(bool(self.path), "path", self.path, "must name a CSV file")
+        require(bool(self.path), "path", self.path, "must name a CSV file")
 
 
 WorkloadConfig = Union[TrainingWorkload, InferenceWorkload, MixedWorkload, TraceWorkload]
@@ -188,28 +206,28 @@ class GpuClassConfig:
     workload: WorkloadConfig = field(default_factory=TrainingWorkload)
 
     def validate(self) -> None:
-        _require(self.name.isidentifier(), "name", self.name, "must be an identifier (letters, digits, _)")
-        _in_range("share", self.share, 0.0, 1.0, lo_open=True)
-        _in_range("tdp_w", self.tdp_w, 1.0, 1e5)
-        _in_range("cap_min", self.cap_min, 0.0, 1.0, lo_open=True)
-        _in_range("cap_slew_per_s", self.cap_slew_per_s, 0.0, 1e6, lo_open=True)
-        _in_range("floor_max", self.floor_max, 0.0, 1.0)
+        require(self.name.isidentifier(), "name", self.name, "must be an identifier (letters, digits, _)")
+        check_range("share", self.share, 0.0, 1.0, lo_open=True)
+        check_range("tdp_w", self.tdp_w, 1.0, 1e5)
+        check_range("cap_min", self.cap_min, 0.0, 1.0, lo_open=True)
+        check_range("cap_slew_per_s", self.cap_slew_per_s, 0.0, 1e6, lo_open=True)
+        check_range("floor_max", self.floor_max, 0.0, 1.0)
         pts = self.throughput_curve
-        _require(len(pts) >= 2, "throughput_curve", pts, "needs at least two [power_fraction, throughput] points")
+        require(len(pts) >= 2, "throughput_curve", pts, "needs at least two [power_fraction, throughput] points")
         xs = [p[0] for p in pts]
         ys = [p[1] for p in pts]
-        _require(
+        require(
             all(b > a for a, b in zip(xs, xs[1:])), "throughput_curve", xs, "power fractions must increase strictly"
         )
-        _require(xs[0] <= self.cap_min + 1e-9 and abs(xs[-1] - 1.0) < 1e-9, "throughput_curve", xs,
+        require(xs[0] <= self.cap_min + 1e-9 and abs(xs[-1] - 1.0) < 1e-9, "throughput_curve", xs,
                  f"must span cap_min ({self.cap_min:g}) to 1.0")
-        _require(abs(ys[-1] - 1.0) < 1e-9 and all(y >= 0 for y in ys), "throughput_curve", ys,
+        require(abs(ys[-1] - 1.0) < 1e-9 and all(y >= 0 for y in ys), "throughput_curve", ys,
                  "throughputs must be >= 0 and end at 1.0")
         slopes = [(y1 - y0) / (x1 - x0) for (x0, y0), (x1, y1) in zip(pts, pts[1:])]
-        _require(all(s >= 0 for s in slopes) and all(b <= a + 1e-9 for a, b in zip(slopes, slopes[1:])),
+        require(all(s >= 0 for s in slopes) and all(b <= a + 1e-9 for a, b in zip(slopes, slopes[1:])),
                  "throughput_curve", pts, "must be non-decreasing and concave")
         if self.workload.kind == "training":
-            _require(self.workload.low_fraction <= self.cap_min, "workload.low_fraction",
+            require(self.workload.low_fraction <= self.cap_min, "workload.low_fraction",
                      self.workload.low_fraction, f"must be <= cap_min ({self.cap_min:g})")
 
 
@@ -222,15 +240,15 @@ class SiteConfig:
     gpu_classes: tuple[GpuClassConfig, ...] = (GpuClassConfig(),)
 
     def validate(self) -> None:
-        _in_range("oversubscription", self.oversubscription, 0.0, 5.0, lo_open=True)
-        _in_range("pue", self.pue, 1.0, 3.0)
-        _require(len(self.gpu_classes) >= 1, "gpu_classes", [], "needs at least one GPU class")
+        check_range("oversubscription", self.oversubscription, 0.0, 5.0, lo_open=True)
+        check_range("pue", self.pue, 1.0, 3.0)
+        require(len(self.gpu_classes) >= 1, "gpu_classes", [], "needs at least one GPU class")
         total = sum(c.share for c in self.gpu_classes)
-        _require(abs(total - 1.0) < 1e-6, "gpu_classes", f"shares sum to {total:g}", "shares must sum to 1")
+        require(abs(total - 1.0) < 1e-6, "gpu_classes", f"shares sum to {total:g}", "shares must sum to 1")
         names = [c.name for c in self.gpu_classes]
-        _require(len(set(names)) == len(names), "gpu_classes", names, "names must be unique")
+        require(len(set(names)) == len(names), "gpu_classes", names, "names must be unique")
         swinging = [c.name for c in self.gpu_classes if c.workload.kind in SWINGING_KINDS]
-        _require(len(swinging) <= 1, "gpu_classes", swinging,
+        require(len(swinging) <= 1, "gpu_classes", swinging,
                  "at most one class may have a swinging workload (training, mixed or trace)")
 
 
@@ -246,13 +264,13 @@ class BatteryConfig:
     round_trip_efficiency: float = 0.85  # eta_charge = eta_discharge = sqrt(this)
 
     def validate(self) -> None:
-        _in_range("capacity_mwh", self.capacity_mwh, 0.0, 1e6)
-        _in_range("power_mw", self.power_mw, 0.0, 1e5)
-        _in_range("soc_min", self.soc_min, 0.0, 1.0)
-        _in_range("soc_max", self.soc_max, 0.0, 1.0)
-        _require(self.soc_min < self.soc_max, "soc_min", self.soc_min, f"must be < soc_max ({self.soc_max:g})")
-        _in_range("soc_init", self.soc_init, self.soc_min, self.soc_max)
-        _in_range("round_trip_efficiency", self.round_trip_efficiency, 0.0, 1.0, lo_open=True)
+        check_range("capacity_mwh", self.capacity_mwh, 0.0, 1e6)
+        check_range("power_mw", self.power_mw, 0.0, 1e5)
+        check_range("soc_min", self.soc_min, 0.0, 1.0)
+        check_range("soc_max", self.soc_max, 0.0, 1.0)
+        require(self.soc_min < self.soc_max, "soc_min", self.soc_min, f"must be < soc_max ({self.soc_max:g})")
+        check_range("soc_init", self.soc_init, self.soc_min, self.soc_max)
+        check_range("round_trip_efficiency", self.round_trip_efficiency, 0.0, 1.0, lo_open=True)
 
 
 @dataclass(frozen=True)
@@ -267,12 +285,12 @@ class DemandResponseConfig:
     notice_h: float = 1.0  # the event is announced this long before it starts
 
     def validate(self) -> None:
-        _in_range("events_per_episode", self.events_per_episode, 0, 100)
-        _in_range("earliest_start_h", self.earliest_start_h, 0.0, 1e4)
-        _in_range("latest_start_h", self.latest_start_h, self.earliest_start_h, 1e4)
-        _in_range("duration_h", self.duration_h, 0.0, 1e4, lo_open=True)
-        _in_range("limit_fraction", self.limit_fraction, 0.0, 1.0)
-        _in_range("notice_h", self.notice_h, 0.0, 1e4)
+        check_range("events_per_episode", self.events_per_episode, 0, 100)
+        check_range("earliest_start_h", self.earliest_start_h, 0.0, 1e4)
+        check_range("latest_start_h", self.latest_start_h, self.earliest_start_h, 1e4)
+        check_range("duration_h", self.duration_h, 0.0, 1e4, lo_open=True)
+        check_range("limit_fraction", self.limit_fraction, 0.0, 1.0)
+        check_range("notice_h", self.notice_h, 0.0, 1e4)
 
 
 @dataclass(frozen=True)
@@ -286,9 +304,9 @@ class GridConfig:
     demand_response: DemandResponseConfig = field(default_factory=DemandResponseConfig)
 
     def validate(self) -> None:
-        _in_range("limit_mw", self.limit_mw, 0.0, 1e5, lo_open=True)
-        _in_range("ramp_limit_mw_per_min", self.ramp_limit_mw_per_min, 0.0, 1e6)
-        _in_range("swing_band_mw", self.swing_band_mw, 0.0, 1e6)
+        check_range("limit_mw", self.limit_mw, 0.0, 1e5, lo_open=True)
+        check_range("ramp_limit_mw_per_min", self.ramp_limit_mw_per_min, 0.0, 1e6)
+        check_range("swing_band_mw", self.swing_band_mw, 0.0, 1e6)
 
 
 @dataclass(frozen=True)
@@ -300,9 +318,9 @@ class ForecastConfig:
     noise_std_per_sqrt_h: float = 0.05  # relative error std grows with sqrt(lead time)
 
     def validate(self) -> None:
-        _require(all(h >= 1 for h in self.horizons_steps), "horizons_steps", self.horizons_steps,
+        require(all(h >= 1 for h in self.horizons_steps), "horizons_steps", self.horizons_steps,
                  "must be whole steps >= 1")
-        _in_range("noise_std_per_sqrt_h", self.noise_std_per_sqrt_h, 0.0, 1.0)
+        check_range("noise_std_per_sqrt_h", self.noise_std_per_sqrt_h, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -321,7 +339,7 @@ class RewardConfig:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if v is not None:
-                _in_range(f.name, v, 0.0, 1e9)
+                check_range(f.name, v, 0.0, 1e9)
 
 
 @dataclass(frozen=True)
@@ -340,11 +358,11 @@ class ScenarioConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
 
     def validate(self) -> None:
-        _require(bool(self.id) and " " not in self.id, "id", self.id, "must be a non-empty name like Name-v0")
-        _in_range("dt_s", self.dt_s, 0.1, 3600.0)
-        _in_range("duration_h", self.duration_h, 0.0, 24.0 * 366, lo_open=True)
-        _require(self.n_steps >= 2, "duration_h", self.duration_h, f"must cover at least two steps of {self.dt_s:g} s")
-        _in_range("start_hour", self.start_hour, 0.0, 24.0, hi_open=True)
+        require(bool(self.id) and " " not in self.id, "id", self.id, "must be a non-empty name like Name-v0")
+        check_range("dt_s", self.dt_s, 0.1, 3600.0)
+        check_range("duration_h", self.duration_h, 0.0, 24.0 * 366, lo_open=True)
+        require(self.n_steps >= 2, "duration_h", self.duration_h, f"must cover at least two steps of {self.dt_s:g} s")
+        check_range("start_hour", self.start_hour, 0.0, 24.0, hi_open=True)
         if self.battery.capacity_mwh > 0 and self.battery.power_mw > 0:
             # Full smoothing must pay for its own losses, or an optimizer would rather leave
             # oscillation at the meter than the inner loop does (then the oracle != the env).
@@ -352,7 +370,7 @@ class ScenarioConfig:
             w_e = self.reward.stored_energy_per_mwh
             w_e = eta / self.site.pue if w_e is None else w_e
             loss_cost = 0.25 * ((1 / eta - eta) * w_e + self.reward.degradation_per_mwh)
-            _require(self.reward.residual_swing_per_mwh > loss_cost, "reward.residual_swing_per_mwh",
+            require(self.reward.residual_swing_per_mwh > loss_cost, "reward.residual_swing_per_mwh",
                      self.reward.residual_swing_per_mwh,
                      f"must exceed the smoothing loss cost {loss_cost:.4g} at this efficiency and energy value")
 
@@ -374,14 +392,18 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp)).replace("typing.", "")
 
 
+def _is_workload(tp: Any) -> bool:
+    return tp is WorkloadConfig or (typing.get_origin(tp) is Union and TrainingWorkload in typing.get_args(tp))
+
+
 def _convert(tp: Any, value: Any, path: str, source: str) -> Any:
-    """Convert a YAML value to the annotated type, or raise _FieldError."""
+    """Convert a YAML value to the annotated type, or raise FieldError."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if tp is WorkloadConfig or (origin is Union and TrainingWorkload in args):
-        _require(isinstance(value, Mapping), path, value, "must be a mapping with a 'kind'")
+    if _is_workload(tp):
+        require(isinstance(value, Mapping), path, value, "must be a mapping with a 'kind'")
         kind = value.get("kind", "training")
-        _require(kind in WORKLOAD_KINDS, f"{path}.kind", kind, f"must be one of {sorted(WORKLOAD_KINDS)}")
+        require(kind in WORKLOAD_KINDS, f"{path}.kind", kind, f"must be one of {sorted(WORKLOAD_KINDS)}")
         return _build(WORKLOAD_KINDS[kind], value, path, source)
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
@@ -389,29 +411,29 @@ def _convert(tp: Any, value: Any, path: str, source: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _convert(inner[0], value, path, source)
     if origin is Literal:
-        _require(value in args, path, value, f"must be one of {list(args)}")
+        require(value in args, path, value, f"must be one of {list(args)}")
         return value
     if dataclasses.is_dataclass(tp):
-        _require(isinstance(value, Mapping), path, value, f"must be a mapping of {_type_name(tp)} fields")
+        require(isinstance(value, Mapping), path, value, f"must be a mapping of {_type_name(tp)} fields")
         return _build(tp, value, path, source)
     if origin is tuple:
-        _require(isinstance(value, (list, tuple)), path, value, "must be a list")
+        require(isinstance(value, (list, tuple)), path, value, "must be a list")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_convert(args[0], v, f"{path}[{i}]", source) for i, v in enumerate(value))
-        _require(len(value) == len(args), path, value, f"must have {len(args)} items")
+        require(len(value) == len(args), path, value, f"must have {len(args)} items")
         return tuple(_convert(a, v, f"{path}[{i}]", source) for i, (a, v) in enumerate(zip(args, value)))
     if tp is bool:
-        _require(isinstance(value, bool), path, value, "must be true or false")
+        require(isinstance(value, bool), path, value, "must be true or false")
         return value
     if tp is int:
-        _require(isinstance(value, int) and not isinstance(value, bool), path, value, "must be an integer")
+        require(isinstance(value, int) and not isinstance(value, bool), path, value, "must be an integer")
         return value
     if tp is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        _require(ok and math.isfinite(float(value)), path, value, "must be a finite number")
+        require(ok and math.isfinite(float(value)), path, value, "must be a finite number")
         return float(value)
     if tp is str:
-        _require(isinstance(value, str), path, value, "must be a string")
+        require(isinstance(value, str), path, value, "must be a string")
         return value
     raise TypeError(f"unsupported config type {tp!r} at {path}")  # a bug in this module, not bad input
 
@@ -420,18 +442,31 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, source: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     for key in data:
-        _require(key in names, f"{prefix}.{key}".lstrip("."), "(unknown key)", f"allowed keys: {', '.join(names)}")
+        require(key in names, f"{prefix}.{key}".lstrip("."), "(unknown key)", f"allowed keys: {', '.join(names)}")
     kwargs = {k: _convert(hints[k], v, f"{prefix}.{k}".lstrip("."), source) for k, v in data.items()}
     obj = cls(**kwargs)
     try:
         obj.validate()
-    except _FieldError as err:
-        raise _FieldError(f"{prefix}.{err.path}".lstrip("."), err.value, err.allowed) from None
+    except FieldError as err:
+        raise FieldError(f"{prefix}.{err.path}".lstrip("."), err.value, err.allowed) from None
     return obj
 
 
+def build_config(cls: type, data: Any, source: str = "<dict>", prefix: str = "") -> Any:
+    """Build and validate the frozen dataclass ``cls`` (with ``validate()``) from a plain mapping.
+
+    Bad input raises a one-line :class:`ConfigError`: ``<source>: <prefix.field> = <value>: <allowed>``.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: {prefix or 'top level'} = {data!r}: must be a mapping of {cls.__name__} fields")
+    try:
+        return _build(cls, data, prefix, source)
+    except FieldError as err:
+        raise ConfigError(f"{source}: {err.path} = {err.value!r}: {err.allowed}") from None
+
+
 def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Return ``base`` with ``overrides`` merged in, recursing into nested mappings."""
+    """Return ``base`` with ``overrides`` merged in, recursing into nested mappings (lists are replaced)."""
     out = dict(base)
     for key, value in overrides.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
@@ -441,18 +476,46 @@ def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[st
     return out
 
 
-def scenario_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> ScenarioConfig:
-    """Build and validate a :class:`ScenarioConfig` from a plain mapping (e.g. parsed YAML)."""
+def resolve_file_paths(cls: type, data: Any, folder: Path) -> Any:
+    """``data`` (raw fields of ``cls``) with each relative :data:`FILE_PATH` field joined to ``folder``.
+
+    Recurses into nested configs; anything malformed is left as it is for the builder to report.
+    """
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{source}: top level = {type(data).__name__}: must be a mapping of scenario fields")
-    try:
-        return _build(ScenarioConfig, data, "", source)
-    except _FieldError as err:
-        raise ConfigError(f"{source}: {err.path} = {err.value!r}: {err.allowed}") from None
+        return data
+    hints = typing.get_type_hints(cls)
+    out = dict(data)
+    for f in dataclasses.fields(cls):
+        value = out.get(f.name)
+        if value is None:
+            continue
+        if f.metadata.get("relative_to_file"):
+            if isinstance(value, str) and value and not Path(value).is_absolute():
+                out[f.name] = str(folder / value)
+        else:
+            out[f.name] = _resolve_nested_paths(hints[f.name], value, folder)
+    return out
+
+
+def _resolve_nested_paths(tp: Any, value: Any, folder: Path) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if _is_workload(tp):
+        kind = value.get("kind", "training") if isinstance(value, Mapping) else None
+        return resolve_file_paths(WORKLOAD_KINDS[kind], value, folder) if kind in WORKLOAD_KINDS else value
+    if origin in (Union, types.UnionType):
+        return _resolve_nested_paths(next(a for a in args if a is not type(None)), value, folder)
+    if dataclasses.is_dataclass(tp):
+        return resolve_file_paths(tp, value, folder)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis and isinstance(value, list):
+        return [_resolve_nested_paths(args[0], v, folder) for v in value]
+    return value
 
 
 def read_yaml(path: str | Path, fields: str = "scenario fields") -> dict[str, Any]:
-    """Read a YAML mapping (of ``fields``), with one-line errors for a missing or malformed file."""
+    """Read a YAML mapping (of ``fields``), with one-line errors for a missing or malformed file.
+
+    Every YAML file the project reads goes through here.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: file not found: must be an existing YAML file")
@@ -468,30 +531,133 @@ def read_yaml(path: str | Path, fields: str = "scenario fields") -> dict[str, An
     return data
 
 
-def load_scenario(path: str | Path, overrides: Mapping[str, Any] | None = None) -> ScenarioConfig:
-    """Load a scenario YAML file, optionally with nested overrides, and validate it.
+# --------------------------------------------------------------------------- scenarios
 
-    A trace workload's relative ``path`` is resolved against the scenario file's folder.
+
+def scenario_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> ScenarioConfig:
+    """Build and validate a :class:`ScenarioConfig` from a plain mapping (e.g. parsed YAML)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: top level = {type(data).__name__}: must be a mapping of scenario fields")
+    return build_config(ScenarioConfig, data, source)
+
+
+def scenario_ids(folder: Path = SCENARIO_DIR) -> dict[str, str]:
+    """Registered id (``cpm_env/<id>``) -> scenario file, from each YAML's own ``id:`` in ``folder``."""
+    ids: dict[str, str] = {}
+    for path in sorted(folder.glob("*.yml")):
+        sid = read_yaml(path).get("id")
+        if not isinstance(sid, str) or not sid:
+            raise ConfigError(f"{path}: id = {sid!r}: a shipped scenario file must state its own id")
+        if f"cpm_env/{sid}" in ids:
+            raise ConfigError(f"{path}: id = {sid!r}: already stated by {ids[f'cpm_env/{sid}']}")
+        ids[f"cpm_env/{sid}"] = str(path)
+    return ids
+
+
+def _is_yaml_path(scenario: str | Path) -> bool:
+    return isinstance(scenario, Path) or str(scenario).endswith((".yml", ".yaml"))
+
+
+def _registered_file(scenario_id: str) -> Path | None:
+    ids = scenario_ids()
+    key = scenario_id if scenario_id.startswith("cpm_env/") else f"cpm_env/{scenario_id}"
+    return Path(ids[key]) if key in ids else None
+
+
+def scenario_file(scenario: str | Path) -> Path:
+    """The YAML file of a registered id (``cpm_env/DataCenter-v0`` or ``DataCenter-v0``) or a YAML path."""
+    if _is_yaml_path(scenario):
+        return Path(scenario)
+    path = _registered_file(str(scenario))
+    if path is None:
+        raise ConfigError(f"scenario = {str(scenario)!r}: unknown id; registered ids: {', '.join(scenario_ids())} "
+                          "(or pass a scenario YAML path)")
+    return path
+
+
+def _extends_file(value: Any, path: Path) -> Path:
+    """The file named by ``path``'s ``extends:`` (relative to ``path``'s folder, or a registered id)."""
+    allowed = "must be a YAML path relative to this file or a registered id"
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{path}: extends = {value!r}: {allowed}")
+    base = path.parent / value if _is_yaml_path(value) else _registered_file(value)
+    if base is None or not base.is_file():
+        raise ConfigError(f"{path}: extends = {value!r}: no such file or registered id "
+                          f"(registered: {', '.join(scenario_ids())})")
+    return base
+
+
+def read_scenario_file(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A scenario file's fields merged onto those of its ``extends:`` chain, file paths resolved.
+
+    Each file's relative paths (e.g. a trace's CSV) resolve against that file's own folder.
+    A cycle or a missing base is a one-line :class:`ConfigError` naming the file.
     """
     path = Path(path)
-    data = deep_merge(read_yaml(path), overrides or {})
-    data = _resolve_trace_paths(data, path.parent)
+    if path.resolve() in _chain:
+        cycle = " -> ".join(str(p) for p in (*_chain, path.resolve()))
+        raise ConfigError(f"{_chain[0]}: extends = cycle: {cycle}: a scenario may not extend itself")
+    data = resolve_file_paths(ScenarioConfig, read_yaml(path), path.parent)
+    if "extends" not in data:
+        return data
+    base = _extends_file(data.pop("extends"), path)
+    return deep_merge(read_scenario_file(base, (*_chain, path.resolve())), data)
+
+
+def _overrides_state(path: str, overrides: Mapping[str, Any]) -> bool:
+    """Whether ``overrides`` states the field at dotted ``path`` (or a list above it, which it replaces)."""
+    node: Any = overrides
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        if isinstance(node, list):
+            return True
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _build_overridden(data: Mapping[str, Any], overrides: Mapping[str, Any], source: str) -> ScenarioConfig:
+    """Build ``data`` with ``overrides`` merged in; errors name the override when it is at fault."""
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"scenario overrides = {overrides!r}: must be a mapping of scenario fields")
+    try:
+        return _build(ScenarioConfig, deep_merge(data, overrides), "", source)
+    except FieldError as err:
+        bad = err
+    if _overrides_state(bad.path, overrides):
+        raise ConfigError(f"scenario override {bad.path} = {bad.value!r}: {bad.allowed} (base {source})")
+    build_config(ScenarioConfig, data, source)  # a bad base is the base file's error
+    raise ConfigError(f"{source} with scenario overrides: {bad.path} = {bad.value!r}: {bad.allowed}")
+
+
+def load_scenario(path: str | Path, overrides: Mapping[str, Any] | None = None) -> ScenarioConfig:
+    """Load a scenario YAML file (following ``extends:``), optionally with nested overrides, and validate it.
+
+    A trace workload's relative ``path`` is resolved against the folder of the file that states it.
+    """
+    data = read_scenario_file(path)
+    if overrides:
+        return _build_overridden(data, overrides, str(path))
     return scenario_from_dict(data, source=str(path))
 
 
-def _resolve_trace_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
-    classes = data.get("site", {}).get("gpu_classes") if isinstance(data.get("site"), Mapping) else None
-    if not isinstance(classes, list):
-        return data
-    resolved = []
-    for cls in classes:
-        wl = cls.get("workload") if isinstance(cls, Mapping) else None
-        if isinstance(wl, Mapping) and wl.get("kind") == "trace" and isinstance(wl.get("path"), str):
-            p = Path(wl["path"])
-            if not p.is_absolute():
-                cls = deep_merge(cls, {"workload": {"path": str(base / p)}})
-        resolved.append(cls)
-    return deep_merge(data, {"site": {"gpu_classes": resolved}})
+def resolve_scenario(scenario: str | Path | ScenarioConfig | Mapping[str, Any] | None = None,
+                     overrides: Mapping[str, Any] | None = None) -> ScenarioConfig:
+    """The validated config of a scenario argument, with ``overrides`` merged in.
+
+    ``scenario`` is a registered id (``cpm_env/DataCenter-v0`` or ``DataCenter-v0``), a YAML path,
+    a :class:`ScenarioConfig`, a mapping of overrides onto the default scenario, or None (the default).
+    """
+    if isinstance(scenario, ScenarioConfig):
+        return _build_overridden(scenario_to_dict(scenario), overrides, f"<{scenario.id}>") if overrides else scenario
+    if isinstance(scenario, Mapping):
+        scenario, overrides = None, deep_merge(scenario, overrides or {})
+    if scenario is None:
+        scenario = DEFAULT_SCENARIO
+    if not isinstance(scenario, (str, Path)):
+        raise TypeError(f"scenario = {scenario!r}: must be a registered id, a YAML path, a ScenarioConfig, "
+                        "a dict of overrides or None")
+    return load_scenario(scenario_file(scenario), overrides)
 
 
 def scenario_to_dict(cfg: ScenarioConfig) -> dict[str, Any]:

@@ -6,31 +6,23 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cpm_env import spaces
-from cpm_env.config import ScenarioConfig, load_scenario
+from cpm_env import config, spaces
+from cpm_env.config import DEFAULT_SCENARIO, SCENARIO_DIR, ScenarioConfig  # noqa: F401 (re-exported)
 from cpm_env.episode import EpisodeGenerator
 from cpm_env.site_model import make_params
-
-SCENARIO_DIR = Path(__file__).parent / "scenarios"
-DEFAULT_SCENARIO = SCENARIO_DIR / "datacenter.yml"
 
 ScenarioLike = ScenarioConfig | str | Path | Mapping[str, Any] | None
 
 
 def resolve_scenario(scenario: ScenarioLike = None, base: str | Path | None = None) -> ScenarioConfig:
-    """Turn a scenario argument into a validated config.
+    """Turn a scenario argument into a validated config (see :func:`cpm_env.config.resolve_scenario`).
 
     ``scenario`` may be a :class:`ScenarioConfig`, a YAML path (replaces ``base``), a mapping
     of overrides merged onto ``base`` (or onto the default scenario), or None (``base``).
     """
-    if isinstance(scenario, ScenarioConfig):
-        return scenario
-    if isinstance(scenario, (str, Path)):
-        return load_scenario(scenario)
-    base = Path(base) if base is not None else DEFAULT_SCENARIO
     if scenario is None or isinstance(scenario, Mapping):
-        return load_scenario(base, scenario or {})
-    raise TypeError(f"scenario = {scenario!r}: must be a ScenarioConfig, a YAML path, a dict of overrides or None")
+        return config.resolve_scenario(base, scenario)
+    return config.resolve_scenario(scenario)
 
 
 class Site:

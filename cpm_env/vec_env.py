@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import gymnasium as gym
 import numpy as np
 from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from cpm_env import physics, spaces
+from cpm_env.config import scenario_file
 from cpm_env.ops import NUMPY
 from cpm_env.physics import Exo
 from cpm_env.site import ScenarioLike, Site
@@ -167,15 +167,7 @@ def make_vec(env_id: str = "cpm_env/DataCenter-v0", n_envs: int = 1, seed: int |
 
     ``scenario`` takes the same overrides as ``gym.make(env_id, scenario=...)``.
     """
-    if str(env_id).endswith((".yml", ".yaml")):
-        base = Path(env_id)
-    else:
-        try:
-            spec = gym.spec(env_id)
-        except gym.error.Error as err:
-            ids = sorted(k for k in gym.registry if k.startswith("cpm_env/"))
-            raise ValueError(f"env_id = {env_id!r}: unknown; registered ids are {ids} (or pass a scenario YAML)") from err
-        base = spec.kwargs.get("base")
+    base = scenario_file(env_id)
     venv = CpmVecEnv(scenario, n_envs, base=base, kpis_in_info=kpis_in_info)
     venv.seed(seed)
     return venv

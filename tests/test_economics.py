@@ -1,8 +1,11 @@
 """Battery economics: units, annualization, and a value split whose parts sum to its total."""
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from hypothesis import given, strategies as st
@@ -10,6 +13,9 @@ from hypothesis import given, strategies as st
 import cpm_env
 from agents.sizing import economics as ec
 from cpm_env.config import ConfigError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import evaluate  # noqa: E402
 
 
 def test_compute_unit_is_a_megawatt_hour_of_gpus():
@@ -40,9 +46,8 @@ def test_prices_synthetic_and_csv(tmp_path):
     p = ec.step_prices_usd_per_mwh(ec.PriceConfig(kind="csv", path=str(tmp_path / "prices.csv")), 0.0, 6.0, 4)
     np.testing.assert_allclose(p, [10, 30, 50, 30])  # periodic interpolation over the day
     csv.write_text("timestamp,usd_per_mwh\n2024-01-01T00:00,10\n2024-01-01T12:00,oops\n")
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(ConfigError, match=r"prices\.csv: row 3, column usd_per_mwh = 'oops': must be a number$"):
         ec.read_price_csv(csv)
-    assert "\n" not in str(err.value) and "row 3" in str(err.value) and "usd_per_mwh" in str(err.value)
 
 
 def test_arbitrage_potential():
@@ -95,60 +100,65 @@ def test_value_split_signs_and_units():
     assert ec.dr_payment_usd_per_year(30.0, 50.0, econ) == pytest.approx(30 * 300 * 365 / 2)
 
 
-def test_bad_economics_field_is_a_one_line_error():
-    with pytest.raises(ConfigError) as err:
-        ec.economics_from_dict({"discount_rate": 2.0}, "sweep.yml")
-    assert str(err.value).startswith("sweep.yml: economics.discount_rate = 2.0:") and "\n" not in str(err.value)
-    with pytest.raises(ConfigError) as err:
-        ec.economics_from_dict({"price": {"kind": "futures"}}, "sweep.yml")
-    assert "economics.price.kind" in str(err.value)
-    with pytest.raises(ConfigError) as err:
-        ec.economics_from_dict({"colour": 1}, "sweep.yml")
-    assert "economics.colour" in str(err.value)
+@pytest.mark.parametrize("block, match", [
+    ({"discount_rate": 2.0}, r"^sweep\.yml: economics\.discount_rate = 2\.0: must be >= 0 and <= 1$"),
+    ({"price": {"kind": "futures"}}, r"^sweep\.yml: economics\.price\.kind = 'futures': must be one of"),
+    ({"colour": 1}, r"^sweep\.yml: economics\.colour = '\(unknown key\)': allowed keys: controller, "),
+    ([1, 2], r"^sweep\.yml: economics = \[1, 2\]: must be a mapping of EconomicsConfig fields$"),
+])
+def test_bad_economics_field_is_a_one_line_error(block, match):
+    with pytest.raises(ConfigError, match=match):
+        ec.economics_from_dict(block, "sweep.yml")
+
+
+def test_economics_defaults_and_overrides():
     assert ec.economics_from_dict(None) == ec.EconomicsConfig()
+    assert ec.economics_from_dict({"discount_rate": 0.05}).discount_rate == 0.05
 
 
-def test_battery_value_on_a_short_site(tmp_path):
-    """End to end on 2-hour days: the split sums to its total, the battery adds compute."""
-    short = {"duration_h": 2.0}
-    for name, scen in (("short.yml", cpm_env.DEFAULT_SCENARIO),
-                       ("short_dr.yml", cpm_env.SCENARIO_DIR / "demand_response.yml")):
-        data = yaml.safe_load(scen.read_text())
-        data.update(short)
-        if "demand_response" in name:
-            data["grid"]["demand_response"].update({"earliest_start_h": 0.5, "latest_start_h": 0.5,
-                                                   "duration_h": 1.0, "notice_h": 0.25})
-        (tmp_path / name).write_text(yaml.safe_dump(data))
-    econ = ec.EconomicsConfig(controller="greedy", dr_scenario=str(tmp_path / "short_dr.yml"))
-    value = ec.battery_value(str(tmp_path / "short.yml"), [3, 4], econ)
+@pytest.fixture
+def short_sites(tmp_path):
+    """2-hour days of the default site and of the DR site, its window moved inside the episode
+    (0:30-1:30, announced at 0:15): both extend the shipped scenarios by registered id."""
+    site = tmp_path / "short.yml"
+    site.write_text("id: Short-v0\nextends: DataCenter-v0\nduration_h: 2.0\n")
+    dr_site = tmp_path / "short_dr.yml"
+    dr_site.write_text(yaml.safe_dump({"id": "ShortDR-v0", "extends": "DemandResponse-v0", "duration_h": 2.0,
+                                       "grid": {"demand_response": {"earliest_start_h": 0.5, "latest_start_h": 0.5,
+                                                                    "duration_h": 1.0, "notice_h": 0.25}}}))
+    return site, dr_site
+
+
+def test_battery_value_on_a_short_site(short_sites):
+    """End to end on 2-hour days: the split sums to its total, the battery adds compute, and the DR
+    day's window (inside the episode) is scored and paid for."""
+    site, dr_site = short_sites
+    econ = ec.EconomicsConfig(controller="greedy", dr_scenario=str(dr_site))
+    value = ec.battery_value(str(site), [3, 4], econ)
     split = value.split
     assert split["total_usd_per_year"] == pytest.approx(sum(split[k] for k in ec.COMPONENTS))
     assert split["compute_usd_per_year"] > 0 and split["degradation_usd_per_year"] < 0
     assert value.battery_cost_usd_per_year > 0 and value.arbitrage_potential_usd_per_year >= 0
     assert set(value.episodes.day) == {"ordinary", "demand_response"} and len(value.episodes) == 2 * 2 * 2
+    by_day = value.episodes.groupby("day").dr_compliance_pct
+    assert by_day.apply(lambda c: c.isna().all())["ordinary"]  # no window on an ordinary day
+    assert by_day.apply(lambda c: c.notna().all())["demand_response"]  # the window lies inside every DR episode
+    dr_with = value.episodes[(value.episodes.day == "demand_response") & (value.episodes.battery == "with")]
+    committed_mw = 100.0 * (1 - 0.7)  # limit x (1 - limit_fraction)
+    assert split["site_dr_payment_usd_per_year"] == pytest.approx(
+        committed_mw * econ.dr_capacity_usd_per_mw_day * 365 * dr_with.dr_compliance_pct.mean() / 100)
+    assert split["site_dr_payment_usd_per_year"] > 0
     text = ec.value_markdown(value, econ)
     assert "compute enabled" in text and "net value" in text
 
 
-def _short_site_files(tmp_path):
-    for name, scen in (("short.yml", cpm_env.DEFAULT_SCENARIO),
-                       ("short_dr.yml", cpm_env.SCENARIO_DIR / "demand_response.yml")):
-        data = yaml.safe_load(scen.read_text())
-        data["duration_h"] = 2.0
-        if name == "short_dr.yml":
-            data["grid"]["demand_response"].update({"earliest_start_h": 0.5, "latest_start_h": 0.5,
-                                                   "duration_h": 1.0, "notice_h": 0.25})
-        (tmp_path / name).write_text(yaml.safe_dump(data))
-    return tmp_path / "short.yml", tmp_path / "short_dr.yml"
-
-
-def test_sweep_with_economics_writes_the_value_split(tmp_path, capsys):
-    import evaluate
-
-    site, dr_site = _short_site_files(tmp_path)
+def test_sweep_with_economics_writes_the_value_split(tmp_path, short_sites, capsys):
+    site, dr_site = short_sites
+    (tmp_path / "prices.csv").write_text("hour,usd_per_mwh\n0,10\n12,50\n")  # relative to the sweep file
     sweep = {"name": "money", "scenario": str(site), "oversubscription": [1.3], "battery_hours": [0, 0.5],
              "controllers": ["static_cap"], "seeds": "3-4",
-             "economics": {"controller": "greedy", "dr_scenario": str(dr_site)}}
+             "economics": {"controller": "greedy", "dr_scenario": str(dr_site),
+                           "price": {"kind": "csv", "path": "prices.csv"}}}
     path = tmp_path / "sweep.yml"
     path.write_text(yaml.safe_dump(sweep))
     out = tmp_path / "out"
@@ -156,8 +166,6 @@ def test_sweep_with_economics_writes_the_value_split(tmp_path, capsys):
     text = (out / "economics.md").read_text()
     assert "compute enabled" in text and "demand-response payments" in text and "net value" in text
     assert "compute enabled" in capsys.readouterr().out
-    import pandas as pd
-
     episodes = pd.read_csv(out / "economics.csv")
     assert len(episodes) == 2 * 2 * 2 and {"energy_cost_usd", "battery_discharged_mwh"} <= set(episodes.columns)
 
@@ -167,10 +175,9 @@ def test_sweep_with_economics_writes_the_value_split(tmp_path, capsys):
     ({"controller": "nope"}, "economics.controller"),
     ({"price": {"kind": "csv", "path": "missing.csv"}}, "missing.csv"),
 ])
-def test_bad_economics_block_is_a_one_line_error_and_writes_nothing(tmp_path, capsys, economics, needle):
-    import evaluate
-
-    site, _ = _short_site_files(tmp_path)
+def test_bad_economics_block_is_a_one_line_error_and_writes_nothing(tmp_path, short_sites, capsys, economics,
+                                                                   needle):
+    site, _ = short_sites
     path = tmp_path / "sweep.yml"
     path.write_text(yaml.safe_dump({"scenario": str(site), "oversubscription": [1.3], "battery_hours": [0],
                                     "controllers": ["static_cap"], "economics": economics}))

@@ -1,5 +1,6 @@
 """evaluate.py --sweep: rows equal single runs of the same configuration; bad files change nothing."""
 
+import re
 import sys
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import yaml
 
 import cpm_env
 from agents.evaluation.runner import make_controller, run_controller
-from agents.sizing.sweep import load_sweep, point_overrides
+from agents.sizing.economics_config import EconomicsConfig, PriceConfig
+from agents.sizing.sweep import SweepConfig, load_sweep, point_overrides
+from cpm_env.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -22,9 +25,7 @@ TINY = {"name": "tiny", "oversubscription": [1.1, 1.4], "battery_hours": [0, 0.5
 
 @pytest.fixture
 def tiny_sweep(tmp_path):
-    data = yaml.safe_load(cpm_env.DEFAULT_SCENARIO.read_text())
-    data.update({"id": "Short-v0", "duration_h": 2.0})
-    (tmp_path / "short.yml").write_text(yaml.safe_dump(data))
+    (tmp_path / "short.yml").write_text("id: Short-v0\nextends: DataCenter-v0\nduration_h: 2.0\n")
     path = tmp_path / "sweep.yml"
     path.write_text(yaml.safe_dump({**TINY, "scenario": str(tmp_path / "short.yml")}))
     return path
@@ -72,3 +73,30 @@ def test_bad_sweep_file_is_a_one_line_error_and_writes_nothing(tmp_path, capsys,
 def test_sweep_refuses_scenario_and_controllers_flags(tmp_path, tiny_sweep, capsys):
     assert evaluate.main(["--sweep", str(tiny_sweep), "--controllers", "greedy"]) == 2
     assert "sweep file" in capsys.readouterr().err
+
+
+def test_load_sweep_defaults_seeds_and_price_path(tmp_path):
+    path = tmp_path / "plain.yml"
+    path.write_text(yaml.safe_dump({"oversubscription": [1, 1.5], "battery_hours": [0]}))
+    assert load_sweep(path) == SweepConfig(name="plain", oversubscription=(1.0, 1.5), battery_hours=(0.0,))
+    assert load_sweep(path, seeds="7-8").seeds == (7, 8)
+    path.write_text(yaml.safe_dump({"oversubscription": [1], "battery_hours": [0],
+                                    "economics": {"price": {"kind": "csv", "path": "p.csv"}}}))
+    assert load_sweep(path).economics == EconomicsConfig(price=PriceConfig(kind="csv", path=str(tmp_path / "p.csv")))
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("oversubscription", [], r"oversubscription = \[\]: must be a non-empty list of numbers in \[0\.1, 10\]$"),
+    ("battery_hours", [-1], r"battery_hours = \[-1\.0\]: must be a non-empty list of numbers in \[0, 100\]$"),
+    ("c_rate", 0, r"c_rate = 0\.0: must be a number in \(0, 10\]"),
+    ("c_rate", "fast", r"c_rate = 'fast': must be a finite number$"),
+    ("seeds", "9-1", r"seeds"),
+    ("colour", 1, r"colour = '\(unknown key\)': allowed keys: name, scenario, "),
+    ("economics", {"lifetime_years": 0}, r"economics\.lifetime_years = 0\.0: must be >= 1 and <= 100$"),
+])
+def test_bad_sweep_field_names_file_field_and_value(tmp_path, field, value, match):
+    path = tmp_path / "bad.yml"
+    path.write_text(yaml.safe_dump({**TINY, field: value}))
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: {match}") as info:
+        load_sweep(path)
+    assert "\n" not in str(info.value)

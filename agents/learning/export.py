@@ -30,14 +30,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-import yaml
 
 from agents.learning.ppo import PPOController
 from agents.controllers.rules import fit_cap
 from agents.runtime import (INPUT_DTYPE, ONNX_FILE, OUTPUT_DTYPE, SCHEMA_VERSION, SIDECAR_FILE, PolicyController,
                             sha256_hex)
 from cpm_env import spaces
-from cpm_env.config import scenario_to_dict
+from cpm_env.config import read_yaml, scenario_to_dict
 from cpm_env.ops import NUMPY
 from cpm_env.site import Site
 from cpm_env.vec_env import CpmVecEnv, make_vec
@@ -136,7 +135,7 @@ def onnx_bytes(graph: PolicyGraph, site: Site) -> bytes:
 
 
 def _read_yaml(path: Path):
-    return yaml.safe_load(path.read_text()) if path.is_file() else None
+    return read_yaml(path, "run settings") if path.is_file() else None
 
 
 def _file_sha256(path: Path) -> str | None:

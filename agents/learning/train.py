@@ -15,7 +15,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from agents.evaluation.runner import parse_seeds
 from agents.learning.callbacks import PolicyEvalCallback, save_policy
-from cpm_env.config import scenario_to_dict
+from cpm_env.config import read_yaml, scenario_to_dict
 from cpm_env.vec_env import EPISODE_KPIS, CpmVecEnv
 
 PPO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ppo.yml"
@@ -31,7 +31,7 @@ def load_hyperparams(scenario_id: str, overrides: list[str] | None = None, path:
 
     Raises ValueError naming the key and the valid ones for an unknown or malformed override.
     """
-    table = yaml.safe_load(path.read_text())
+    table = read_yaml(path, "hyperparameter blocks (default, then one per scenario id)")
     hp = dict(table["default"])
     hp.update(table.get(scenario_id.split("/")[-1], {}) or {})
     for item in overrides or []:

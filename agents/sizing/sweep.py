@@ -10,7 +10,7 @@ A sweep file (YAML, e.g. ``configs/sweeps/cpm_frontier.yml``)::
     controllers: [static_cap, greedy, oracle]
     seeds: 100-102
 
-An optional ``economics:`` block (:class:`agents.sizing.economics.EconomicsConfig`) also prices the
+An optional ``economics:`` block (:class:`agents.sizing.economics_config.EconomicsConfig`) also prices the
 base site's own battery against the same site without it and writes ``economics.md`` (the
 yearly value split: compute enabled, energy, arbitrage, demand-response payments, wear).
 
@@ -27,7 +27,7 @@ starts a local Ray instance (checked: the same sweep.csv as the local pool on a 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,26 +35,34 @@ import numpy as np
 import pandas as pd
 
 from agents.evaluation.runner import parse_seeds
-from cpm_env.config import ConfigError, read_yaml
+from agents.sizing.economics_config import EconomicsConfig
+from cpm_env.config import ConfigError, build_config, read_yaml, require, resolve_file_paths, resolve_scenario
 
 # "violation-free" means within the whole grid contract, per episode on average: energy over the
 # limit, oscillation above the band, and ramp excess (MW summed over steps) below these
 VIOLATION_FREE = {"violation_mwh": 0.01, "swing_excess_mwh": 0.01, "ramp_excess_mw": 1.0}
-KEYS = {"name", "scenario", "oversubscription", "battery_hours", "c_rate", "controllers", "seeds", "economics"}
 
 
 @dataclass(frozen=True)
 class SweepConfig:
     """A validated sweep file."""
 
-    name: str
-    scenario: str
-    oversubscription: tuple[float, ...]
-    battery_hours: tuple[float, ...]
-    c_rate: float
-    controllers: tuple[str, ...]
-    seeds: tuple[int, ...]
-    economics: Any = None  # agents.sizing.economics.EconomicsConfig: price the base site's battery; None: skip
+    name: str = ""  # default: the file's stem
+    scenario: str = "cpm_env/DataCenter-v0"
+    oversubscription: tuple[float, ...] = ()
+    battery_hours: tuple[float, ...] = ()
+    c_rate: float = 0.5  # battery MW per MWh
+    controllers: tuple[str, ...] = ("static_cap", "greedy", "oracle")
+    seeds: tuple[int, ...] = (100, 101, 102)
+    economics: EconomicsConfig | None = None  # price the base site's battery; None: skip
+
+    def validate(self) -> None:
+        for name, lo, hi in (("oversubscription", 0.1, 10.0), ("battery_hours", 0.0, 100.0)):
+            values = getattr(self, name)
+            require(bool(values) and all(lo <= v <= hi for v in values), name, list(values),
+                    f"must be a non-empty list of numbers in [{lo:g}, {hi:g}]")
+        require(0 < self.c_rate <= 10, "c_rate", self.c_rate, "must be a number in (0, 10] (battery MW per MWh)")
+        require(bool(self.controllers), "controllers", list(self.controllers), "must be a list of controller names")
 
     def points(self) -> list[tuple[float, float]]:
         """Every (oversubscription, battery_hours) pair, in file order."""
@@ -62,40 +70,16 @@ class SweepConfig:
 
 
 def load_sweep(path: str | Path, seeds: str | None = None) -> SweepConfig:
-    """Read and check a sweep file; ConfigError names the file, field, value and what is allowed."""
+    """Read and check a sweep file (``seeds`` replaces its seeds); ConfigError names the file, field, value
+    and what is allowed. A price CSV's relative path resolves against the file's folder."""
     path = Path(path)
-    data = read_yaml(path, f"sweep fields ({', '.join(sorted(KEYS))})")
-    unknown = set(data) - KEYS
-    if unknown:
-        raise ConfigError(f"{path}: field {sorted(unknown)[0]!r} unknown; allowed: {', '.join(sorted(KEYS))}")
-
-    def numbers(field: str, lo: float, hi: float) -> tuple[float, ...]:
-        value = data.get(field)
-        ok = isinstance(value, list) and value and all(isinstance(v, (int, float)) and lo <= v <= hi for v in value)
-        if not ok:
-            raise ConfigError(f"{path}: {field} = {value!r}: must be a non-empty list of numbers in [{lo:g}, {hi:g}]")
-        return tuple(float(v) for v in value)
-
-    c_rate = data.get("c_rate", 0.5)
-    if not isinstance(c_rate, (int, float)) or not 0 < c_rate <= 10:
-        raise ConfigError(f"{path}: c_rate = {c_rate!r}: must be a number in (0, 10] (battery MW per MWh)")
-    controllers = data.get("controllers", ["static_cap", "greedy", "oracle"])
-    if not isinstance(controllers, list) or not controllers or not all(isinstance(c, str) for c in controllers):
-        raise ConfigError(f"{path}: controllers = {controllers!r}: must be a list of controller names")
+    data = read_yaml(path, "sweep fields")
+    data.setdefault("name", path.stem)
     try:
-        seed_list = parse_seeds(str(seeds if seeds is not None else data.get("seeds", "100-102")), "seeds")
+        data["seeds"] = parse_seeds(str(seeds if seeds is not None else data.get("seeds", "100-102")), "seeds")
     except ValueError as err:
         raise ConfigError(f"{path}: {err}") from None
-    economics = None
-    if "economics" in data:
-        from agents.sizing.economics import economics_from_dict
-
-        economics = economics_from_dict(data["economics"], str(path))
-        if economics.price.kind == "csv" and not Path(economics.price.path).is_absolute():  # relative to the file
-            economics = replace(economics, price=replace(economics.price, path=str(path.parent / economics.price.path)))
-    return SweepConfig(str(data.get("name", path.stem)), str(data.get("scenario", "cpm_env/DataCenter-v0")),
-                       numbers("oversubscription", 0.1, 10.0), numbers("battery_hours", 0.0, 100.0), float(c_rate),
-                       tuple(controllers), tuple(seed_list), economics)
+    return build_config(SweepConfig, resolve_file_paths(SweepConfig, data, path.parent), str(path))
 
 
 def point_overrides(cfg_limit_mw: float, oversubscription: float, battery_hours: float, c_rate: float) -> dict:
@@ -131,25 +115,25 @@ def run_point(job: tuple[SweepConfig, float, float, float]) -> pd.DataFrame:
 def check_controllers(sweep: SweepConfig, path: str) -> None:
     """Build every controller once on the base scenario, so a bad name fails before any work."""
     from agents.evaluation.runner import make_controller
-    from cpm_env.vec_env import make_vec
+    from cpm_env.site import Site
 
-    venv = make_vec(sweep.scenario, 1)
+    site = Site(resolve_scenario(sweep.scenario))
     for name in sweep.controllers:
         try:
-            make_controller(name, venv.site)
+            make_controller(name, site)
         except ValueError as err:
             raise ConfigError(f"{path}: controllers: {err}") from None
     econ = sweep.economics
     if econ is not None:
-        from agents.sizing.economics import step_prices_usd_per_mwh
+        from agents.sizing.prices import step_prices_usd_per_mwh
 
         try:
-            make_controller(econ.controller, venv.site)
+            make_controller(econ.controller, site)
         except ValueError as err:
             raise ConfigError(f"{path}: economics.controller: {err}") from None
         if econ.dr_scenario and econ.dr_events_per_year > 0:
             try:
-                make_vec(econ.dr_scenario, 1)
+                resolve_scenario(econ.dr_scenario)
             except (ConfigError, ValueError) as err:
                 raise ConfigError(f"{path}: economics.dr_scenario = {econ.dr_scenario!r}: {err}") from None
         try:
@@ -267,9 +251,7 @@ def plot_sweep(table: pd.DataFrame, out: Path, title: str) -> None:
 
 def run_sweep(sweep: SweepConfig, workers: str = "auto", progress: Any = None) -> pd.DataFrame:
     """Every point's episodes (one row per point x controller x seed), in point order."""
-    from cpm_env.vec_env import make_vec
-
-    limit_mw = make_vec(sweep.scenario, 1).config.grid.limit_mw
+    limit_mw = resolve_scenario(sweep.scenario).grid.limit_mw
     jobs = [(sweep, limit_mw, o, h) for o, h in sweep.points()]
     results: dict[tuple[float, float], pd.DataFrame] = {}
     with make_pool(workers) as pool:
