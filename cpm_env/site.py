@@ -1,4 +1,5 @@
-"""Everything derived once from a scenario: config, physics parameters, generators, contract."""
+"""A scenario resolved into what both envs and every controller need: its config, the site model's
+parameters (:mod:`cpm_env.site_model`), the episode generator and the observation/action contract."""
 
 from __future__ import annotations
 
@@ -7,29 +8,27 @@ from pathlib import Path
 from typing import Any
 
 from cpm_env import config, spaces
-from cpm_env.config import DEFAULT_SCENARIO, SCENARIO_DIR, ScenarioConfig  # noqa: F401 (re-exported)
+from cpm_env.config import ScenarioConfig
 from cpm_env.episode import EpisodeGenerator
 from cpm_env.site_model import make_params
 
 ScenarioLike = ScenarioConfig | str | Path | Mapping[str, Any] | None
 
 
-def resolve_scenario(scenario: ScenarioLike = None, base: str | Path | None = None) -> ScenarioConfig:
-    """Turn a scenario argument into a validated config (see :func:`cpm_env.config.resolve_scenario`).
-
-    ``scenario`` may be a :class:`ScenarioConfig`, a YAML path (replaces ``base``), a mapping
-    of overrides merged onto ``base`` (or onto the default scenario), or None (``base``).
-    """
-    if scenario is None or isinstance(scenario, Mapping):
-        return config.resolve_scenario(base, scenario)
-    return config.resolve_scenario(scenario)
-
-
 class Site:
-    """A scenario resolved into the objects both envs need."""
+    """A scenario resolved into the objects both envs need.
+
+    ``scenario`` may be a :class:`ScenarioConfig`, a registered id or YAML path (replaces
+    ``base``), a mapping of overrides merged onto ``base`` (or onto the default scenario), or
+    None (``base``); :func:`cpm_env.config.resolve_scenario` resolves it.
+    """
 
     def __init__(self, scenario: ScenarioLike = None, base: str | Path | None = None):
-        self.config = cfg = resolve_scenario(scenario, base)
+        if scenario is None or isinstance(scenario, Mapping):
+            cfg = config.resolve_scenario(base, scenario)
+        else:
+            cfg = config.resolve_scenario(scenario)
+        self.config = cfg
         self.params = make_params(cfg)
         self.episodes = EpisodeGenerator(cfg, self.params)
         self.obs_features = spaces.observation_features(cfg, self.params)
