@@ -13,7 +13,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 from stable_baselines3.common.vec_env import VecNormalize
 
-from agents.evaluation.runner import parse_seeds
+from agents.evaluation.seeds import parse_seeds
 from agents.learning.callbacks import PolicyEvalCallback, save_policy
 from cpm_env.config import scenario_to_dict
 from cpm_env.vec_env import EPISODE_KPIS, CpmVecEnv
