@@ -75,8 +75,8 @@ def markdown_table(summary: pd.DataFrame) -> str:
 def solve_time_line(controllers: dict[str, Controller]) -> str | None:
     """'LP solve time: NAME: mean and p95 ms per solve ...' for the controllers that time their
     solves (``solve_seconds``, in s), with their fallbacks to greedy; None if none does."""
-    timing = [f"{name}: {1e3 * np.mean(c.solve_seconds):.1f} ms mean, {1e3 * np.percentile(c.solve_seconds, 95):.1f} ms "
-              f"p95 per solve ({len(c.solve_seconds)} solves"
+    timing = [f"{name}: {1e3 * np.mean(c.solve_seconds):.1f} ms mean, "
+              f"{1e3 * np.percentile(c.solve_seconds, 95):.1f} ms p95 per solve ({len(c.solve_seconds)} solves"
               + (f", {c.fallbacks} fell back to greedy)" if getattr(c, "fallbacks", 0) else ")")
               for name, c in controllers.items() if getattr(c, "solve_seconds", None)]
     return "LP solve time: " + "; ".join(timing) if timing else None
