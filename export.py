@@ -18,7 +18,7 @@ from agents.learning.export import PARITY_OBSERVATIONS, PARITY_TOLERANCE, export
 from cpm_env.config import ConfigError
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path, metavar="MODEL_OR_RUN_DIR", help="run dir of train.py, or its model.zip")
     parser.add_argument("--out", type=Path, required=True, help="folder for policy.onnx and policy.json")
@@ -27,7 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parity-obs", type=int, default=PARITY_OBSERVATIONS,
                         help=f"rollout observations for the parity check (default {PARITY_OBSERVATIONS}, min 10000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the parity rollouts")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     try:
         spec = export_policy(args.source, args.out, args.scenario, args.parity_obs, args.seed)
     except (ConfigError, ValueError) as err:

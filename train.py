@@ -22,10 +22,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
-from agents.learning.train import latest_checkpoint, load_hyperparams, resume, train
-from cpm_env.config import ConfigError, read_yaml, resolve_scenario, scenario_to_dict
+from agents.learning.train import check_resumable, check_same_scenario, resume, run_hyperparams, train
+from cpm_env.config import ConfigError, resolve_scenario
 from cpm_env.vec_env import make_vec
 
 DEFAULT_SCENARIO = "cpm_env/DataCenter-v0"
@@ -53,46 +51,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def check_resumable(run_dir: Path, scenario: str | None) -> tuple[dict, dict, int]:
-    """The run's args, hyperparameters and the env steps of its newest checkpoint; ValueError
-    if it cannot be resumed (as asked)."""
-    for name in ("args.yml", "config.yml", "scenario.yml"):
-        if not (run_dir / name).is_file():
-            raise ValueError(f"--resume {run_dir}: {name} missing: not a train.py run dir")
-    if (run_dir / "model.zip").is_file():
-        raise ValueError(f"--resume {run_dir}: the run already finished (model.zip is there)")
-    _, _, done = latest_checkpoint(run_dir)
-    run_args = read_yaml(run_dir / "args.yml", "train.py arguments")
-    if scenario is not None:
-        saved = read_yaml(run_dir / "scenario.yml")
-        given = scenario_to_dict(resolve_scenario(scenario))
-        if given != saved:
-            raise ValueError(f"--resume {run_dir}: the run trained on scenario {saved.get('id')!r} "
-                             f"({run_args.get('scenario')}), not --scenario {scenario} ({given.get('id')!r}); "
-                             "resume without --scenario or start a new run")
-    return run_args, read_yaml(run_dir / "config.yml", "hyperparameters"), done
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         if args.resume is not None:
-            run_args, hp, done = check_resumable(args.resume, args.scenario)
+            run_args, hp, done = check_resumable(args.resume)
+            if args.scenario is not None:
+                check_same_scenario(args.resume, args.scenario)
             # fresh episodes after the checkpoint: the generators' state is not saved
             venv = make_vec(str(args.resume / "scenario.yml"), int(hp["n_envs"]), seed=int(run_args["seed"]) + done)
         else:
             scenario = args.scenario or DEFAULT_SCENARIO
             scenario_id = resolve_scenario(scenario).id
-            hp = load_hyperparams(scenario_id, args.hyperparams)
-            n_envs = args.n_envs or int(hp["n_envs"])
-            default_steps = int(hp["n_timesteps"]) // (5 if args.optimize else 1)
-            timesteps = args.timesteps or default_steps
-            if timesteps < 1 or n_envs < 1 or args.n_trials < 1:
-                raise ValueError(f"--timesteps = {timesteps}, --n-envs = {n_envs}, --n-trials = {args.n_trials}: "
-                                 "each must be >= 1")
-            hp = {**hp, "n_envs": n_envs, "n_timesteps": timesteps}
+            hp = run_hyperparams(scenario_id, args.hyperparams, args.n_envs, args.timesteps, args.optimize,
+                                 args.n_trials)
             if not args.optimize:
-                venv = make_vec(scenario, n_envs, seed=args.seed)
+                venv = make_vec(scenario, hp["n_envs"], seed=args.seed)
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -103,19 +77,18 @@ def main(argv: list[str] | None = None) -> int:
               f"python evaluate.py --controllers greedy,ppo:{args.resume}")
         return 0
     if args.optimize:
-        from agents.learning.tune import optimize
+        from agents.learning.tune import optimize  # optuna only where tuning
 
         name = args.study_name or f"ppo_{scenario_id}"
         study_dir = args.run_dir or Path("runs") / "optuna" / name
-        optimize(scenario, scenario_id, hp, args.n_trials, timesteps, args.seed, study_dir, args.storage, name)
+        optimize(scenario, scenario_id, hp, args.n_trials, hp["n_timesteps"], args.seed, study_dir, args.storage,
+                 name)
         best = study_dir / "best_hyperparams.yml"
         print(best.read_text() if best.is_file() else "no trial finished (all pruned or failed)")
         return 0
     run_dir = args.run_dir or Path("runs") / f"{venv.config.id}_seed{args.seed}"
-    run_dir.mkdir(parents=True, exist_ok=True)
     saved_args = {**vars(args), "scenario": scenario, "run_dir": str(run_dir), "resume": None}
-    (run_dir / "args.yml").write_text(yaml.safe_dump(saved_args, sort_keys=False))
-    train(venv, hp, timesteps, args.seed, run_dir)
+    train(venv, hp, hp["n_timesteps"], args.seed, run_dir, run_args=saved_args)
     print(f"saved {run_dir}: evaluate with  python evaluate.py --controllers greedy,ppo:{run_dir}")
     return 0
 

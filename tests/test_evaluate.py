@@ -1,35 +1,25 @@
 """evaluate.py end to end on a short scenario file: CSV, summary, plots, table."""
 
-import sys
-from pathlib import Path
+import re
 
 import numpy as np
 import pandas as pd
-import yaml
+import pytest
 
 import cpm_env
-from agents.evaluation.runner import make_controller, run_controller
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import evaluate  # noqa: E402
+import evaluate
+import train
+from agents.evaluation.runner import controller_names, make_controller, run_controller
+from agents.evaluation.seeds import parse_seeds
 
 COLUMNS = {"controller", "scenario", "seed", "reward", "compute_delivered", "compute_per_mw", "violation_mwh",
            "max_overshoot_mw", "ramp_violations", "battery_throughput_mwh", "battery_cycles", "degradation_cost",
            "grid_energy_mwh"}
 
 
-def short_scenario(tmp_path, hours=2.0):
-    data = yaml.safe_load(cpm_env.DEFAULT_SCENARIO.read_text())
-    data.update({"id": "Short-v0", "duration_h": hours})
-    path = tmp_path / "short.yml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def test_evaluate_writes_csv_summary_and_plots(tmp_path, capsys):
+def test_evaluate_writes_csv_summary_and_plots(tmp_path, short_scenario, capsys):
     out = tmp_path / "out"
-    rc = evaluate.main(["--scenario", str(short_scenario(tmp_path)), "--controllers", "static_cap,greedy,mpc,oracle",
+    rc = evaluate.main(["--scenario", str(short_scenario()), "--controllers", "static_cap,greedy,mpc,oracle",
                         "--seeds", "3-4", "--out", str(out)])
     assert rc == 0
     episodes = pd.read_csv(out / "episodes.csv")
@@ -46,11 +36,9 @@ def test_evaluate_writes_csv_summary_and_plots(tmp_path, capsys):
         assert (g.set_index("seed").reward <= oracle + 1e-6).all(), name
 
 
-def test_evaluate_rows_match_single_env_runs(tmp_path):
+def test_evaluate_rows_match_single_env_runs(short_scenario):
     """A batched evaluation row equals stepping one CpmEnv with the same controller and seed."""
-    from agents.evaluation.runner import make_controller, run_controller
-
-    path = short_scenario(tmp_path, hours=1.0)
+    path = short_scenario(hours=1.0)
     venv = cpm_env.make_vec(str(path), 2)
     rows = run_controller(make_controller("greedy", venv.site), venv, [7, 8], "greedy")
     env = cpm_env.CpmEnv(str(path))
@@ -64,10 +52,8 @@ def test_evaluate_rows_match_single_env_runs(tmp_path):
         assert abs(total - expected) < 1e-6 * max(1.0, abs(total))
 
 
-def test_train_then_evaluate_ppo_run_dir(tmp_path):
-    import train
-
-    path = short_scenario(tmp_path, hours=1.0)
+def test_train_then_evaluate_ppo_run_dir(tmp_path, short_scenario):
+    path = short_scenario(hours=1.0)
     run = tmp_path / "run"
     assert train.main(["--scenario", str(path), "--timesteps", "1024", "--n-envs", "4", "--run-dir", str(run)]) == 0
     assert (run / "model.zip").is_file() and (run / "vecnormalize.pkl").is_file()
@@ -96,3 +82,20 @@ def test_demand_response_compliance_kpis():
     plain_venv = cpm_env.make_vec("cpm_env/DataCenter-v0", 1, scenario={"duration_h": 1.0})
     plain = run_controller(make_controller("greedy", plain_venv.site), plain_venv, [1], "greedy")
     assert plain.dr_window_h.iloc[0] == 0 and np.isnan(plain.dr_compliance_pct.iloc[0])
+
+
+def test_parse_seeds_ranges_lists_and_one_line_errors():
+    assert parse_seeds("100-103") == [100, 101, 102, 103]
+    assert parse_seeds("1,5, 9-10") == [1, 5, 9, 10]
+    for bad in ("9-3", "a", "", "1,,2", "-1"):
+        with pytest.raises(ValueError, match=re.escape(f"--seeds = {bad!r}: ")) as err:
+            parse_seeds(bad)
+        assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="^eval_seeds = "):
+        parse_seeds("x", "eval_seeds")
+
+
+def test_default_controllers_include_ppo_only_where_a_policy_is_shipped():
+    assert "ppo" in controller_names(None, "DataCenter-v0")
+    assert "ppo" not in controller_names(None, "NoBattery-v0") and "oracle" in controller_names(None, "NoBattery-v0")
+    assert controller_names(" greedy, ppo ,", "NoBattery-v0") == ["greedy", "ppo"]  # asked for: kept

@@ -10,21 +10,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents.learning.export import PARITY_TOLERANCE, PolicyGraph, export_policy, rollout
+import evaluate
+import export as export_cli
+from agents.evaluation.runner import make_controller
+from agents.learning.export import PARITY_TOLERANCE, PolicyGraph, export_policy, physical_setpoints, rollout
 from agents.learning.ppo import PPOController
 from agents.runtime import PolicyController
 from cpm_env.vec_env import make_vec
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import evaluate  # noqa: E402
-import export as export_cli  # noqa: E402
-from test_evaluate import short_scenario  # noqa: E402
-
 MODEL = ROOT / "models" / "DataCenter-v0"
 
 
@@ -33,15 +30,6 @@ def exported(tmp_path_factory):
     """The shipped DataCenter-v0 policy, exported once: (folder, sidecar)."""
     out = tmp_path_factory.mktemp("export") / "policy"
     return out, export_policy(MODEL, out)
-
-
-@pytest.fixture
-def one_torch_thread():
-    """SB3's small MLP runs several times slower with torch threads competing for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -243,8 +231,6 @@ def test_out_of_range_observations_always_fall_back(controller, data):
 
 
 def test_predict_inverts_the_action_map(controller, site):
-    from agents.learning.export import physical_setpoints
-
     obs = np.stack([mid_obs(controller)] * 2)
     actions, state = controller.predict(obs, state="s")
     assert state == "s" and actions.dtype == np.float32 and np.all(np.abs(actions) <= 1)
@@ -274,10 +260,10 @@ def test_json_lines_loop_refuses_a_bad_folder(tmp_path):
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "policy.json" in done.stderr
 
 
-def test_evaluate_onnx_kpis_equal_the_source_model(exported, tmp_path, one_torch_thread):
+def test_evaluate_onnx_kpis_equal_the_source_model(exported, tmp_path, short_scenario, one_torch_thread):
     out = tmp_path / "out"
     onnx, ppo = f"onnx:{exported[0]}", f"ppo:{MODEL}"
-    assert evaluate.main(["--scenario", str(short_scenario(tmp_path)), "--controllers", f"{ppo},{onnx}",
+    assert evaluate.main(["--scenario", str(short_scenario()), "--controllers", f"{ppo},{onnx}",
                           "--seeds", "100-101", "--out", str(out)]) == 0
     episodes = pd.read_csv(out / "episodes.csv")
     a = episodes[episodes.controller == ppo].drop(columns="controller").reset_index(drop=True)
@@ -286,8 +272,6 @@ def test_evaluate_onnx_kpis_equal_the_source_model(exported, tmp_path, one_torch
 
 
 def test_evaluate_refuses_an_export_of_another_scenario(exported):
-    from agents.evaluation.runner import make_controller
-
     site = make_vec("cpm_env/NoBattery-v0", 1).site
     with pytest.raises(ValueError, match="differ from NoBattery-v0") as err:
         make_controller(f"onnx:{exported[0]}", site)

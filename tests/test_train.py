@@ -9,18 +9,16 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
-
 import pytest
 import torch
 import yaml
+from stable_baselines3 import PPO
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import train
+from agents.learning.train import latest_checkpoint, load_hyperparams
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import cpm_env  # noqa: E402
-import train  # noqa: E402
-from agents.learning.train import latest_checkpoint, load_hyperparams  # noqa: E402
-from stable_baselines3 import PPO  # noqa: E402
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
 SHORT = ["--scenario", "cpm_env/DataCenter-v0", "--n-envs", "4", "--hyperparams", "n_steps:64", "batch_size:128",
          "n_epochs:1", "eval_seeds:1-2"]
@@ -28,13 +26,9 @@ TINY = ["--n-envs", "2", "--hyperparams", "n_steps:64", "batch_size:64", "n_epoc
 
 
 @pytest.fixture
-def short_yml(tmp_path):
+def short_yml(short_scenario):
     """A one-hour variant of the default scenario (60 steps per episode)."""
-    data = yaml.safe_load(cpm_env.DEFAULT_SCENARIO.read_text())
-    data.update({"id": "Short-v0", "duration_h": 1.0})
-    path = tmp_path / "short.yml"
-    path.write_text(yaml.safe_dump(data))
-    return str(path)
+    return str(short_scenario(hours=1.0))
 
 
 def test_hyperparams_merge_default_scenario_and_overrides():
@@ -64,6 +58,8 @@ def test_same_seed_same_parameters(tmp_path):
                  "best/model.zip", "best/vecnormalize.pkl"):
         assert (run / name).is_file(), name
     assert yaml.safe_load((run / "config.yml").read_text())["n_steps"] == 64
+    saved_args = yaml.safe_load((run / "args.yml").read_text())  # what --resume rebuilds the run from
+    assert (saved_args["seed"], saved_args["scenario"], saved_args["run_dir"]) == (3, "cpm_env/DataCenter-v0", str(run))
     evals = pd.read_csv(run / "evaluations.csv")
     assert evals.timesteps.iloc[-1] == 512 and evals.best_rule_reward.iloc[0] > 0
     assert evals.pct_best_rule.iloc[-1] == pytest.approx(100 * evals.reward.iloc[-1] / evals.best_rule_reward.iloc[-1])

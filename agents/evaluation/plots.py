@@ -45,7 +45,8 @@ def plot_episodes(traces: dict[str, dict[str, list[float]]], dt_h: float, path: 
 def plot_kpis(summary: pd.DataFrame, path: Path, title: str) -> None:
     """Bars per controller: compute per MW, violation energy, ramp excess, oscillation above band."""
     cols = [("compute_per_mw", "compute per MW of grid limit"), ("violation_mwh", "energy over the limit (MWh)"),
-            ("ramp_excess_mw", "ramp excess (MW, summed over steps)"), ("swing_excess_mwh", "oscillation above band (MW·h)")]
+            ("ramp_excess_mw", "ramp excess (MW, summed over steps)"),
+            ("swing_excess_mwh", "oscillation above band (MW·h)")]
     fig, axes = plt.subplots(1, len(cols), figsize=(4 * len(cols), 4.2), layout="constrained")
     for ax, (col, label) in zip(axes, cols):
         ax.bar(summary.controller, summary[col], color="tab:blue")

@@ -1,38 +1,32 @@
-"""Run controllers on batches of seeded episodes and summarize their KPIs."""
+"""Controllers by name, and their episodes: every seed stepped as one batch, one row of KPIs per episode."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from tqdm import tqdm
 
 from agents.controllers.base import Controller
 from cpm_env.site import Site
 from cpm_env.vec_env import CpmVecEnv
 
+DEFAULT_CONTROLLERS = "static_cap,peak_shaving,shave_then_cap,greedy,mpc,ppo,oracle"
+RAMP_TOLERANCE_MW = 1e-6  # ramp excess below 1 W is LP solver tolerance, not a violation
+DR_TOLERANCE_MWH = 1e-6  # a demand-response step is met if its import above the window's limit is below this
+TRACE_KEYS = ("grid_import_mw", "grid_import_peak_mw", "grid_limit_mw", "facility_power_mw", "battery_power_mw", "soc")
 
-def parse_seeds(text: str, field: str = "--seeds") -> list[int]:
-    """'100-119' or '1,5,9' (or a mix) -> a list of seeds; one-line error naming ``field`` otherwise."""
-    seeds: list[int] = []
-    try:
-        for part in text.split(","):
-            if "-" in part.strip()[1:]:
-                lo, hi = part.split("-", 1)
-                lo_i, hi_i = int(lo), int(hi)
-                if hi_i < lo_i:
-                    raise ValueError
-                seeds += list(range(lo_i, hi_i + 1))
-            else:
-                seeds.append(int(part))
-    except ValueError:
-        raise ValueError(f"{field} = {text!r}: must be a range like 100-119 or a list like 1,5,9") from None
-    if not seeds or min(seeds) < 0:
-        raise ValueError(f"{field} = {text!r}: seeds must be integers >= 0")
-    return seeds
+
+def controller_names(text: str | None, scenario_id: str) -> list[str]:
+    """Comma-separated controller names -> a list; None gives :data:`DEFAULT_CONTROLLERS`, less
+    ``ppo`` where no policy is shipped for ``scenario_id`` in ``models/<scenario id>/``."""
+    from agents.learning.ppo import MODELS_DIR  # SB3 and torch stay out of the rule-only path
+
+    names = [n.strip() for n in (text or DEFAULT_CONTROLLERS).split(",") if n.strip()]
+    if text is None and not (MODELS_DIR / scenario_id / "model.zip").is_file():
+        names.remove("ppo")
+    return names
 
 
 def make_controller(name: str, site: Site) -> Controller:
@@ -73,13 +67,9 @@ def onnx_controller(directory: str, site: Site) -> Controller:
     return ctrl
 
 
-RAMP_TOLERANCE_MW = 1e-6  # ramp excess below 1 W is LP solver tolerance, not a violation
-DR_TOLERANCE_MWH = 1e-6  # a demand-response step is met if its import above the window's limit is below this
-
-
 @dataclass
 class EpisodeTotals:
-    """Running sums of the per-step outputs over a batch of episodes."""
+    """Running sums of the per-step outputs over a batch of ``n`` episodes (MWh, MW, compute units, USD)."""
 
     n: int
 
@@ -88,8 +78,10 @@ class EpisodeTotals:
         self.reward, self.compute, self.demanded, self.over_mwh = z(), z(), z(), z()
         self.overshoot_max, self.ramp_count, self.ramp_mw, self.swing_mwh = z(), z(), z(), z()
         self.discharged, self.charged, self.grid_mwh, self.burn = z(), z(), z(), z()
+        self.dr_steps, self.dr_met, self.dr_over_mwh, self.energy_cost_usd = z(), z(), z(), z()
 
-    def add(self, out, dt_h: float) -> None:
+    def add(self, out, dt_h: float, in_dr: np.ndarray, price_usd_per_mwh: float | None = None) -> None:
+        """Add one step's outputs; ``in_dr`` marks the episodes inside a demand-response window."""
         self.reward += out.reward
         self.compute += out.compute_delivered
         self.demanded += out.compute_demanded
@@ -102,9 +94,52 @@ class EpisodeTotals:
         self.charged += out.battery_charged_mwh
         self.grid_mwh += out.grid_import_mw * dt_h
         self.burn += out.burn_mwh
+        self.dr_steps += in_dr
+        self.dr_met += in_dr & (out.over_limit_mwh <= DR_TOLERANCE_MWH)
+        self.dr_over_mwh += np.where(in_dr, out.over_limit_mwh, 0.0)
+        if price_usd_per_mwh is not None:
+            self.energy_cost_usd += price_usd_per_mwh * out.grid_import_mw * dt_h
 
 
-TRACE_KEYS = ("grid_import_mw", "grid_import_peak_mw", "grid_limit_mw", "facility_power_mw", "battery_power_mw", "soc")
+def record_trace(trace: dict[str, list[float]], venv: CpmVecEnv) -> None:
+    """Append the first episode's last step (powers in MW, SoC and caps as fractions) to ``trace``."""
+    out = venv.last_outputs
+    for key in TRACE_KEYS:
+        trace.setdefault(key, []).append(float(np.broadcast_to(getattr(out, key), (venv.num_envs,))[0]))
+    for name, cap in zip(venv.site.class_names, venv.state.caps):
+        trace.setdefault(f"cap_{name}", []).append(float(cap[0]))
+
+
+def episode_rows(totals: EpisodeTotals, venv: CpmVecEnv, seeds: list[int], label: str, priced: bool) -> pd.DataFrame:
+    """One row of KPIs per episode (the columns of episodes.csv), from a batch's totals."""
+    cfg, p = venv.config, venv.params
+    cycles = totals.discharged / p.capacity_mwh if p.capacity_mwh > 0 else np.zeros(len(seeds))
+    return pd.DataFrame({
+        "controller": label,
+        "scenario": cfg.id,
+        "seed": seeds,
+        "reward": totals.reward,
+        "compute_delivered": totals.compute,
+        "compute_demanded": totals.demanded,
+        "compute_fraction": totals.compute / np.maximum(totals.demanded, 1e-12),
+        "compute_per_mw": totals.compute / (cfg.grid.limit_mw * cfg.duration_h),
+        "violation_mwh": totals.over_mwh,
+        "max_overshoot_mw": totals.overshoot_max,
+        "ramp_violations": totals.ramp_count.astype(int),
+        "ramp_excess_mw": totals.ramp_mw,
+        "swing_excess_mwh": totals.swing_mwh,
+        "battery_throughput_mwh": totals.discharged + totals.charged,
+        "battery_cycles": cycles,
+        "battery_discharged_mwh": totals.discharged,
+        "degradation_cost": p.w_degradation * totals.discharged,
+        "burn_mwh": totals.burn,
+        "grid_energy_mwh": totals.grid_mwh,
+        "dr_window_h": totals.dr_steps * p.dt_h,
+        "dr_compliance_pct": np.where(totals.dr_steps > 0, 100 * totals.dr_met / np.maximum(totals.dr_steps, 1),
+                                      np.nan),
+        "dr_over_limit_mwh": totals.dr_over_mwh,
+        **({"energy_cost_usd": totals.energy_cost_usd} if priced else {}),
+    })
 
 
 def run_controller(controller: Controller, venv: CpmVecEnv, seeds: list[int], label: str,
@@ -119,114 +154,27 @@ def run_controller(controller: Controller, venv: CpmVecEnv, seeds: list[int], la
     obs = venv.reset()
     if hasattr(controller, "start_episode"):  # the oracle reads the episode it will face
         controller.start_episode(venv.episode)
-    cfg, p = venv.config, venv.params
     totals = EpisodeTotals(len(seeds))
     ep = venv.episode
-    dr_steps, dr_met, dr_over = np.zeros(len(seeds)), np.zeros(len(seeds)), np.zeros(len(seeds))
-    energy_cost_usd = np.zeros(len(seeds))
-    for t in range(cfg.n_steps):
+    for t in range(venv.config.n_steps):
         action, _ = controller.predict(obs, deterministic=True)
         obs, _, _, _ = venv.step(action)
-        out = venv.last_outputs
-        totals.add(out, p.dt_h)
         in_dr = ((ep.dr_start_step <= t) & (t < ep.dr_end_step)).any(axis=1)  # a demand-response window
-        dr_steps += in_dr
-        dr_met += in_dr & (out.over_limit_mwh <= DR_TOLERANCE_MWH)
-        dr_over += np.where(in_dr, out.over_limit_mwh, 0.0)
-        if price_usd_per_mwh is not None:
-            energy_cost_usd += price_usd_per_mwh[t] * out.grid_import_mw * p.dt_h
+        totals.add(venv.last_outputs, venv.params.dt_h, in_dr,
+                   None if price_usd_per_mwh is None else price_usd_per_mwh[t])
         if trace is not None:
-            for key in TRACE_KEYS:
-                trace.setdefault(key, []).append(float(np.broadcast_to(getattr(out, key), (len(seeds),))[0]))
-            for name, cap in zip(venv.site.class_names, venv.state.caps):
-                trace.setdefault(f"cap_{name}", []).append(float(cap[0]))
+            record_trace(trace, venv)
         if progress is not None:
             progress.update(len(seeds))
-    hours = cfg.duration_h
-    w_deg = p.w_degradation
-    cycles = totals.discharged / p.capacity_mwh if p.capacity_mwh > 0 else np.zeros(len(seeds))
-    return pd.DataFrame({
-        "controller": label,
-        "scenario": cfg.id,
-        "seed": seeds,
-        "reward": totals.reward,
-        "compute_delivered": totals.compute,
-        "compute_demanded": totals.demanded,
-        "compute_fraction": totals.compute / np.maximum(totals.demanded, 1e-12),
-        "compute_per_mw": totals.compute / (cfg.grid.limit_mw * hours),
-        "violation_mwh": totals.over_mwh,
-        "max_overshoot_mw": totals.overshoot_max,
-        "ramp_violations": totals.ramp_count.astype(int),
-        "ramp_excess_mw": totals.ramp_mw,
-        "swing_excess_mwh": totals.swing_mwh,
-        "battery_throughput_mwh": totals.discharged + totals.charged,
-        "battery_cycles": cycles,
-        "battery_discharged_mwh": totals.discharged,
-        "degradation_cost": w_deg * totals.discharged,
-        "burn_mwh": totals.burn,
-        "grid_energy_mwh": totals.grid_mwh,
-        "dr_window_h": dr_steps * p.dt_h,
-        "dr_compliance_pct": np.where(dr_steps > 0, 100 * dr_met / np.maximum(dr_steps, 1), np.nan),
-        "dr_over_limit_mwh": dr_over,
-        **({"energy_cost_usd": energy_cost_usd} if price_usd_per_mwh is not None else {}),
-    })
+    return episode_rows(totals, venv, seeds, label, price_usd_per_mwh is not None)
 
 
-def confidence_halfwidth(values: np.ndarray) -> float:
-    """Half-width of the 95% confidence interval of the mean (Student t)."""
-    n = len(values)
-    if n < 2:
-        return float("nan")
-    return float(stats.t.ppf(0.975, n - 1) * np.std(values, ddof=1) / math.sqrt(n))
-
-
-def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
-    """Per scenario and controller: mean and 95% CI of reward, compute, violations, % of oracle."""
-    rows = []
-    oracle = episodes[episodes.controller == "oracle"].set_index(["scenario", "seed"])
-    for (scenario, controller), g in episodes.groupby(["scenario", "controller"], sort=False):
-        pct_reward = pct_compute = float("nan")
-        if len(oracle):
-            ref = oracle.loc[[(scenario, s) for s in g.seed]]
-            pct_reward = 100 * g.reward.sum() / ref.reward.sum()
-            pct_compute = 100 * g.compute_delivered.sum() / ref.compute_delivered.sum()
-        rows.append({
-            "scenario": scenario,
-            "controller": controller,
-            "episodes": len(g),
-            "reward": g.reward.mean(),
-            "reward_ci95": confidence_halfwidth(g.reward.to_numpy()),
-            "compute_fraction": g.compute_fraction.mean(),
-            "compute_per_mw": g.compute_per_mw.mean(),
-            "violation_mwh": g.violation_mwh.mean(),
-            "ramp_violations": g.ramp_violations.mean(),
-            "ramp_excess_mw": g.ramp_excess_mw.mean(),
-            "swing_excess_mwh": g.swing_excess_mwh.mean(),
-            "battery_cycles": g.battery_cycles.mean(),
-            "dr_window_h": g.dr_window_h.mean(),
-            "dr_compliance_pct": g.dr_compliance_pct.mean(),
-            "dr_over_limit_mwh": g.dr_over_limit_mwh.mean(),
-            "pct_oracle_reward": pct_reward,
-            "pct_oracle_compute": pct_compute,
-        })
-    return pd.DataFrame(rows)
-
-
-def markdown_table(summary: pd.DataFrame) -> str:
-    """The summary as a markdown table, one row per controller."""
-    head = ("| scenario | controller | reward (95% CI) | % of oracle reward | compute fraction | % of oracle compute "
-            "| compute per MW | violation MWh | ramp violations (steps) | ramp excess MW | swing excess MWh |")
-    lines = [head, "|" + "---|" * 11]
-    for r in summary.itertuples():
-        lines.append(
-            f"| {r.scenario} | {r.controller} | {r.reward:.1f} ± {r.reward_ci95:.1f} | {r.pct_oracle_reward:.1f} "
-            f"| {r.compute_fraction:.3f} | {r.pct_oracle_compute:.1f} | {r.compute_per_mw:.3f} "
-            f"| {r.violation_mwh:.3f} | {r.ramp_violations:.1f} | {r.ramp_excess_mw:.1f} | {r.swing_excess_mwh:.3f} |"
-        )
-    if (summary.dr_window_h > 0).any():
-        lines += ["", "Demand response (windows in force: the utility's lower import limit)", "",
-                  "| scenario | controller | window h per episode | compliance (% of window steps) "
-                  "| energy over the window limit (MWh) |", "|" + "---|" * 5]
-        lines += [f"| {r.scenario} | {r.controller} | {r.dr_window_h:.2f} | {r.dr_compliance_pct:.1f} "
-                  f"| {r.dr_over_limit_mwh:.3f} |" for r in summary.itertuples()]
-    return "\n".join(lines)
+def run_controllers(controllers: dict[str, Controller], venv: CpmVecEnv, seeds: list[int],
+                    progress: tqdm | None = None) -> tuple[pd.DataFrame, dict[str, dict[str, list[float]]]]:
+    """:func:`run_controller` for each named controller: every episode's KPI row, and each
+    controller's first-seed trace (for :func:`agents.evaluation.plots.plot_episodes`)."""
+    frames, traces = [], {}
+    for name, ctrl in controllers.items():
+        traces[name] = {}
+        frames.append(run_controller(ctrl, venv, seeds, name, progress, trace=traces[name]))
+    return pd.concat(frames, ignore_index=True), traces

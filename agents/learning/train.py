@@ -13,9 +13,9 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 from stable_baselines3.common.vec_env import VecNormalize
 
-from agents.evaluation.runner import parse_seeds
+from agents.evaluation.seeds import parse_seeds
 from agents.learning.callbacks import PolicyEvalCallback, save_policy
-from cpm_env.config import read_yaml, scenario_to_dict
+from cpm_env.config import read_yaml, resolve_scenario, scenario_to_dict
 from cpm_env.vec_env import EPISODE_KPIS, CpmVecEnv
 
 PPO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ppo.yml"
@@ -31,7 +31,7 @@ def load_hyperparams(scenario_id: str, overrides: list[str] | None = None, path:
 
     Raises ValueError naming the key and the valid ones for an unknown or malformed override.
     """
-    table = read_yaml(path, "hyperparameter blocks (default, then one per scenario id)")
+    table = read_yaml(path, "hyperparameter blocks")
     hp = dict(table["default"])
     hp.update(table.get(scenario_id.split("/")[-1], {}) or {})
     for item in overrides or []:
@@ -44,6 +44,22 @@ def load_hyperparams(scenario_id: str, overrides: list[str] | None = None, path:
         except (ValueError, SyntaxError):
             hp[key] = raw  # a plain string (e.g. policy: MlpPolicy)
     return hp
+
+
+def run_hyperparams(scenario_id: str, overrides: list[str] | None, n_envs: int | None, timesteps: int | None,
+                    optimize: bool = False, n_trials: int = 1) -> dict[str, Any]:
+    """:func:`load_hyperparams` with this run's batch and budget: ``n_envs`` envs (default the
+    file's) and ``n_timesteps`` env steps (default the file's; when tuning, per trial, a fifth of it).
+
+    Raises ValueError if the envs, the env steps or ``n_trials`` (Optuna trials) are below 1.
+    """
+    hp = load_hyperparams(scenario_id, overrides)
+    n_envs = n_envs or int(hp["n_envs"])
+    timesteps = timesteps or int(hp["n_timesteps"]) // (5 if optimize else 1)
+    if timesteps < 1 or n_envs < 1 or n_trials < 1:
+        raise ValueError(f"--timesteps = {timesteps}, --n-envs = {n_envs}, --n-trials = {n_trials}: "
+                         "each must be >= 1")
+    return {**hp, "n_envs": n_envs, "n_timesteps": timesteps}
 
 
 class KpiLogger(BaseCallback):
@@ -71,10 +87,12 @@ class KpiLogger(BaseCallback):
 
 
 def train(venv: CpmVecEnv, hp: dict[str, Any], timesteps: int, seed: int, run_dir: Path,
-          on_eval: Callable[[int, float], bool] | None = None, progress_bar: bool = True) -> PPO:
+          on_eval: Callable[[int, float], bool] | None = None, progress_bar: bool = True,
+          run_args: dict[str, Any] | None = None) -> PPO:
     """Train PPO (VecNormalize if ``hp['normalize']``) for ``timesteps`` env steps and write the run dir.
 
-    The run dir gets ``config.yml`` (hyperparameters), ``scenario.yml``, ``model.zip``,
+    The run dir gets ``args.yml`` (``run_args``, the command line's, if given; ``--resume``
+    needs them), ``config.yml`` (hyperparameters), ``scenario.yml``, ``model.zip``,
     ``vecnormalize.pkl``, ``checkpoints/`` (model + normalizer every ``checkpoint_freq``
     steps), ``evaluations.csv`` and ``best/`` (every ``eval_freq`` steps and at the end, on
     the held-out ``eval_seeds``) and ``tb/`` (TensorBoard). ``on_eval`` sees each
@@ -82,6 +100,8 @@ def train(venv: CpmVecEnv, hp: dict[str, Any], timesteps: int, seed: int, run_di
     """
     torch.set_num_threads(1)  # SB3's small MLPs run slower with more threads than this machine's cores
     run_dir.mkdir(parents=True, exist_ok=True)
+    if run_args is not None:
+        (run_dir / "args.yml").write_text(yaml.safe_dump(run_args, sort_keys=False))
     (run_dir / "config.yml").write_text(yaml.safe_dump(hp, sort_keys=False))
     (run_dir / "scenario.yml").write_text(yaml.safe_dump(scenario_to_dict(venv.config), sort_keys=False))
     kwargs = {k: v for k, v in hp.items() if k in PPO_KEYS}
@@ -115,7 +135,7 @@ def latest_checkpoint(run_dir: Path) -> tuple[Path, Path | None, int]:
     SB3 writes the zip before the normalizer, so a run killed between the two resumes from
     the checkpoint before.
     """
-    normalize = yaml.safe_load((run_dir / "config.yml").read_text()).get("normalize", True)
+    normalize = read_yaml(run_dir / "config.yml", "hyperparameters").get("normalize", True)
     found = []
     for path in (run_dir / "checkpoints").glob("model_*_steps.zip"):
         match = re.fullmatch(r"model_(\d+)_steps\.zip", path.name)
@@ -132,13 +152,37 @@ def latest_checkpoint(run_dir: Path) -> tuple[Path, Path | None, int]:
     return path, norm_path, steps
 
 
+def check_resumable(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """The run's args (``args.yml``), hyperparameters (``config.yml``) and the env steps of its
+    newest checkpoint; ValueError if it is not a train.py run dir, already finished or has no checkpoint."""
+    for name in ("args.yml", "config.yml", "scenario.yml"):
+        if not (run_dir / name).is_file():
+            raise ValueError(f"--resume {run_dir}: {name} missing: not a train.py run dir")
+    if (run_dir / "model.zip").is_file():
+        raise ValueError(f"--resume {run_dir}: the run already finished (model.zip is there)")
+    _, _, done = latest_checkpoint(run_dir)
+    run_args = read_yaml(run_dir / "args.yml", "train.py arguments")
+    return run_args, read_yaml(run_dir / "config.yml", "hyperparameters"), done
+
+
+def check_same_scenario(run_dir: Path, scenario: str) -> None:
+    """ValueError unless ``scenario`` (an id or YAML path, as given) is the scenario the run trained on."""
+    saved = read_yaml(run_dir / "scenario.yml")
+    given = scenario_to_dict(resolve_scenario(scenario))
+    if given != saved:
+        run_args = read_yaml(run_dir / "args.yml", "train.py arguments")
+        raise ValueError(f"--resume {run_dir}: the run trained on scenario {saved.get('id')!r} "
+                         f"({run_args.get('scenario')}), not --scenario {scenario} ({given.get('id')!r}); "
+                         "resume without --scenario or start a new run")
+
+
 def resume(run_dir: Path, venv: CpmVecEnv, progress_bar: bool = True) -> PPO:
     """Continue a killed run from its newest checkpoint up to its ``n_timesteps``.
 
     The env draws fresh episodes (its generator state is not in the checkpoint), so a resumed
     run is a valid continuation, not a bitwise replay of the uninterrupted one.
     """
-    hp = yaml.safe_load((run_dir / "config.yml").read_text())
+    hp = read_yaml(run_dir / "config.yml", "hyperparameters")
     model_path, norm_path, _ = latest_checkpoint(run_dir)
     torch.set_num_threads(1)
     env = VecNormalize.load(str(norm_path), venv) if norm_path is not None else venv

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agents.evaluation.runner import parse_seeds
+from agents.evaluation.seeds import parse_seeds
 from agents.sizing.economics_config import EconomicsConfig
 from cpm_env.config import ConfigError, build_config, read_yaml, require, resolve_file_paths, resolve_scenario
 
@@ -156,7 +156,7 @@ def make_pool(workers: str):
 
 def summarize_sweep(episodes: pd.DataFrame) -> pd.DataFrame:
     """Mean over seeds per point and controller, with the 95% CI of compute per MW."""
-    from agents.evaluation.runner import confidence_halfwidth
+    from agents.evaluation.summary import confidence_halfwidth
 
     keys = ["oversubscription", "battery_hours", "battery_mwh", "battery_mw", "controller"]
     grouped = episodes.groupby(keys, sort=False)

@@ -1,0 +1,82 @@
+"""Summaries of evaluated episodes: per-controller means with 95% confidence intervals, % of
+the oracle, the markdown table evaluate.py prints, and the LP controllers' solve times."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from agents.controllers.base import Controller
+
+
+def confidence_halfwidth(values: np.ndarray) -> float:
+    """Half-width of the 95% confidence interval of the mean (Student t), in the values' unit."""
+    n = len(values)
+    if n < 2:
+        return float("nan")
+    return float(stats.t.ppf(0.975, n - 1) * np.std(values, ddof=1) / math.sqrt(n))
+
+
+def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
+    """Per scenario and controller: mean and 95% CI of reward, compute, violations, % of oracle."""
+    rows = []
+    oracle = episodes[episodes.controller == "oracle"].set_index(["scenario", "seed"])
+    for (scenario, controller), g in episodes.groupby(["scenario", "controller"], sort=False):
+        pct_reward = pct_compute = float("nan")
+        if len(oracle):
+            ref = oracle.loc[[(scenario, s) for s in g.seed]]
+            pct_reward = 100 * g.reward.sum() / ref.reward.sum()
+            pct_compute = 100 * g.compute_delivered.sum() / ref.compute_delivered.sum()
+        rows.append({
+            "scenario": scenario,
+            "controller": controller,
+            "episodes": len(g),
+            "reward": g.reward.mean(),
+            "reward_ci95": confidence_halfwidth(g.reward.to_numpy()),
+            "compute_fraction": g.compute_fraction.mean(),
+            "compute_per_mw": g.compute_per_mw.mean(),
+            "violation_mwh": g.violation_mwh.mean(),
+            "ramp_violations": g.ramp_violations.mean(),
+            "ramp_excess_mw": g.ramp_excess_mw.mean(),
+            "swing_excess_mwh": g.swing_excess_mwh.mean(),
+            "battery_cycles": g.battery_cycles.mean(),
+            "dr_window_h": g.dr_window_h.mean(),
+            "dr_compliance_pct": g.dr_compliance_pct.mean(),
+            "dr_over_limit_mwh": g.dr_over_limit_mwh.mean(),
+            "pct_oracle_reward": pct_reward,
+            "pct_oracle_compute": pct_compute,
+        })
+    return pd.DataFrame(rows)
+
+
+def markdown_table(summary: pd.DataFrame) -> str:
+    """The summary as a markdown table, one row per controller (and a demand-response table if any window)."""
+    head = ("| scenario | controller | reward (95% CI) | % of oracle reward | compute fraction | % of oracle compute "
+            "| compute per MW | violation MWh | ramp violations (steps) | ramp excess MW | swing excess MWh |")
+    lines = [head, "|" + "---|" * 11]
+    for r in summary.itertuples():
+        lines.append(
+            f"| {r.scenario} | {r.controller} | {r.reward:.1f} ± {r.reward_ci95:.1f} | {r.pct_oracle_reward:.1f} "
+            f"| {r.compute_fraction:.3f} | {r.pct_oracle_compute:.1f} | {r.compute_per_mw:.3f} "
+            f"| {r.violation_mwh:.3f} | {r.ramp_violations:.1f} | {r.ramp_excess_mw:.1f} | {r.swing_excess_mwh:.3f} |"
+        )
+    if (summary.dr_window_h > 0).any():
+        lines += ["", "Demand response (windows in force: the utility's lower import limit)", "",
+                  "| scenario | controller | window h per episode | compliance (% of window steps) "
+                  "| energy over the window limit (MWh) |", "|" + "---|" * 5]
+        lines += [f"| {r.scenario} | {r.controller} | {r.dr_window_h:.2f} | {r.dr_compliance_pct:.1f} "
+                  f"| {r.dr_over_limit_mwh:.3f} |" for r in summary.itertuples()]
+    return "\n".join(lines)
+
+
+def solve_time_line(controllers: dict[str, Controller]) -> str | None:
+    """'LP solve time: NAME: mean and p95 ms per solve ...' for the controllers that time their
+    solves (``solve_seconds``, in s), with their fallbacks to greedy; None if none does."""
+    timing = [f"{name}: {1e3 * np.mean(c.solve_seconds):.1f} ms mean, "
+              f"{1e3 * np.percentile(c.solve_seconds, 95):.1f} ms p95 per solve ({len(c.solve_seconds)} solves"
+              + (f", {c.fallbacks} fell back to greedy)" if getattr(c, "fallbacks", 0) else ")")
+              for name, c in controllers.items() if getattr(c, "solve_seconds", None)]
+    return "LP solve time: " + "; ".join(timing) if timing else None
