@@ -24,16 +24,19 @@ from cpm_env.vec_env import make_vec
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenario", default=None, help="registered id or scenario YAML (default cpm_env/DataCenter-v0)")
+    parser.add_argument("--scenario", default=None,
+                        help="registered id or scenario YAML (default cpm_env/DataCenter-v0)")
     parser.add_argument("--controllers", default=None,
                         help=f"comma-separated names (default: {DEFAULT_CONTROLLERS}; ppo only where a policy "
                              "is shipped in models/<scenario id>/; ppo:RUN_DIR for a run dir; onnx:EXPORT_DIR for a "
                              "policy exported by export.py, run by agents/runtime.py)")
-    parser.add_argument("--seeds", default=None, help="held-out seeds, e.g. 100-119 (default 100-104; a sweep: its file's)")
+    parser.add_argument("--seeds", default=None,
+                        help="held-out seeds, e.g. 100-119 (default 100-104; a sweep: its file's)")
     parser.add_argument("--out", type=Path, default=Path("results"),
                         help="folder for episodes.csv, summary.md and the plots (default: results/<scenario>)")
     parser.add_argument("--sweep", default=None, metavar="FILE", help="a sweep YAML: size the site instead")
-    parser.add_argument("--workers", default="auto", help="sweep processes: auto (every core), N, or ray (a Ray cluster)")
+    parser.add_argument("--workers", default="auto",
+                        help="sweep processes: auto (every core), N, or ray (a Ray cluster)")
     return parser.parse_args(argv)
 
 

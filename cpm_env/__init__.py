@@ -30,4 +30,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'cpm_env' has no attribute {name!r}")
 
 __all__ = ["CpmEnv", "CpmVecEnv", "ConfigError", "ScenarioConfig", "load_scenario", "make_vec", "scenario_ids",
-           "DEFAULT_SCENARIO"]
+           "DEFAULT_SCENARIO", "SCENARIO_DIR"]

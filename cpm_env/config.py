@@ -19,9 +19,10 @@ import math
 import re
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Union
+from typing import Any, Literal, Union
 
 import yaml
 
@@ -173,7 +174,7 @@ class TraceWorkload:
         require(bool(self.path), "path", self.path, "must name a CSV file")
 
 
-WorkloadConfig = Union[TrainingWorkload, InferenceWorkload, MixedWorkload, TraceWorkload]
+WorkloadConfig = TrainingWorkload | InferenceWorkload | MixedWorkload | TraceWorkload
 WORKLOAD_KINDS: dict[str, type] = {
     "training": TrainingWorkload,
     "inference": InferenceWorkload,
@@ -413,7 +414,7 @@ def _convert(tp: Any, value: Any, path: str, source: str) -> Any:
     if origin is Literal:
         require(value in args, path, value, f"must be one of {list(args)}")
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         require(isinstance(value, Mapping), path, value, f"must be a mapping of {_type_name(tp)} fields")
         return _build(tp, value, path, source)
     if origin is tuple:
@@ -504,7 +505,7 @@ def _resolve_nested_paths(tp: Any, value: Any, folder: Path) -> Any:
         return resolve_file_paths(WORKLOAD_KINDS[kind], value, folder) if kind in WORKLOAD_KINDS else value
     if origin in (Union, types.UnionType):
         return _resolve_nested_paths(next(a for a in args if a is not type(None)), value, folder)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return resolve_file_paths(tp, value, folder)
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis and isinstance(value, list):
         return [_resolve_nested_paths(args[0], v, folder) for v in value]
@@ -651,7 +652,8 @@ def resolve_scenario(scenario: str | Path | ScenarioConfig | Mapping[str, Any] |
     if isinstance(scenario, ScenarioConfig):
         return _build_overridden(scenario_to_dict(scenario), overrides, f"<{scenario.id}>") if overrides else scenario
     if isinstance(scenario, Mapping):
-        scenario, overrides = None, deep_merge(scenario, overrides or {})
+        overrides = deep_merge(scenario, overrides or {})
+        scenario = None
     if scenario is None:
         scenario = DEFAULT_SCENARIO
     if not isinstance(scenario, (str, Path)):

@@ -10,7 +10,8 @@ import numpy as np
 
 from cpm_env import physics, spaces
 from cpm_env.ops import SCALAR
-from cpm_env.physics import Exo
+from cpm_env.episode import Episode
+from cpm_env.physics import Exo, Scalar
 from cpm_env.site import ScenarioLike, Site
 from cpm_env.site_model import initial_state
 
@@ -89,7 +90,7 @@ class CpmEnv(gym.Env):
         self.observation_space = self.site.observation_space
         self.action_space = self.site.action_space
         self.render_mode = render_mode
-        self.episode = None
+        self.episode: Episode | None = None
         self._t = 0
         self._n_steps = self.config.n_steps
 
@@ -103,7 +104,7 @@ class CpmEnv(gym.Env):
                                   ep.duty[:, 0].tolist(), ep.limit_mw[:, 0].tolist()))
         self._exo_obs = np.ascontiguousarray(ep.exo_obs[:, :, 0])
         self.state = initial_state(self.params, float(ep.limit_mw[0, 0]), float(ep.demand_mw[0, 0]))
-        self._battery_mw = 0.0
+        self._battery_mw: Scalar = 0.0
         self._t = 0
         return self._observation(), {}
 

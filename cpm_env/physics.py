@@ -17,66 +17,73 @@ Units: power MW, energy MWh, time h, caps and floors as fractions of TDP.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias
+
+import numpy as np
 
 if TYPE_CHECKING:
     from cpm_env.site_model import SiteParams
 
 _TINY = 1e-12
 
+# A per-site quantity: a float in the single env (ops.SCALAR), an array over the batch in the
+# batched env (ops.NUMPY); per-class quantities are tuples of them, one entry per GPU class.
+Scalar: TypeAlias = float | np.ndarray
+PerClass: TypeAlias = tuple[Scalar, ...]
+
 
 class State(NamedTuple):
     """Dynamic state carried between steps."""
 
-    energy_mwh: object
-    import_mw: object  # previous step's mean grid import
-    caps: tuple
-    floors: tuple
+    energy_mwh: Scalar
+    import_mw: Scalar  # previous step's mean grid import
+    caps: PerClass
+    floors: PerClass
 
 
 class Action(NamedTuple):
     """Set-points in physical units (see :mod:`cpm_env.spaces` for the [-1, 1] mapping)."""
 
-    battery_mw: object  # + discharge into the site, - charge
-    caps: tuple  # cap targets, fraction of TDP
-    floors: tuple  # floor targets, fraction of TDP
+    battery_mw: Scalar  # + discharge into the site, - charge
+    caps: PerClass  # cap targets, fraction of TDP
+    floors: PerClass  # floor targets, fraction of TDP
 
 
 class Exo(NamedTuple):
     """One step of the exogenous trajectory (uncapped demand and the import limit)."""
 
-    high_mw: tuple  # per class, compute-phase IT power
-    low_mw: tuple  # per class, low-phase IT power (= high for flat classes)
-    work: tuple  # per class, full-speed compute demanded this step (compute units)
-    work_per_throughput: tuple  # work / g(high / peak): compute per unit of curve value
-    duty: object  # fraction of the step at the high level
-    limit_mw: object
+    high_mw: PerClass  # per class, compute-phase IT power
+    low_mw: PerClass  # per class, low-phase IT power (= high for flat classes)
+    work: PerClass  # per class, full-speed compute demanded this step (compute units)
+    work_per_throughput: PerClass  # work / g(high / peak): compute per unit of curve value
+    duty: Scalar  # fraction of the step at the high level
+    limit_mw: Scalar
 
 
 class Outputs(NamedTuple):
     """Per-step results; all are reported in ``info`` under these names."""
 
-    reward: object
-    compute_delivered: object  # compute units (MW of GPUs at full speed x h)
-    compute_demanded: object
-    it_power_mw: object  # step mean
-    facility_power_mw: object  # step mean
-    facility_swing_mw: object  # peak-to-peak intra-step swing before the battery (IT)
-    battery_power_mw: object  # step mean, + discharging into the site
-    grid_import_mw: object  # step mean = facility - battery
-    grid_import_peak_mw: object  # high-phase import
-    grid_limit_mw: object
-    residual_swing_mw: object  # peak-to-peak at the meter
-    over_limit_mwh: object
-    peak_overshoot_mw: object
-    swing_excess_mw: object
-    ramp_excess_mw: object
-    battery_discharged_mwh: object
-    battery_charged_mwh: object
-    battery_loss_mwh: object
-    burn_mwh: object
-    soc: object
-    energy_mwh: object
+    reward: Scalar
+    compute_delivered: Scalar  # compute units (MW of GPUs at full speed x h)
+    compute_demanded: Scalar
+    it_power_mw: Scalar  # step mean
+    facility_power_mw: Scalar  # step mean
+    facility_swing_mw: Scalar  # peak-to-peak intra-step swing before the battery (IT)
+    battery_power_mw: Scalar  # step mean, + discharging into the site
+    grid_import_mw: Scalar  # step mean = facility - battery
+    grid_import_peak_mw: Scalar  # high-phase import
+    grid_limit_mw: Scalar
+    residual_swing_mw: Scalar  # peak-to-peak at the meter
+    over_limit_mwh: Scalar
+    peak_overshoot_mw: Scalar
+    swing_excess_mw: Scalar
+    ramp_excess_mw: Scalar
+    battery_discharged_mwh: Scalar
+    battery_charged_mwh: Scalar
+    battery_loss_mwh: Scalar
+    burn_mwh: Scalar
+    soc: Scalar
+    energy_mwh: Scalar
 
 
 def swinging_steps(duty):
@@ -94,6 +101,7 @@ def step(p: SiteParams, s: State, a: Action, x: Exo, ops) -> tuple[State, Output
     d_lo = 1.0 - d
     # GPU levers: caps clip the high level, floors raise the low level (burning energy).
     caps, floors = [], []
+    demanded: Scalar
     it_hi = it_lo = it_mean = burn_it = compute = demanded = 0.0
     for k, peak in enumerate(p.peak_mw):
         c = _clip(a.caps[k], p.cap_min[k], 1.0, ops)

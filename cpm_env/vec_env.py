@@ -14,8 +14,9 @@ dicts a step would cost more than the physics, so infos carry them only if
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from gymnasium.utils import seeding
@@ -54,7 +55,8 @@ class CpmVecEnv(VecEnv):
         for i, seed in enumerate(self._seeds):
             if seed is not None or self._rngs[i] is None:
                 self._rngs[i], _ = seeding.np_random(seed)
-        ep = self.site.episodes.sample(self._rngs)
+        rngs = [rng for rng in self._rngs if rng is not None]  # every one is set just above
+        ep = self.site.episodes.sample(rngs)
         self._reset_seeds()
         self._high, self._low = ep.high_mw, ep.low_mw
         self._work, self._wpt = ep.work, ep.work_per_throughput
@@ -109,12 +111,12 @@ class CpmVecEnv(VecEnv):
                   self._duty[t], self._limit[t])
         self.state, out = physics.step(p, self.state, phys, exo, NUMPY)
         self.last_outputs = out
-        self._battery_mw = out.battery_power_mw
+        self._battery_mw = np.asarray(out.battery_power_mw)
         self._t = t + 1
         self._returns += out.reward
         for name, total in self._kpi_sums.items():
             total += getattr(out, name)
-        rewards = out.reward.astype(np.float32)
+        rewards = np.asarray(out.reward, dtype=np.float32)
         if self.kpis_in_info:
             infos = self._kpi_infos(out)
         else:
@@ -141,7 +143,7 @@ class CpmVecEnv(VecEnv):
         cols = [np.broadcast_to(np.asarray(v, dtype=float), (self.num_envs,)) for v in out]
         for cname, c, f in zip(self.site.class_names, self.state.caps, self.state.floors):
             names += [f"cap_{cname}", f"floor_{cname}"]
-            cols += [c, f]
+            cols += [np.asarray(c), np.asarray(f)]
         rows = np.stack(cols, axis=1).tolist()
         return [dict(zip(names, row), step=self._t - 1) for row in rows]
 

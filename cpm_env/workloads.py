@@ -15,8 +15,9 @@ order, so env ``i`` of a batch gets exactly what a lone env with the same genera
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, Protocol, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
 
@@ -57,7 +58,7 @@ class WorkloadGenerator(Protocol):
     def sample(self, rngs: Sequence[np.random.Generator]) -> ClassTrace: ...
 
 
-def _ramp_integral(t: np.ndarray, start: np.ndarray, duration: np.ndarray) -> np.ndarray:
+def _ramp_integral(t: np.ndarray, start: np.ndarray, duration: np.ndarray | float) -> np.ndarray:
     """Integral up to ``t`` (s) of a 0 -> 1 ramp that starts at ``start`` and lasts ``duration``."""
     z = (t - start) / duration
     return duration * np.where(z <= 0, 0.0, np.where(z < 1, 0.5 * z * z, z - 0.5))
@@ -154,14 +155,14 @@ class InferenceGenerator:
         """Sampled utilization (0-1), shape (n_steps, n_envs)."""
         c, n, phi, dt = self.cfg, self.timing.n_steps, self._phi, self.timing.dt_s
         span_s = n * dt
-        eps, bursts = [], []
+        noise, bursts = [], []
         for i, rng in enumerate(rngs):
-            eps.append(c.noise_std * rng.standard_normal(n))
+            noise.append(c.noise_std * rng.standard_normal(n))
             k = rng.poisson(c.burst_rate_per_h * span_s / 3600.0)
             start_s = rng.uniform(0.0, span_s, k)
             height = c.burst_min * (1.0 + rng.pareto(c.burst_pareto_alpha, k))
             bursts.append((np.full(k, i), start_s, height))
-        eps = np.stack(eps, axis=1)
+        eps = np.stack(noise, axis=1)
         eps[1:] *= np.sqrt(1.0 - phi * phi)
         util = self._daily[:, None] + _ar1(eps, phi)
         env, start_s, height = (np.concatenate(x) for x in zip(*bursts))

@@ -9,11 +9,20 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import yaml
-from hypothesis import assume, given, strategies as st
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 import cpm_env
-from cpm_env.config import (ConfigError, ScenarioConfig, deep_merge, load_scenario, read_yaml, resolve_scenario,
-                            scenario_from_dict, scenario_to_dict)
+from cpm_env.config import (
+    ConfigError,
+    ScenarioConfig,
+    deep_merge,
+    load_scenario,
+    read_yaml,
+    resolve_scenario,
+    scenario_from_dict,
+    scenario_to_dict,
+)
 
 DEFAULT = cpm_env.DEFAULT_SCENARIO
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 import cpm_env
 from agents.sizing import economics as ec

@@ -3,13 +3,14 @@
 import gymnasium as gym
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 import cpm_env
-from agents.evaluation.runner import make_controller, run_controller
 from agents.controllers.lp import BACKENDS
 from agents.controllers.oracle import actions_from_plan, episode_series, episode_start
 from agents.controllers.site_lp import lowest_slewed_caps, plan
+from agents.evaluation.runner import make_controller, run_controller
 
 SHORT = {
     "cpm_env/DataCenter-v0": {"duration_h": 3.0},

@@ -72,7 +72,7 @@ def test_invariants_along_random_trajectories(overrides, seed, data):
         assert abs(info["battery_power_mw"]) <= p.battery_power_mw + 1e-9
         if not cfg.grid.allow_export:
             assert info["grid_import_mw"] >= -1e-9
-        for k, c in enumerate(cfg.site.gpu_classes):
+        for _k, c in enumerate(cfg.site.gpu_classes):
             assert c.cap_min - 1e-12 <= info[f"cap_{c.name}"] <= 1.0 + 1e-12
         assert 0.0 <= info["compute_delivered"] <= info["compute_demanded"] + 1e-12
         assert info["residual_swing_mw"] >= -1e-9 and info["over_limit_mwh"] >= 0.0

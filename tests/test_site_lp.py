@@ -100,5 +100,5 @@ def test_lp_replays_exactly_and_no_rule_beats_it_on_drawn_sites(traces, data, se
     assert replayed == pytest.approx(sp.objective, rel=1e-6, abs=1e-6)
     for name in RULES:
         rule = RULES[name](env.site)
-        earned = _episode_return(env, seed, lambda obs, t: rule.predict(obs)[0])
+        earned = _episode_return(env, seed, lambda obs, t, rule=rule: rule.predict(obs)[0])
         assert earned <= sp.objective + 1e-6 * max(1.0, abs(sp.objective)), (name, earned, sp.objective)

@@ -20,7 +20,7 @@ def test_vec_env_equals_independent_envs(env_id):
     np.testing.assert_array_equal(obs_v, np.stack(obs_s))
     rng = np.random.default_rng(0)
     n_steps = venv.config.n_steps
-    for step in range(2 * n_steps + 5):  # crosses two autoresets
+    for _step in range(2 * n_steps + 5):  # crosses two autoresets
         actions = rng.uniform(-1.2, 1.2, (n_envs, venv.action_space.shape[0])).astype(np.float32)
         obs_v, rew_v, done_v, infos = venv.step(actions)
         for i, env in enumerate(envs):

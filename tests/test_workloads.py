@@ -6,8 +6,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import cpm_env
-from cpm_env.workloads import TraceGenerator, Timing
 from cpm_env.config import TraceWorkload
+from cpm_env.workloads import Timing, TraceGenerator
 
 
 def test_training_has_checkpoints_failures_and_sudden_drops():

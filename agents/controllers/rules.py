@@ -31,7 +31,7 @@ class _Demand:
         self.import_prev = v(obs, "grid_import_prev")
         self.soc = v(obs, "soc")
 
-    def as_columns(self) -> "_Demand":
+    def as_columns(self) -> _Demand:
         """Reshape every per-site array to (N, 1), to broadcast against a grid of caps."""
         for name, value in vars(self).items():
             setattr(self, name, [v[:, None] for v in value] if isinstance(value, list) else value[:, None])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import csv
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback

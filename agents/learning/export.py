@@ -31,10 +31,17 @@ import numpy as np
 import onnx
 import torch
 
-from agents.learning.ppo import PPOController
 from agents.controllers.rules import fit_cap
-from agents.runtime import (INPUT_DTYPE, ONNX_FILE, OUTPUT_DTYPE, SCHEMA_VERSION, SIDECAR_FILE, PolicyController,
-                            sha256_hex)
+from agents.learning.ppo import PPOController
+from agents.runtime import (
+    INPUT_DTYPE,
+    ONNX_FILE,
+    OUTPUT_DTYPE,
+    SCHEMA_VERSION,
+    SIDECAR_FILE,
+    PolicyController,
+    sha256_hex,
+)
 from cpm_env import spaces
 from cpm_env.config import read_yaml, scenario_to_dict
 from cpm_env.ops import NUMPY

@@ -11,7 +11,6 @@ from stable_baselines3.common.vec_env import VecNormalize
 from cpm_env.site import Site
 from cpm_env.vec_env import CpmVecEnv
 
-
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 
 

@@ -42,10 +42,21 @@ from agents.sizing.arbitrage import arbitrage_potential_usd
 from agents.sizing.battery_cost import battery_cost_usd_per_year, capital_recovery_factor
 from agents.sizing.economics_config import EconomicsConfig, PriceConfig, economics_from_dict
 from agents.sizing.prices import read_price_csv, step_prices_usd_per_mwh, synthetic_price_usd_per_mwh
-from agents.sizing.units import (DAYS_PER_YEAR, HOURS_PER_DAY, degradation_usd_per_mwh, gpu_hours_per_compute_unit,
-                                 usd_per_compute_unit)
-from agents.sizing.value_split import (COMPONENT_LABELS, COMPONENTS, DayKpis, day_value_usd, dr_payment_usd_per_year,
-                                       value_split)
+from agents.sizing.units import (
+    DAYS_PER_YEAR,
+    HOURS_PER_DAY,
+    degradation_usd_per_mwh,
+    gpu_hours_per_compute_unit,
+    usd_per_compute_unit,
+)
+from agents.sizing.value_split import (
+    COMPONENT_LABELS,
+    COMPONENTS,
+    DayKpis,
+    day_value_usd,
+    dr_payment_usd_per_year,
+    value_split,
+)
 from cpm_env.config import ScenarioConfig, resolve_scenario
 
 __all__ = ["COMPONENTS", "COMPONENT_LABELS", "BatteryValue", "DayKpis", "EconomicsConfig", "PriceConfig",

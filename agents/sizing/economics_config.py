@@ -26,8 +26,9 @@ Default figures and their sources:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from cpm_env.config import FILE_PATH, build_config, check_range, require
 
