@@ -95,11 +95,23 @@ def _clip(x, lo, hi, ops):
     return ops.minimum(ops.maximum(x, lo), hi)
 
 
-def step(p: SiteParams, s: State, a: Action, x: Exo, ops) -> tuple[State, Outputs]:
-    """Advance one control step. Pure: returns the new state and the step's outputs."""
-    dt_h, d = p.dt_h, x.duty
+class _Levers(NamedTuple):
+    """What the GPU levers did in one step (per-site sums over classes, and the new set-points)."""
+
+    caps: tuple
+    floors: tuple
+    it_hi: Scalar  # IT power in the high phase
+    it_lo: Scalar  # IT power in the low phase
+    it_mean: Scalar
+    burn_it: Scalar  # IT power burned by floors, step mean
+    compute: Scalar
+    demanded: Scalar
+
+
+def _gpu_levers(p: SiteParams, s: State, a: Action, x: Exo, ops) -> _Levers:
+    """Caps clip the high level, floors raise the low level (burning energy), both slew-limited."""
+    d = x.duty
     d_lo = 1.0 - d
-    # GPU levers: caps clip the high level, floors raise the low level (burning energy).
     caps, floors = [], []
     demanded: Scalar
     it_hi = it_lo = it_mean = burn_it = compute = demanded = 0.0
@@ -126,26 +138,51 @@ def step(p: SiteParams, s: State, a: Action, x: Exo, ops) -> tuple[State, Output
         demanded = demanded + x.work[k]
         caps.append(c)
         floors.append(f)
-    fac_mean = p.pue * it_mean
-    swinging = swinging_steps(d)
-    # Cooling does not follow 0.2-3 Hz swings: PUE scales the mean, the swing is IT only.
-    swing = ops.where(swinging, it_hi - it_lo, 0.0)
+    return _Levers(tuple(caps), tuple(floors), it_hi, it_lo, it_mean, burn_it, compute, demanded)
 
-    # Battery: the supervisor's net set-point, limited by power, SoC and (no) export.
-    e, pmax, eta_c, eta_d = s.energy_mwh, p.battery_power_mw, p.eta_charge, p.eta_discharge
-    b = _clip(a.battery_mw, -pmax, pmax, ops)
-    b = _clip(b, -(p.energy_max_mwh - e) / (eta_c * dt_h), (e - p.energy_min_mwh) * eta_d / dt_h, ops)
+
+def battery_setpoint(p: SiteParams, energy_mwh, setpoint_mw, facility_mw, ops):
+    """The supervisor's net battery power (MW, + discharge) as realized: within the power rating, what
+    the stored energy allows this step, and (without export) at most the facility's mean power."""
+    e, pmax, dt_h = energy_mwh, p.battery_power_mw, p.dt_h
+    b = _clip(setpoint_mw, -pmax, pmax, ops)
+    b = _clip(b, -(p.energy_max_mwh - e) / (p.eta_charge * dt_h), (e - p.energy_min_mwh) * p.eta_discharge / dt_h, ops)
     if not p.allow_export:
-        b = ops.minimum(b, fac_mean)
-    # Inner loop: absorb the swing with what power and energy the set-point leaves.
-    want = swing
-    u_power = ops.minimum((pmax - b) / ops.maximum(d_lo, _TINY), (pmax + b) / ops.maximum(d, _TINY))
+        b = ops.minimum(b, facility_mw)
+    return b
+
+
+def smoothing_limits(p: SiteParams, energy_mwh, battery_mw, swing_mw, duty, ops) -> tuple:
+    """What bounds the inner loop's smoothing (MW peak-to-peak absorbed) around net power ``battery_mw``:
+    the swing itself, the power left in the high phase (discharging) and in the low phase
+    (charging), and the stored energy above the floor that smoothing losses may use.
+    The inner loop smooths ``max(min(...), 0)`` of these, the same gain in both phases."""
+    d, d_lo = duty, 1.0 - duty
+    pmax, eta_c, eta_d = p.battery_power_mw, p.eta_charge, p.eta_discharge
+    u_discharge = (pmax - battery_mw) / ops.maximum(d_lo, _TINY)
+    u_charge = (pmax + battery_mw) / ops.maximum(d, _TINY)
     loss_slope = d * d_lo * (1.0 / eta_d - eta_c)
-    u_energy_raw = ((e - p.energy_min_mwh) / dt_h - b * (d / eta_d + d_lo * eta_c)) / ops.maximum(
+    u_energy_raw = ((energy_mwh - p.energy_min_mwh) / p.dt_h - battery_mw * (d / eta_d + d_lo * eta_c)) / ops.maximum(
         loss_slope, _TINY
     )
     u_energy = ops.where(loss_slope > _TINY, u_energy_raw, ops.inf)
-    u = ops.maximum(ops.minimum(ops.minimum(want, u_power), u_energy), 0.0)
+    return swing_mw, u_discharge, u_charge, u_energy
+
+
+def step(p: SiteParams, s: State, a: Action, x: Exo, ops) -> tuple[State, Outputs]:
+    """Advance one control step. Pure: returns the new state and the step's outputs."""
+    dt_h, d = p.dt_h, x.duty
+    d_lo = 1.0 - d
+    gpu = _gpu_levers(p, s, a, x, ops)
+    fac_mean = p.pue * gpu.it_mean
+    # Cooling does not follow 0.2-3 Hz swings: PUE scales the mean, the swing is IT only.
+    swing = ops.where(swinging_steps(d), gpu.it_hi - gpu.it_lo, 0.0)
+
+    # Battery: the realized set-point, then the inner loop absorbs what swing it can.
+    e, eta_c, eta_d = s.energy_mwh, p.eta_charge, p.eta_discharge
+    b = battery_setpoint(p, e, a.battery_mw, fac_mean, ops)
+    want, u_discharge, u_charge, u_energy = smoothing_limits(p, e, b, swing, d, ops)
+    u = ops.maximum(ops.minimum(ops.minimum(want, ops.minimum(u_discharge, u_charge)), u_energy), 0.0)
     p_hi = b + d_lo * u
     p_lo = b - d * u
     dis = d * ops.maximum(p_hi, 0.0) + d_lo * ops.maximum(p_lo, 0.0)  # MW, step mean
@@ -164,10 +201,10 @@ def step(p: SiteParams, s: State, a: Action, x: Exo, ops) -> tuple[State, Output
     over_mwh = dt_h * (d * over_hi + d_lo * ops.maximum(g_lo - lim, 0.0))
     swing_excess = ops.maximum(resid - p.swing_band_mw, 0.0)
     ramp_excess = ops.maximum(ops.abs(g_mean - s.import_mw) - p.ramp_step_mw, 0.0)
-    burn_mwh = p.pue * burn_it * dt_h
+    burn_mwh = p.pue * gpu.burn_it * dt_h
 
     reward = (
-        compute
+        gpu.compute
         - p.w_over_limit * over_mwh
         - p.w_swing * swing_excess * dt_h
         - p.w_residual * resid * dt_h
@@ -179,9 +216,9 @@ def step(p: SiteParams, s: State, a: Action, x: Exo, ops) -> tuple[State, Output
     soc = e_new / p.capacity_mwh if p.capacity_mwh > 0 else 0.0 * e_new
     out = Outputs(
         reward=reward,
-        compute_delivered=compute,
-        compute_demanded=demanded,
-        it_power_mw=it_mean,
+        compute_delivered=gpu.compute,
+        compute_demanded=gpu.demanded,
+        it_power_mw=gpu.it_mean,
         facility_power_mw=fac_mean,
         facility_swing_mw=swing,
         battery_power_mw=b,
@@ -200,4 +237,4 @@ def step(p: SiteParams, s: State, a: Action, x: Exo, ops) -> tuple[State, Output
         soc=soc,
         energy_mwh=e_new,
     )
-    return State(e_new, g_mean, tuple(caps), tuple(floors)), out
+    return State(e_new, g_mean, gpu.caps, gpu.floors), out

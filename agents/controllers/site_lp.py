@@ -29,13 +29,13 @@ from typing import NamedTuple
 import numpy as np
 
 from agents.controllers.lp import INF, LinearProgram
-from cpm_env.physics import State
+from cpm_env.ops import NUMPY
+from cpm_env.physics import State, smoothing_limits
 from cpm_env.site_model import SiteParams, class_swings, curve_segments, lowest_high_mw, swinging_steps
 
 MAX_ROUNDS = 8  # re-solves that hold smoothing to the env's or move caps below a class's low level
 SMOOTHING_LIMITS = ("swing", "power_discharge", "power_charge", "energy")  # what bounds the inner loop
 _TOL_MW = 1e-6  # interior-point tolerance on powers
-_TINY = 1e-12
 
 
 def lowest_slewed_caps(cap_lower: np.ndarray, cap_start: float, cap_step: float) -> np.ndarray:
@@ -102,22 +102,10 @@ def plan(p: SiteParams, x: Series, start: State, terminal_value: bool = True, ba
 
 def _smoothing_shortfall(p: SiteParams, x: Series, sp: SitePlan) -> np.ndarray:
     """Per limit of :data:`SMOOTHING_LIMITS`, the steps where the plan smooths less than the env's inner
-    loop would (``min(swing, power left, energy left)``, as :func:`cpm_env.physics.step`) and that
-    limit is the one the env would reach."""
-    d = np.asarray(x.duty, float)
-    dl = 1.0 - d
-    b, e = sp.battery_mw, sp.energy_mwh[:-1]
-    pmax, eta_c, eta_d = p.battery_power_mw, p.eta_charge, p.eta_discharge
-    loss_slope = d * dl * (1.0 / eta_d - eta_c)
+    loop would (:func:`cpm_env.physics.smoothing_limits`) and that limit is the one the env reaches."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        limits = np.stack([
-            sp.swing_mw,
-            (pmax - b) / np.maximum(dl, _TINY),
-            (pmax + b) / np.maximum(d, _TINY),
-            np.where(loss_slope > _TINY,
-                     ((e - p.energy_min_mwh) / p.dt_h - b * (d / eta_d + dl * eta_c)) / np.maximum(loss_slope, _TINY),
-                     np.inf),
-        ])
+        limits = np.stack(np.broadcast_arrays(*smoothing_limits(p, sp.energy_mwh[:-1], sp.battery_mw, sp.swing_mw,
+                                                                np.asarray(x.duty, float), NUMPY)))
     env_u = np.maximum(limits.min(axis=0), 0.0)
     short = env_u > sp.smoothing_mw + _TOL_MW
     return short[None, :] & (np.arange(len(limits))[:, None] == limits.argmin(axis=0)[None, :])
