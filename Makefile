@@ -39,6 +39,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
+	$(BIN)/python benchmarks/import_time.py
 	$(BIN)/python benchmarks/env_throughput.py
 	$(BIN)/python benchmarks/controller_latency.py
 	$(BIN)/python benchmarks/train_throughput.py

@@ -20,6 +20,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecNormalize
 
 from agents.learning.train import PPO_KEYS, KpiLogger, load_hyperparams
+from cpm_env.config import resolve_scenario
 from cpm_env.vec_env import make_vec
 
 
@@ -64,7 +65,7 @@ def main() -> None:
     parser.add_argument("--timesteps", type=int, default=500_000, help="env steps to train")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    hp = load_hyperparams(make_vec(args.scenario, 1).config.id)
+    hp = load_hyperparams(resolve_scenario(args.scenario).id)
     venv = make_vec(args.scenario, int(hp["n_envs"]), seed=0)
     env = VecNormalize(venv, gamma=hp["gamma"])
     model = PPO(hp["policy"], env, seed=0, device="cpu", **{k: v for k, v in hp.items() if k in PPO_KEYS})

@@ -11,9 +11,9 @@ import numpy as np
 from cpm_env import physics, spaces
 from cpm_env.episode import Episode
 from cpm_env.ops import SCALAR
-from cpm_env.physics import Exo, Scalar
-from cpm_env.site import ScenarioLike, Site
-from cpm_env.site_model import initial_state
+from cpm_env.physics import Exo
+from cpm_env.scenario import ScenarioLike, Site
+from cpm_env.site import Scalar, initial_state
 
 
 class CpmEnv(gym.Env):

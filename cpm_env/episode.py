@@ -15,7 +15,7 @@ import numpy as np
 
 from cpm_env import spaces
 from cpm_env.config import ScenarioConfig
-from cpm_env.site_model import SiteParams, make_params, work_per_throughput
+from cpm_env.site import SiteParams, make_params, work_per_throughput
 from cpm_env.workloads import make_generator
 
 

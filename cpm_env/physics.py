@@ -17,28 +17,11 @@ Units: power MW, energy MWh, time h, caps and floors as fractions of TDP.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple, TypeAlias
+from typing import NamedTuple
 
-import numpy as np
-
-if TYPE_CHECKING:
-    from cpm_env.site_model import SiteParams
+from cpm_env.site import PerClass, Scalar, SiteParams, State, swinging_steps
 
 _TINY = 1e-12
-
-# A per-site quantity: a float in the single env (ops.SCALAR), an array over the batch in the
-# batched env (ops.NUMPY); per-class quantities are tuples of them, one entry per GPU class.
-Scalar: TypeAlias = float | np.ndarray
-PerClass: TypeAlias = tuple[Scalar, ...]
-
-
-class State(NamedTuple):
-    """Dynamic state carried between steps."""
-
-    energy_mwh: Scalar
-    import_mw: Scalar  # previous step's mean grid import
-    caps: PerClass
-    floors: PerClass
 
 
 class Action(NamedTuple):
@@ -84,11 +67,6 @@ class Outputs(NamedTuple):
     burn_mwh: Scalar
     soc: Scalar
     energy_mwh: Scalar
-
-
-def swinging_steps(duty):
-    """Whether a step's waveform swings at all: its duty is strictly between 0 and 1 (floats or arrays)."""
-    return (duty > 0.0) & (duty < 1.0)
 
 
 def _clip(x, lo, hi, ops):

@@ -1,44 +1,189 @@
-"""A scenario resolved into what both envs and every controller need: its config, the site model's
-parameters (:mod:`cpm_env.site_model`), the episode generator and the observation/action contract."""
+"""The site model: a scenario's numeric parameters and every fact derived from them.
+
+The physics, the env, the batched env, the LP (oracle and MPC) and the rules all read a site
+through this module, so each fact has one owner:
+
+- :class:`SiteParams`, the numbers (units in the names: MW, MWh, h, fractions of TDP),
+- :class:`State`, the dynamic state, and :func:`initial_state`, the one an episode starts from,
+- :func:`swinging_steps` and :func:`class_swings`, which steps and classes swing within the step,
+  decided from the data (never from a workload's kind); :func:`cpm_env.physics.step` uses them,
+- :func:`lowest_high_mw`, how deep a class can be capped without leaving its two-level shape,
+- :func:`curve_segments`, :func:`throughput` and :func:`work_per_throughput`, the piecewise-linear
+  throughput curve and compute per unit of it, and :func:`work_estimate`, the work a class demands.
+
+Pure functions on floats or numpy arrays; no learning code, no gymnasium.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+import math
+from typing import NamedTuple, TypeAlias
 
-from cpm_env import config, spaces
+import numpy as np
+
 from cpm_env.config import ScenarioConfig
-from cpm_env.episode import EpisodeGenerator
-from cpm_env.site_model import make_params
 
-ScenarioLike = ScenarioConfig | str | Path | Mapping[str, Any] | None
+# A per-site quantity: a float in the single env (ops.SCALAR), an array over the batch in the
+# batched env (ops.NUMPY); per-class quantities are tuples of them, one entry per GPU class.
+Scalar: TypeAlias = float | np.ndarray
+PerClass: TypeAlias = tuple[Scalar, ...]
 
 
-class Site:
-    """A scenario resolved into the objects both envs need.
+class State(NamedTuple):
+    """The site's dynamic state, carried between steps."""
 
-    ``scenario`` may be a :class:`ScenarioConfig`, a registered id or YAML path (replaces
-    ``base``), a mapping of overrides merged onto ``base`` (or onto the default scenario), or
-    None (``base``); :func:`cpm_env.config.resolve_scenario` resolves it.
+    energy_mwh: Scalar
+    import_mw: Scalar  # previous step's mean grid import
+    caps: PerClass  # caps in force, fraction of TDP
+    floors: PerClass  # floors in force, fraction of TDP
+
+
+class SiteParams(NamedTuple):
+    """Numeric site parameters derived from a :class:`ScenarioConfig`; per-class tuples in class order."""
+
+    dt_h: float
+    pue: float
+    peak_mw: tuple[float, ...]  # installed IT peak per class
+    cap_min: tuple[float, ...]
+    cap_step: tuple[float, ...]  # fastest cap change per step, fraction of TDP
+    floor_max: tuple[float, ...]
+    curve_x: tuple[tuple[float, ...], ...]  # per class: throughput curve points (power fraction,
+    curve_y: tuple[tuple[float, ...], ...]  # relative throughput), concave piecewise-linear
+    serving: tuple[bool, ...]  # work follows power all step (inference); else only in the high phase
+    idle_fraction: tuple[float, ...]  # power of a serving class doing no work, fraction of peak (else 0)
+    battery_power_mw: float
+    energy_min_mwh: float
+    energy_max_mwh: float
+    energy_init_mwh: float
+    capacity_mwh: float
+    eta_charge: float
+    eta_discharge: float
+    allow_export: bool
+    ramp_step_mw: float  # allowed change of mean import per step
+    swing_band_mw: float
+    w_over_limit: float
+    w_swing: float
+    w_residual: float
+    w_ramp: float
+    w_degradation: float
+    w_burn: float
+    w_energy: float  # value of stored energy, compute units per MWh
+
+
+def make_params(cfg: ScenarioConfig) -> SiteParams:
+    """Derive the numeric site parameters of a scenario."""
+    site, bat, grid, rew = cfg.site, cfg.battery, cfg.grid, cfg.reward
+    it_peak_mw = site.oversubscription * grid.limit_mw / site.pue
+    has_battery = bat.capacity_mwh > 0 and bat.power_mw > 0
+    eta = math.sqrt(bat.round_trip_efficiency)
+    capacity = bat.capacity_mwh if has_battery else 0.0
+    w_energy = rew.stored_energy_per_mwh if rew.stored_energy_per_mwh is not None else eta / site.pue
+    return SiteParams(
+        dt_h=cfg.dt_h,
+        pue=site.pue,
+        peak_mw=tuple(c.share * it_peak_mw for c in site.gpu_classes),
+        cap_min=tuple(c.cap_min for c in site.gpu_classes),
+        cap_step=tuple(c.cap_slew_per_s * cfg.dt_s for c in site.gpu_classes),
+        floor_max=tuple(c.floor_max for c in site.gpu_classes),
+        curve_x=tuple(tuple(x for x, _ in c.throughput_curve) for c in site.gpu_classes),
+        curve_y=tuple(tuple(y for _, y in c.throughput_curve) for c in site.gpu_classes),
+        serving=tuple(c.workload.kind == "inference" for c in site.gpu_classes),
+        idle_fraction=tuple(c.workload.idle_fraction if c.workload.kind == "inference" else 0.0
+                            for c in site.gpu_classes),
+        battery_power_mw=bat.power_mw if has_battery else 0.0,
+        energy_min_mwh=bat.soc_min * capacity,
+        energy_max_mwh=bat.soc_max * capacity,
+        energy_init_mwh=bat.soc_init * capacity,
+        capacity_mwh=capacity,
+        eta_charge=eta,
+        eta_discharge=eta,
+        allow_export=grid.allow_export,
+        ramp_step_mw=grid.ramp_limit_mw_per_min * cfg.dt_s / 60.0,
+        swing_band_mw=grid.swing_band_mw,
+        w_over_limit=rew.over_limit_per_mwh,
+        w_swing=rew.swing_excess_per_mwh,
+        w_residual=rew.residual_swing_per_mwh,
+        w_ramp=rew.ramp_excess_per_mw,
+        w_degradation=rew.degradation_per_mwh,
+        w_burn=rew.burn_per_mwh,
+        w_energy=w_energy,
+    )
+
+
+def initial_state(p: SiteParams, limit_mw, demand_mw) -> State:
+    """The state an episode starts from: SoC at its initial value, caps at 1, floors at 0, and the
+    previous import equal to the first step's uncapped facility demand (at most the limit).
+
+    ``limit_mw`` and ``demand_mw`` are the first step's values: floats, or arrays over a batch.
     """
+    n_cls = len(p.peak_mw)
+    if np.ndim(limit_mw) == 0:
+        return State(p.energy_init_mwh, min(float(limit_mw), float(demand_mw)), (1.0,) * n_cls, (0.0,) * n_cls)
+    ones = np.ones(np.shape(limit_mw))
+    return State(p.energy_init_mwh * ones, np.minimum(limit_mw, demand_mw), tuple(ones.copy() for _ in range(n_cls)),
+                 tuple(np.zeros_like(ones) for _ in range(n_cls)))
 
-    def __init__(self, scenario: ScenarioLike = None, base: str | Path | None = None):
-        if scenario is None or isinstance(scenario, Mapping):
-            cfg = config.resolve_scenario(base, scenario)
-        else:
-            cfg = config.resolve_scenario(scenario)
-        self.config = cfg
-        self.params = make_params(cfg)
-        self.episodes = EpisodeGenerator(cfg, self.params)
-        self.obs_features = spaces.observation_features(cfg, self.params)
-        self.action_features = spaces.action_features(cfg, self.params)
-        self.obs_names = [f.name for f in self.obs_features]
-        self.action_names = [f.name for f in self.action_features]
-        self.n_exo = len(spaces.exo_observation_features(cfg))
-        self.floor_idx = spaces.floor_classes(cfg)
-        self.inv_limit = 1.0 / cfg.grid.limit_mw
-        self.class_names = [c.name for c in cfg.site.gpu_classes]
-        self.observation_space = spaces.observation_space(self.obs_features)
-        self.action_space = spaces.action_space(len(self.action_features))
 
+def swinging_steps(duty):
+    """Whether a step's waveform swings at all: its duty is strictly between 0 and 1 (floats or arrays)."""
+    return (duty > 0.0) & (duty < 1.0)
+
+
+def class_swings(high_mw, low_mw, duty):
+    """Whether a class's uncapped demand has two levels in a step: a swinging step and low < high.
+
+    Where it does not, the class is flat at its high level (the physics' low level is
+    ``min(low, high-phase power)``), so a cap moves its whole power and it adds no swing.
+    """
+    return swinging_steps(duty) & (low_mw < high_mw)
+
+
+def lowest_high_mw(p: SiteParams, k: int, high_mw, low_mw, duty):
+    """Lowest high-phase power (MW) of class ``k`` that the LP models: ``min(high, cap_min x peak)``,
+    but not below the low level where the class swings (capping below it would flatten the
+    two-level waveform, which a linear model cannot represent; see the module doc of
+    :mod:`agents.controllers.site_lp`)."""
+    y_min = np.minimum(high_mw, p.cap_min[k] * p.peak_mw[k])
+    return np.where(class_swings(high_mw, low_mw, duty), np.maximum(y_min, low_mw), y_min)
+
+
+class Segment(NamedTuple):
+    """One linear piece of a throughput curve: ``g(x) = intercept + slope * x`` on ``[x0, x1]``."""
+
+    x0: float
+    x1: float
+    intercept: float
+    slope: float
+
+
+def curve_segments(p: SiteParams, k: int) -> list[Segment]:
+    """The linear pieces of class ``k``'s concave throughput curve (x: power fraction of TDP)."""
+    xs, ys = p.curve_x[k], p.curve_y[k]
+    segs = []
+    for x0, y0, x1, y1 in zip(xs, ys, xs[1:], ys[1:]):
+        slope = (y1 - y0) / (x1 - x0)
+        segs.append(Segment(x0, x1, y0 - slope * x0, slope))
+    return segs
+
+
+def throughput(p: SiteParams, k: int, x):
+    """Relative throughput of class ``k`` at power fraction ``x`` (clamped to the curve's ends)."""
+    return np.interp(x, p.curve_x[k], p.curve_y[k])
+
+
+def work_estimate(p: SiteParams, k: int, high_mw, duty):
+    """Full-speed compute (compute units per step) that class ``k`` demands at high level ``high_mw``
+    and step duty ``duty``, as its workload generates it: a serving class works in proportion to
+    its power above idle all step; the others work in the high phase only. Forecasters use it."""
+    peak = p.peak_mw[k]
+    if p.serving[k]:
+        util = np.clip((np.asarray(high_mw) / peak - p.idle_fraction[k]) / (1 - p.idle_fraction[k]), 0, 1)
+        return util * peak * p.dt_h
+    return duty * np.asarray(high_mw) * p.dt_h
+
+
+def work_per_throughput(p: SiteParams, k: int, high_mw, work):
+    """Compute per unit of curve value: ``work / g(high / peak)``, so capping the high level to ``y``
+    delivers ``work_per_throughput * g(y / peak)`` compute units."""
+    x_demand = np.maximum(np.asarray(high_mw) / p.peak_mw[k], p.curve_x[k][0])
+    return work / throughput(p, k, x_demand)

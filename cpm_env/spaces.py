@@ -21,8 +21,8 @@ import numpy as np
 from gymnasium import spaces as gym_spaces
 
 from cpm_env.config import ScenarioConfig
-from cpm_env.physics import Action, State, swinging_steps
-from cpm_env.site_model import SiteParams
+from cpm_env.physics import Action
+from cpm_env.site import SiteParams, State, swinging_steps
 
 
 class Feature(NamedTuple):

@@ -26,8 +26,8 @@ from cpm_env import physics, spaces
 from cpm_env.config import scenario_file
 from cpm_env.ops import NUMPY
 from cpm_env.physics import Exo
-from cpm_env.site import ScenarioLike, Site
-from cpm_env.site_model import initial_state
+from cpm_env.scenario import ScenarioLike, Site
+from cpm_env.site import initial_state
 
 EPISODE_KPIS = ("compute_delivered", "compute_demanded", "over_limit_mwh", "ramp_excess_mw", "swing_excess_mw",
                 "battery_discharged_mwh", "burn_mwh")

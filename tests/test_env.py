@@ -1,4 +1,7 @@
-"""The Gymnasium contract: checkers, spaces, seeding."""
+"""The Gymnasium contract: checkers, spaces, seeding, a light import."""
+
+import subprocess
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -85,3 +88,16 @@ def test_demand_response_window_lowers_the_limit_and_is_announced():
     first_active = int(np.argmax(np.array(active) > 0))
     first_pending = int(np.argmax(np.array(pending) > 0))
     assert first_active - first_pending == 60  # announced 1 h ahead
+
+
+def test_import_and_make_load_neither_torch_nor_sb3():
+    """A plain ``gym.make`` (and a step) must not pay for the training stack; ``make_vec`` loads it lazily."""
+    code = ("import sys, gymnasium as gym, cpm_env\n"
+            "env = gym.make('cpm_env/DataCenter-v0'); env.reset(seed=0); env.step(env.action_space.sample())\n"
+            "heavy = [m for m in ('torch', 'stable_baselines3', 'scipy', 'pandas') if m in sys.modules]\n"
+            "assert not heavy, heavy\n"
+            "venv = cpm_env.make_vec('cpm_env/DataCenter-v0', 2, seed=0)\n"
+            "from stable_baselines3.common.vec_env import VecEnv\n"
+            "assert isinstance(venv, VecEnv) and 'torch' in sys.modules\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

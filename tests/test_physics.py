@@ -11,8 +11,8 @@ import cpm_env
 from cpm_env import physics
 from cpm_env.config import load_scenario
 from cpm_env.ops import NUMPY, SCALAR
-from cpm_env.physics import Action, Exo, State
-from cpm_env.site_model import make_params
+from cpm_env.physics import Action, Exo
+from cpm_env.site import State, make_params
 
 DEFAULT = cpm_env.DEFAULT_SCENARIO
 

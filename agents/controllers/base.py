@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from cpm_env.site import Site
+from cpm_env.scenario import Site
 from cpm_env.spaces import from_physical
 
 

@@ -17,9 +17,8 @@ from agents.controllers.base import ObsView
 from agents.controllers.oracle import actions_from_plan
 from agents.controllers.rules import Greedy
 from agents.controllers.site_lp import Series, plan
-from cpm_env.physics import State
-from cpm_env.site import Site
-from cpm_env.site_model import work_estimate, work_per_throughput
+from cpm_env.scenario import Site
+from cpm_env.site import State, work_estimate, work_per_throughput
 
 
 class MPC:

@@ -12,9 +12,8 @@ import numpy as np
 
 from agents.controllers.site_lp import Series, SitePlan, plan
 from cpm_env.episode import Episode
-from cpm_env.physics import State
-from cpm_env.site import Site
-from cpm_env.site_model import initial_state
+from cpm_env.scenario import Site
+from cpm_env.site import State, initial_state
 from cpm_env.spaces import from_physical
 
 

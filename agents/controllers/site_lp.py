@@ -8,7 +8,7 @@ loop's full smoothing pays for its own losses (checked by the scenario's validat
 the battery set-point respects the same SoC limits the env clips to.
 
 Which class swings in a step, how deep it can be capped and its throughput segments come
-from the site model (:mod:`cpm_env.site_model`), decided from the series exactly as the
+from the site model (:mod:`cpm_env.site`), decided from the series exactly as the
 physics decides them. A class is flat in a step (one level: the cap moves all its power)
 unless the step swings and its low level is below its high level.
 
@@ -30,8 +30,8 @@ import numpy as np
 
 from agents.controllers.lp import INF, LinearProgram
 from cpm_env.ops import NUMPY
-from cpm_env.physics import State, smoothing_limits
-from cpm_env.site_model import SiteParams, class_swings, curve_segments, lowest_high_mw, swinging_steps
+from cpm_env.physics import smoothing_limits
+from cpm_env.site import SiteParams, State, class_swings, curve_segments, lowest_high_mw, swinging_steps
 
 MAX_ROUNDS = 8  # re-solves that hold smoothing to the env's or move caps below a class's low level
 SMOOTHING_LIMITS = ("swing", "power_discharge", "power_charge", "energy")  # what bounds the inner loop

@@ -9,7 +9,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from agents.controllers.base import Controller
-from cpm_env.site import Site
+from cpm_env.scenario import Site
 from cpm_env.vec_env import CpmVecEnv
 
 DEFAULT_CONTROLLERS = "static_cap,peak_shaving,shave_then_cap,greedy,mpc,ppo,oracle"

@@ -45,7 +45,7 @@ from agents.runtime import (
 from cpm_env import spaces
 from cpm_env.config import read_yaml, scenario_to_dict
 from cpm_env.ops import NUMPY
-from cpm_env.site import Site
+from cpm_env.scenario import Site
 from cpm_env.vec_env import CpmVecEnv, make_vec
 
 OPSET = 17  # onnxruntime >= 1.14 runs it

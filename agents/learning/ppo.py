@@ -8,7 +8,7 @@ import numpy as np
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecNormalize
 
-from cpm_env.site import Site
+from cpm_env.scenario import Site
 from cpm_env.vec_env import CpmVecEnv
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"

@@ -115,7 +115,7 @@ def run_point(job: tuple[SweepConfig, float, float, float]) -> pd.DataFrame:
 def check_controllers(sweep: SweepConfig, path: str) -> None:
     """Build every controller once on the base scenario, so a bad name fails before any work."""
     from agents.evaluation.runner import make_controller
-    from cpm_env.site import Site
+    from cpm_env.scenario import Site
 
     site = Site(resolve_scenario(sweep.scenario))
     for name in sweep.controllers:
