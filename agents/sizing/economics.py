@@ -2,17 +2,7 @@
 
 The battery's value on an AI site is the compute it enables, not energy arbitrage. This
 module prices one site's episodes with and without its battery (same seeds, so the same
-workload) and splits the difference into:
-
-=======================  ===================================================================
-compute enabled          extra compute delivered x value of compute ($ per GPU-hour)
-energy for that compute  extra grid energy (compute and battery losses) at the mean price
-energy arbitrage         the rest of the energy bill's change: import moved between cheap
-                         and dear hours (``sum((p_t - mean p) * delta import_t)``)
-demand-response payment  capacity payment for a committed curtailment, scaled by compliance
-degradation              battery wear per MWh discharged
-=======================  ===================================================================
-
+workload) and splits the difference into the parts listed in :mod:`agents.sizing.value_split`.
 They sum to ``total_usd_per_year`` (a test checks it); the battery's annualized capital and
 fixed O&M cost (``battery_cost_usd_per_year``) is reported beside it, and ``net`` is the
 difference. ``arbitrage_potential_usd_per_year`` is what the same battery would earn doing
