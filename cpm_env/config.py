@@ -196,9 +196,20 @@ class MixedWorkload:
 class TraceWorkload:
     """Replay of a measured power or utilization trace from CSV.
 
-    The CSV has a timestamp column (seconds from the start, or ISO dates) and one value
-    column. Samples finer than ``dt_s`` become the step's two-level (high, low, duty)
+    The CSV has a timestamp column (seconds from the start, or ISO dates in one time zone) and
+    one value column. Samples finer than ``dt_s`` become the step's two-level (high, low, duty)
     summary with the exact mean; coarser ones are interpolated.
+
+    Outliers: a ``value_unit: mw`` trace is scaled so that its ``scale_quantile`` sample (default
+    the 99.9th percentile) equals the class peak, and the samples above it are clipped to the peak,
+    with one warning giving their number and the highest one's line. Scaling by the maximum let one
+    outlier row (a meter glitch, a unit mix-up) shrink every other sample to ~0 without a word; a
+    quantile keeps the trace's shape, and clipping keeps the class within its installed peak, as
+    every generator's demand is. Refusing outliers instead would need a rule for what counts as
+    one, and would refuse real traces with genuine spikes. The quantile is the inverted-CDF one (a
+    sample of the trace: the smallest with at least that share of samples at or below it), so a
+    trace of fewer than 1 / (1 - scale_quantile) samples (1000 by default) is scaled by its maximum
+    exactly as before. ``scale_quantile: 1.0`` always scales by the maximum.
     """
 
     kind: Literal["trace"] = "trace"

@@ -216,18 +216,9 @@ class TraceGenerator:
 
     Several samples per step become the step's two-level summary (mean of the samples above
     the step mean, mean of those below, and the share above), which keeps the mean exact.
-    A trace shorter than the episode wraps around.
-
-    A ``value_unit: mw`` trace is scaled so that its ``scale_quantile`` (default 0.999) sample
-    equals the class peak, and samples above it are clipped to the peak, with one warning that
-    says how many and names the highest one's line. Scaling by the maximum would let one outlier
-    row (a meter glitch, a unit mix-up) shrink every other sample to ~0 without a word; a quantile
-    keeps the trace's shape, and clipping keeps the class within its installed peak, as every
-    generator's demand is. It is the inverted-CDF quantile (a sample of the trace, the smallest
-    with at least that share of samples at or below it), so a trace of fewer than 1/(1 - q)
-    samples (1000 at the default) is scaled by its maximum exactly as before; an error instead
-    would need a rule for what counts as an outlier, and would refuse real traces with spikes.
-    ``scale_quantile: 1.0`` scales by the maximum.
+    A trace shorter than the episode wraps around. A ``value_unit: mw`` trace is scaled by its
+    ``scale_quantile`` sample and clipped above it, with a warning (see
+    :class:`~cpm_env.config.TraceWorkload` for why).
     """
 
     def __init__(self, cfg: TraceWorkload, peak_mw: float, timing: Timing):
@@ -314,7 +305,7 @@ def _ar1(eps: np.ndarray, phi: float) -> np.ndarray:
 def _scaled(values_mw: np.ndarray, cfg: TraceWorkload, peak_mw: float, path: Path) -> np.ndarray:
     """``values_mw`` scaled so their ``cfg.scale_quantile`` sample is ``peak_mw``; those above, clipped with a warning.
 
-    See :class:`TraceGenerator` for why a quantile.
+    See :class:`~cpm_env.config.TraceWorkload` for why a quantile.
     """
     ref = float(np.quantile(values_mw, cfg.scale_quantile, method="inverted_cdf"))
     if ref <= 0:
