@@ -33,6 +33,14 @@ class ConfigError(ValueError):
 
 # Field metadata of a file path that a YAML file may state relative to its own folder.
 FILE_PATH: Mapping[str, Any] = types.MappingProxyType({"relative_to_file": True})
+# The most memory one batch of episode arrays, or one trace being read, may need; a configuration
+# that would need more is refused up front (see :func:`check_memory`). Read at call time, so it
+# can be raised (or lowered, as the tests do) by assigning ``cpm_env.config.MEMORY_BUDGET_BYTES``.
+MEMORY_BUDGET_BYTES = 2_000_000_000
+# A scenario id becomes a folder name downstream (run and results dirs): letters, digits and
+# ``-``, ``_``, ``.`` inside, starting with a letter or digit (so no ``..``, no hidden name).
+SAFE_ID = re.compile(r"(?!.*\.\.)[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9_-])?")
+SAFE_ID_MAX_CHARS = 100
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 DEFAULT_SCENARIO = SCENARIO_DIR / "datacenter.yml"
 
@@ -58,7 +66,38 @@ def check_range(name: str, value: float, lo: float, hi: float, *, lo_open=False,
     hi_ok = value < hi if hi_open else value <= hi
     lo_s = f"{'>' if lo_open else '>='} {lo:g}"
     hi_s = f"{'<' if hi_open else '<='} {hi:g}"
-    require(math.isfinite(value) and lo_ok and hi_ok, name, value, f"must be {lo_s} and {hi_s}")
+    finite = not isinstance(value, float) or math.isfinite(value)  # math.isfinite overflows on a huge int
+    require(finite and lo_ok and hi_ok, name, value, f"must be {lo_s} and {hi_s}")
+
+
+def check_memory(need_bytes: float, what: str) -> None:
+    """Raise a one-line :class:`ConfigError` if ``what`` would need more than :data:`MEMORY_BUDGET_BYTES`."""
+    if need_bytes > MEMORY_BUDGET_BYTES:
+        raise ConfigError(f"{what} would need {need_bytes / 1e9:.3g} GB: over the {MEMORY_BUDGET_BYTES / 1e9:g} GB "
+                          "memory budget (cpm_env.config.MEMORY_BUDGET_BYTES)")
+
+
+def is_safe_id(name: Any) -> bool:
+    """Whether ``name`` may become a folder name: see :data:`SAFE_ID`."""
+    return isinstance(name, str) and len(name) <= SAFE_ID_MAX_CHARS and SAFE_ID.fullmatch(name) is not None
+
+
+class _Shown:
+    """A value shown in an error by a short text instead of its repr (e.g. a 400-digit integer)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def shown(value: Any) -> Any:
+    """``value`` as an error message should show it: integers of more than 30 digits are abbreviated."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**30:
+        digits = str(abs(value))
+        return _Shown(f"{'-' if value < 0 else ''}{digits[:6]}...({len(digits)}-digit integer)")
+    return value
 
 
 # --------------------------------------------------------------------------- workloads
@@ -157,21 +196,34 @@ class MixedWorkload:
 class TraceWorkload:
     """Replay of a measured power or utilization trace from CSV.
 
-    The CSV has a timestamp column (seconds from the start, or ISO dates) and one value
-    column. Samples finer than ``dt_s`` become the step's two-level (high, low, duty)
+    The CSV has a timestamp column (seconds from the start, or ISO dates in one time zone) and
+    one value column. Samples finer than ``dt_s`` become the step's two-level (high, low, duty)
     summary with the exact mean; coarser ones are interpolated.
+
+    Outliers: a ``value_unit: mw`` trace is scaled so that its ``scale_quantile`` sample (default
+    the 99.9th percentile) equals the class peak, and the samples above it are clipped to the peak,
+    with one warning giving their number and the highest one's line. Scaling by the maximum let one
+    outlier row (a meter glitch, a unit mix-up) shrink every other sample to ~0 without a word; a
+    quantile keeps the trace's shape, and clipping keeps the class within its installed peak, as
+    every generator's demand is. Refusing outliers instead would need a rule for what counts as
+    one, and would refuse real traces with genuine spikes. The quantile is the inverted-CDF one (a
+    sample of the trace: the smallest with at least that share of samples at or below it), so a
+    trace of fewer than 1 / (1 - scale_quantile) samples (1000 by default) is scaled by its maximum
+    exactly as before. ``scale_quantile: 1.0`` always scales by the maximum.
     """
 
     kind: Literal["trace"] = "trace"
     path: str = field(default="", metadata=FILE_PATH)
     timestamp_column: str = "timestamp"
     value_column: str = "power_mw"
-    value_unit: Literal["mw", "fraction"] = "mw"  # mw: scaled so the trace peak = class peak
+    value_unit: Literal["mw", "fraction"] = "mw"  # mw: scaled so the scale_quantile sample = class peak
+    scale_quantile: float = 0.999  # mw: quantile scaled to the class peak; samples above it are clipped
     fill: Literal["error", "interpolate"] = "error"  # what to do with gaps and bad values
     random_offset: bool = True  # start each episode at a random point of a longer trace
 
     def validate(self) -> None:
         require(bool(self.path), "path", self.path, "must name a CSV file")
+        check_range("scale_quantile", self.scale_quantile, 0.5, 1.0)
 
 
 WorkloadConfig = TrainingWorkload | InferenceWorkload | MixedWorkload | TraceWorkload
@@ -293,6 +345,15 @@ class DemandResponseConfig:
         check_range("limit_fraction", self.limit_fraction, 0.0, 1.0)
         check_range("notice_h", self.notice_h, 0.0, 1e4)
 
+    def check_inside(self, episode_h: float) -> None:
+        """Require every window (when there are events) to lie inside an episode of ``episode_h`` hours."""
+        if self.events_per_episode == 0:
+            return
+        end_h = self.latest_start_h + self.duration_h
+        require(end_h <= episode_h + 1e-9, "latest_start_h", self.latest_start_h,
+                 f"a window starting then ends at {end_h:g} h (latest_start_h + duration_h): must end by the "
+                 f"episode's end at duration_h = {episode_h:g} h")
+
 
 @dataclass(frozen=True)
 class GridConfig:
@@ -319,8 +380,10 @@ class ForecastConfig:
     noise_std_per_sqrt_h: float = 0.05  # relative error std grows with sqrt(lead time)
 
     def validate(self) -> None:
-        require(all(h >= 1 for h in self.horizons_steps), "horizons_steps", self.horizons_steps,
-                 "must be whole steps >= 1")
+        require(bool(self.horizons_steps) or not self.enabled, "horizons_steps", [],
+                 "must list at least one step when the forecast is enabled (or set enabled: false)")
+        require(all(1 <= h <= 10**6 for h in self.horizons_steps), "horizons_steps",
+                 [shown(h) for h in self.horizons_steps], "must be whole steps >= 1 and <= 1e+06")
         check_range("noise_std_per_sqrt_h", self.noise_std_per_sqrt_h, 0.0, 1.0)
 
 
@@ -359,10 +422,16 @@ class ScenarioConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
 
     def validate(self) -> None:
-        require(bool(self.id) and " " not in self.id, "id", self.id, "must be a non-empty name like Name-v0")
+        require(is_safe_id(self.id), "id", self.id,
+                 f"must be a name like Name-v0 (up to {SAFE_ID_MAX_CHARS} letters, digits and - _ . inside; it "
+                 "becomes a folder name, so no path separators, no '..', no leading dot)")
         check_range("dt_s", self.dt_s, 0.1, 3600.0)
         check_range("duration_h", self.duration_h, 0.0, 24.0 * 366, lo_open=True)
         require(self.n_steps >= 2, "duration_h", self.duration_h, f"must cover at least two steps of {self.dt_s:g} s")
+        try:
+            self.grid.demand_response.check_inside(self.duration_h)
+        except FieldError as err:
+            raise FieldError(f"grid.demand_response.{err.path}", err.value, err.allowed) from None
         check_range("start_hour", self.start_hour, 0.0, 24.0, hi_open=True)
         if self.battery.capacity_mwh > 0 and self.battery.power_mw > 0:
             # Full smoothing must pay for its own losses, or an optimizer would rather leave
@@ -404,7 +473,8 @@ def _convert(tp: Any, value: Any, path: str, source: str) -> Any:
     if _is_workload(tp):
         require(isinstance(value, Mapping), path, value, "must be a mapping with a 'kind'")
         kind = value.get("kind", "training")
-        require(kind in WORKLOAD_KINDS, f"{path}.kind", kind, f"must be one of {sorted(WORKLOAD_KINDS)}")
+        require(isinstance(kind, str) and kind in WORKLOAD_KINDS, f"{path}.kind", kind,
+                 f"must be one of {sorted(WORKLOAD_KINDS)}")
         return _build(WORKLOAD_KINDS[kind], value, path, source)
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
@@ -431,12 +501,20 @@ def _convert(tp: Any, value: Any, path: str, source: str) -> Any:
         return value
     if tp is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        require(ok and math.isfinite(float(value)), path, value, "must be a finite number")
+        require(ok and _finite_float(value), path, shown(value), "must be a finite number")
         return float(value)
     if tp is str:
         require(isinstance(value, str), path, value, "must be a string")
         return value
     raise TypeError(f"unsupported config type {tp!r} at {path}")  # a bug in this module, not bad input
+
+
+def _finite_float(value: float) -> bool:
+    """Whether a number converts to a finite float (a huge int overflows ``float``)."""
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _build(cls: type, data: Mapping[str, Any], prefix: str, source: str) -> Any:
@@ -463,7 +541,7 @@ def build_config(cls: type, data: Any, source: str = "<dict>", prefix: str = "")
     try:
         return _build(cls, data, prefix, source)
     except FieldError as err:
-        raise ConfigError(f"{source}: {err.path} = {err.value!r}: {err.allowed}") from None
+        raise ConfigError(f"{source}: {err.path} = {shown(err.value)!r}: {err.allowed}") from None
 
 
 def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -502,7 +580,9 @@ def _resolve_nested_paths(tp: Any, value: Any, folder: Path) -> Any:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if _is_workload(tp):
         kind = value.get("kind", "training") if isinstance(value, Mapping) else None
-        return resolve_file_paths(WORKLOAD_KINDS[kind], value, folder) if kind in WORKLOAD_KINDS else value
+        if isinstance(kind, str) and kind in WORKLOAD_KINDS:
+            return resolve_file_paths(WORKLOAD_KINDS[kind], value, folder)
+        return value
     if origin in (Union, types.UnionType):
         return _resolve_nested_paths(next(a for a in args if a is not type(None)), value, folder)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
@@ -512,16 +592,43 @@ def _resolve_nested_paths(tp: Any, value: Any, folder: Path) -> Any:
     return value
 
 
-def read_yaml(path: str | Path, fields: str = "scenario fields") -> dict[str, Any]:
-    """Read a YAML mapping (of ``fields``), with one-line errors for a missing or malformed file.
+class YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading YAML 1.2 floats too: ``1e3``, ``1E-5``, ``.5e2``, ``2.5e3``.
 
-    Every YAML file the project reads goes through here.
+    PyYAML follows YAML 1.1, whose floats need a dot and a signed exponent, so it reads
+    ``capacity_mwh: 1e3`` as the string '1e3'.
+    """
+
+
+YamlLoader.add_implicit_resolver(  # copies SafeLoader's resolvers first, so SafeLoader is unchanged
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def _decode_utf8(path: Path) -> str:
+    """``path``'s text, or a one-line :class:`ConfigError` naming the first byte that is not UTF-8."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: byte {err.start} (line {line}) = {raw[err.start:err.start + 1]!r}: "
+                          "not UTF-8: must be a UTF-8 text file") from None
+
+
+def read_yaml(path: str | Path, fields: str = "scenario fields") -> dict[str, Any]:
+    """Read a YAML mapping (of ``fields``), with one-line errors for a missing, non-UTF-8 or malformed file.
+
+    Every YAML file the project reads goes through here, with :class:`YamlLoader`.
     """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: file not found: must be an existing YAML file")
+    text = _decode_utf8(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(text, Loader=YamlLoader)  # noqa: S506 (YamlLoader is a SafeLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
@@ -626,9 +733,9 @@ def _build_overridden(data: Mapping[str, Any], overrides: Mapping[str, Any], sou
     except FieldError as err:
         bad = err
     if _overrides_state(bad.path, overrides):
-        raise ConfigError(f"scenario override {bad.path} = {bad.value!r}: {bad.allowed} (base {source})")
+        raise ConfigError(f"scenario override {bad.path} = {shown(bad.value)!r}: {bad.allowed} (base {source})")
     build_config(ScenarioConfig, data, source)  # a bad base is the base file's error
-    raise ConfigError(f"{source} with scenario overrides: {bad.path} = {bad.value!r}: {bad.allowed}")
+    raise ConfigError(f"{source} with scenario overrides: {bad.path} = {shown(bad.value)!r}: {bad.allowed}")
 
 
 def load_scenario(path: str | Path, overrides: Mapping[str, Any] | None = None) -> ScenarioConfig:

@@ -120,6 +120,8 @@ class CpmEnv(gym.Env):
     def step(self, action):
         if self.episode is None:
             raise RuntimeError("call reset() before step()")
+        if self._t >= self._n_steps:
+            raise RuntimeError(f"the episode was truncated after {self._n_steps} steps: call reset() before step()")
         a = action.tolist() if isinstance(action, np.ndarray) else list(np.asarray(action, dtype=float).ravel())
         if isinstance(a, float) or len(a) != len(self.action_names):
             raise ValueError(f"action has shape {np.shape(action)}: expected ({len(self.action_names)},) "

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from cpm_env import spaces
-from cpm_env.config import ScenarioConfig
+from cpm_env.config import ScenarioConfig, check_memory
 from cpm_env.site import SiteParams, make_params, work_per_throughput
 from cpm_env.workloads import make_generator
 
@@ -37,18 +37,48 @@ class Episode(NamedTuple):
     exo_obs: np.ndarray  # (n_steps, n_exo, n_envs) float32, the exogenous part of the observation
 
 
+def episode_bytes_per_step_env(cfg: ScenarioConfig) -> int:
+    """Estimated peak memory of drawing one step of one env's episode, in bytes.
+
+    Per GPU class about 16 float64 series (the generator's intermediates and the episode's
+    four), 4 shared ones, 3 per forecast horizon, the observation block built in float64 and
+    kept in float32, and 3 booleans per demand-response event. Measured on the shipped
+    scenarios the peak is about 70-80 % of this.
+    """
+    n_classes = len(cfg.site.gpu_classes)
+    n_horizons = len(cfg.forecast.horizons_steps) if cfg.forecast.enabled else 0
+    n_exo = len(spaces.exo_observation_features(cfg))
+    n_events = cfg.grid.demand_response.events_per_episode
+    return 8 * (16 * n_classes + 4 + 3 * n_horizons) + 12 * n_exo + 3 * n_events
+
+
 class EpisodeGenerator:
-    """Draws :class:`Episode` s for a scenario, one per ``numpy.random.Generator``."""
+    """Draws :class:`Episode` s for a scenario, one per ``numpy.random.Generator``.
+
+    A batch whose arrays would need more than ``cpm_env.config.MEMORY_BUDGET_BYTES`` is refused
+    with a one-line :class:`~cpm_env.config.ConfigError`: one env when the generator is built,
+    ``n_envs`` by :meth:`check_batch` (the batched env calls it when it is built) and at each draw.
+    """
 
     def __init__(self, cfg: ScenarioConfig, params: SiteParams | None = None):
         self.cfg = cfg
+        self._bytes_per_step_env = episode_bytes_per_step_env(cfg)
+        self.check_batch(1)  # before the generators allocate per-step arrays
         self.params = params or make_params(cfg)
         self.generators = [
             make_generator(gpu, peak, cfg) for gpu, peak in zip(cfg.site.gpu_classes, self.params.peak_mw)
         ]
 
+    def check_batch(self, n_envs: int) -> None:
+        """Refuse (one-line ConfigError) a batch of ``n_envs`` episodes over the memory budget."""
+        cfg = self.cfg
+        check_memory(cfg.n_steps * n_envs * self._bytes_per_step_env,
+                     f"scenario {cfg.id}: episodes of {cfg.n_steps} steps (duration_h = {cfg.duration_h:g} at "
+                     f"dt_s = {cfg.dt_s:g}) x {n_envs} env{'s' if n_envs != 1 else ''}")
+
     def sample(self, rngs: Sequence[np.random.Generator]) -> Episode:
         """Draw one episode per generator; env ``i`` uses only ``rngs[i]``."""
+        self.check_batch(len(rngs))
         cfg, p, n, n_env = self.cfg, self.params, self.cfg.n_steps, len(rngs)
         traces = [g.sample(rngs) for g in self.generators]
         high = np.stack([t.high_mw for t in traces])

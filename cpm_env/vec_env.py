@@ -24,6 +24,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from cpm_env import physics, spaces
 from cpm_env.config import scenario_file
+from cpm_env.episode import Episode
 from cpm_env.ops import NUMPY
 from cpm_env.physics import Exo
 from cpm_env.scenario import ScenarioLike, Site
@@ -41,12 +42,14 @@ class CpmVecEnv(VecEnv):
         if not isinstance(n_envs, int) or n_envs < 1:
             raise ValueError(f"n_envs = {n_envs!r}: must be an integer >= 1")
         self.site = Site(scenario, base)
+        self.site.episodes.check_batch(n_envs)
         self.config, self.params = self.site.config, self.site.params
         self.obs_names, self.action_names = self.site.obs_names, self.site.action_names
         self.render_mode = None
         self.kpis_in_info = kpis_in_info
         self._rngs: list[np.random.Generator | None] = [None] * n_envs
         self._actions: np.ndarray | None = None
+        self.episode: Episode | None = None  # the batch's current episodes, drawn at reset
         self._empty_infos: list[dict] = [{} for _ in range(n_envs)]
         super().__init__(n_envs, self.site.observation_space, self.site.action_space)
 
@@ -61,7 +64,7 @@ class CpmVecEnv(VecEnv):
         self._high, self._low = ep.high_mw, ep.low_mw
         self._work, self._wpt = ep.work, ep.work_per_throughput
         self._duty, self._limit = ep.duty, ep.limit_mw
-        self.episode = ep
+        self.episode, self._exo_obs = ep, ep.exo_obs
         n = self.num_envs
         self.state = initial_state(self.params, self._limit[0], ep.demand_mw[0])
         self._battery_mw = np.zeros(n)
@@ -73,7 +76,7 @@ class CpmVecEnv(VecEnv):
     def _observation(self) -> np.ndarray:
         site = self.site
         obs = np.empty((self.num_envs, len(site.obs_names)), dtype=np.float32)
-        obs[:, : site.n_exo] = self.episode.exo_obs[min(self._t, self.config.n_steps - 1)].T
+        obs[:, : site.n_exo] = self._exo_obs[min(self._t, self.config.n_steps - 1)].T
         state_cols = spaces.state_observation(self.params, self.state, self._battery_mw, site.floor_idx,
                                               site.inv_limit)
         obs[:, site.n_exo:] = np.stack(state_cols, axis=1)
@@ -97,6 +100,8 @@ class CpmVecEnv(VecEnv):
         self._actions = actions
 
     def step_wait(self):
+        if self.episode is None:
+            raise RuntimeError("call reset() before step()")
         a = np.asarray(self._actions, dtype=np.float64)
         if a.shape != (self.num_envs, len(self.action_names)):
             raise ValueError(f"actions have shape {a.shape}: expected ({self.num_envs}, {len(self.action_names)})")

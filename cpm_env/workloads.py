@@ -15,9 +15,10 @@ order, so env ``i`` of a batch gets exactly what a lone env with the same genera
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, NoReturn, Protocol
 
 import numpy as np
 
@@ -32,6 +33,8 @@ from cpm_env.config import (
     ScenarioConfig,
     TraceWorkload,
     TrainingWorkload,
+    check_memory,
+    shown,
 )
 
 
@@ -56,6 +59,13 @@ class WorkloadGenerator(Protocol):
     """Samples one episode per random generator (one per env), stacked on the last axis."""
 
     def sample(self, rngs: Sequence[np.random.Generator]) -> ClassTrace: ...
+
+
+# Memory estimates of a trace being read, checked against cpm_env.config.MEMORY_BUDGET_BYTES:
+# pandas holds the parsed columns (and, for ISO timestamps, a Python string per row) -- a few
+# times the file's size -- and resampling holds about a dozen float64 arrays per trace step.
+TRACE_BYTES_PER_CSV_BYTE = 4
+TRACE_BYTES_PER_STEP = 96
 
 
 def _ramp_integral(t: np.ndarray, start: np.ndarray, duration: np.ndarray | float) -> np.ndarray:
@@ -206,7 +216,9 @@ class TraceGenerator:
 
     Several samples per step become the step's two-level summary (mean of the samples above
     the step mean, mean of those below, and the share above), which keeps the mean exact.
-    A trace shorter than the episode wraps around.
+    A trace shorter than the episode wraps around. A ``value_unit: mw`` trace is scaled by its
+    ``scale_quantile`` sample and clipped above it, with a warning (see
+    :class:`~cpm_env.config.TraceWorkload` for why).
     """
 
     def __init__(self, cfg: TraceWorkload, peak_mw: float, timing: Timing):
@@ -220,6 +232,8 @@ class TraceGenerator:
         path = Path(cfg.path)
         if not path.is_file():
             raise ConfigError(f"{path}: file not found: workload.path must name an existing CSV file")
+        size = path.stat().st_size
+        check_memory(TRACE_BYTES_PER_CSV_BYTE * size, f"{path}: reading this {size / 1e6:.3g} MB trace")
         try:
             df = pd.read_csv(path)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
@@ -230,7 +244,7 @@ class TraceGenerator:
         if len(df) < 2:
             raise ConfigError(f"{path}: {len(df)} data rows: a trace needs at least two")
         t_s = _timestamps_s(df[cfg.timestamp_column], path, cfg.timestamp_column)
-        values = pd.to_numeric(df[cfg.value_column], errors="coerce").to_numpy(dtype=float)
+        values = _numbers(df[cfg.value_column]).to_numpy(dtype=float)
         bad = ~np.isfinite(values) | (values < 0)
         if cfg.value_unit == "fraction":
             bad |= values > 1
@@ -239,7 +253,7 @@ class TraceGenerator:
                 i = int(np.flatnonzero(bad)[0])
                 allowed = "in [0, 1]" if cfg.value_unit == "fraction" else ">= 0"
                 raise ConfigError(
-                    f"{path}: line {i + 2}, column {cfg.value_column} = {df[cfg.value_column].iloc[i]!r}: "
+                    f"{path}: line {i + 2}, column {cfg.value_column} = {shown(df[cfg.value_column].iloc[i])!r}: "
                     f"must be a finite number {allowed} (or set workload.fill: interpolate)"
                 )
             good = ~bad
@@ -249,13 +263,13 @@ class TraceGenerator:
         if not np.all(np.diff(t_s) > 0):
             i = int(np.flatnonzero(np.diff(t_s) <= 0)[0]) + 1
             raise ConfigError(f"{path}: line {i + 2}, column {cfg.timestamp_column}: timestamps must increase")
-        scale = peak_mw / values.max() if cfg.value_unit == "mw" else peak_mw
-        if not np.isfinite(scale):
-            raise ConfigError(f"{path}: column {cfg.value_column}: all values are 0: cannot scale to the site")
-        values = values * scale
+        values = _scaled(values, cfg, peak_mw, path) if cfg.value_unit == "mw" else values * peak_mw
         t_s = t_s - t_s[0]
         dt = timing.dt_s
         n_steps = max(int(np.ceil((t_s[-1] + np.median(np.diff(t_s))) / dt)), 1)
+        check_memory(TRACE_BYTES_PER_STEP * n_steps,
+                     f"{path}: line {len(t_s) + 1}, column {cfg.timestamp_column}: a trace spanning "
+                     f"{t_s[-1]:.4g} s resampled to dt_s = {dt:g} s ({n_steps:.4g} steps)")
         bins = np.minimum((t_s // dt).astype(int), n_steps - 1)
         counts = np.bincount(bins, minlength=n_steps)
         mid = (np.arange(n_steps) + 0.5) * dt
@@ -288,16 +302,60 @@ def _ar1(eps: np.ndarray, phi: float) -> np.ndarray:
     return y
 
 
-def _timestamps_s(col: pd.Series, path: Path, name: str) -> np.ndarray:
-    """Timestamps as seconds from the first row: numbers (seconds) or ISO date-times."""
+def _scaled(values_mw: np.ndarray, cfg: TraceWorkload, peak_mw: float, path: Path) -> np.ndarray:
+    """``values_mw`` scaled so their ``cfg.scale_quantile`` sample is ``peak_mw``; those above, clipped with a warning.
+
+    See :class:`~cpm_env.config.TraceWorkload` for why a quantile.
+    """
+    ref = float(np.quantile(values_mw, cfg.scale_quantile, method="inverted_cdf"))
+    if ref <= 0:
+        raise ConfigError(f"{path}: column {cfg.value_column}: the {_percentile(cfg.scale_quantile)} percentile is 0 "
+                          "(workload.scale_quantile): cannot scale to the site")
+    above = values_mw > ref
+    if above.any():
+        top = int(np.argmax(values_mw))
+        warnings.warn(f"{path}: column {cfg.value_column}: {int(above.sum())} of {len(values_mw)} samples above the "
+                      f"{_percentile(cfg.scale_quantile)} percentile ({ref:.6g}, workload.scale_quantile) clipped "
+                      f"to it, the highest {values_mw[top]:.6g} at line {top + 2}", stacklevel=2)
+    return np.minimum(values_mw, ref) * (peak_mw / ref)
+
+
+def _percentile(q: float) -> str:
+    """``0.999`` -> ``'99.9th'``."""
+    return f"{100 * q:g}th"
+
+
+def _numbers(col: pd.Series) -> pd.Series:
+    """``col`` as floats, NaN where a cell is not a number; a number too large for a float becomes inf."""
     import pandas as pd
 
-    numeric = pd.to_numeric(col, errors="coerce")
+    try:
+        return pd.to_numeric(col, errors="coerce")
+    except OverflowError:  # pandas overflows on an integer of hundreds of digits
+        return pd.to_numeric(col.astype(str).map(_float_or_nan), errors="coerce")
+
+
+def _float_or_nan(text: str) -> float:
+    """``float(text)`` (inf when too large), or NaN when ``text`` is not a number."""
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+
+def _timestamps_s(col: pd.Series, path: Path, name: str) -> np.ndarray:
+    """Timestamps as seconds from the first row: numbers (seconds) or ISO date-times, all in one time zone."""
+    import pandas as pd
+
+    numeric = _numbers(col)
     if numeric.notna().sum() * 2 >= len(col):
         bad = numeric.isna().to_numpy()
         values = numeric.to_numpy(dtype=float)
     else:
-        stamps = pd.to_datetime(col, errors="coerce", format="ISO8601")
+        try:
+            stamps = pd.to_datetime(col, errors="coerce", format="ISO8601")
+        except (ValueError, TypeError):  # pandas refuses mixed UTC offsets, or naive with aware
+            _raise_mixed_zones(col, path, name)
         bad = stamps.isna().to_numpy()
         values = (stamps - stamps.iloc[0]).dt.total_seconds().to_numpy(dtype=float)
     if bad.any():
@@ -306,6 +364,29 @@ def _timestamps_s(col: pd.Series, path: Path, name: str) -> np.ndarray:
             f"{path}: line {i + 2}, column {name} = {col.iloc[i]!r}: must be seconds or an ISO date-time"
         )
     return values
+
+
+def _raise_mixed_zones(col: pd.Series, path: Path, name: str) -> NoReturn:
+    """Raise a one-line error naming the first timestamp whose UTC offset differs from the first row's."""
+    import pandas as pd
+
+    def offset(text):
+        stamp = pd.to_datetime(text, errors="coerce", format="ISO8601")
+        return None if pd.isna(stamp) else stamp.utcoffset()
+
+    first = offset(col.iloc[0])
+    for i, text in enumerate(col):
+        if offset(text) != first:
+            zone = "no time zone" if first is None else f"UTC offset {_hhmm(first.total_seconds())}"
+            raise ConfigError(f"{path}: line {i + 2}, column {name} = {text!r}: must have the time zone of line 2 "
+                              f"({zone}): a trace's timestamps must share one (e.g. all in UTC, with Z)")
+    raise ConfigError(f"{path}: column {name}: timestamps could not be parsed as ISO date-times in one time zone")
+
+
+def _hhmm(offset_s: float) -> str:
+    """A UTC offset in seconds as ``+HH:MM``."""
+    minutes = int(round(abs(offset_s) / 60.0))
+    return f"{'-' if offset_s < 0 else '+'}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 GENERATORS = {

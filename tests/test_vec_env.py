@@ -13,6 +13,8 @@ from cpm_env.vec_env import EPISODE_KPIS
 def test_vec_env_equals_independent_envs(env_id):
     n_envs, seed = 3, 42
     overrides = {"duration_h": 0.05} if "Fast" in env_id else {"duration_h": 2.0}
+    if "DemandResponse" in env_id:  # its window (starting 12:00-20:00) moved inside the 2 h
+        overrides["grid"] = {"demand_response": {"earliest_start_h": 0.5, "latest_start_h": 1.0, "duration_h": 0.5}}
     venv = cpm_env.make_vec(env_id, n_envs, seed=seed, scenario=overrides, kpis_in_info=True)
     envs = [gym.make(env_id, scenario=overrides) for _ in range(n_envs)]
     obs_v = venv.reset()
