@@ -64,9 +64,11 @@ def test_train_then_evaluate_ppo_run_dir(tmp_path, short_scenario):
 
 
 def test_missing_ppo_model_is_a_one_line_error(tmp_path, capsys):
-    assert evaluate.main(["--controllers", f"ppo:{tmp_path / 'nope'}", "--seeds", "1"]) == 2
+    assert evaluate.main(["--controllers", f"ppo:{tmp_path / 'nope'}", "--seeds", "1",
+                          "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "model.zip" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_demand_response_compliance_kpis():
