@@ -103,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    evaluate_all(folder, controllers, venv, seeds)
+    try:
+        evaluate_all(folder, controllers, venv, seeds)
+    except KeyboardInterrupt:
+        print(f"interrupted: the finished controllers' rows are kept in {out}/rows; rerun the same command to continue",
+              file=sys.stderr)
+        return 130
     parts = [folder.load(i) for i in range(len(names))]
     episodes = pd.concat([rows for rows, _ in parts], ignore_index=True)
     traces = {n: extra["trace"] for n, (_, extra) in zip(names, parts)}

@@ -148,7 +148,7 @@ def test_another_configuration_needs_overwrite_which_moves_the_old_run_aside(wor
     assert set(pd.read_csv(workdir / "out" / "episodes.csv").seed) == {2}
 
 
-def test_interrupted_evaluation_keeps_finished_rows_and_resumes(workdir, monkeypatch):
+def test_interrupted_evaluation_keeps_finished_rows_and_resumes(workdir, monkeypatch, capsys):
     args = ["--scenario", "short.yml", "--controllers", "static_cap,greedy", "--seeds", "1-2"]
     assert evaluate.main([*args, "--out", "whole"]) == 0
     real = evaluate.run_controller
@@ -161,8 +161,9 @@ def test_interrupted_evaluation_keeps_finished_rows_and_resumes(workdir, monkeyp
         return real(controller, venv, seeds, label, *rest, **kwargs)
 
     monkeypatch.setattr(evaluate, "run_controller", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        evaluate.main([*args, "--out", "out"])
+    assert evaluate.main([*args, "--out", "out"]) == 130
+    assert error_line(capsys) == ("interrupted: the finished controllers' rows are kept in out/rows; rerun the same "
+                                  "command to continue")
     out = workdir / "out"
     assert listing(out) == ["rows", "rows/0.csv", "rows/0.json", "run.json"]  # static_cap's rows, no final files
     kept = (out / "rows" / "0.csv").stat()
@@ -177,7 +178,7 @@ def test_interrupted_evaluation_keeps_finished_rows_and_resumes(workdir, monkeyp
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging or temp files left
 
 
-def test_interrupted_sweep_keeps_finished_points_and_resumes(workdir, monkeypatch):
+def test_interrupted_sweep_keeps_finished_points_and_resumes(workdir, monkeypatch, capsys):
     path = write_sweep(workdir)
     assert evaluate.main(["--sweep", str(path), "--out", "whole", "--workers", "1"]) == 0
     real_save = runfolder.RunFolder.save
@@ -187,8 +188,9 @@ def test_interrupted_sweep_keeps_finished_points_and_resumes(workdir, monkeypatc
         raise KeyboardInterrupt
 
     monkeypatch.setattr(runfolder.RunFolder, "save", save_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        evaluate.main(["--sweep", str(path), "--out", "out", "--workers", "1"])
+    assert evaluate.main(["--sweep", str(path), "--out", "out", "--workers", "1"]) == 130
+    assert error_line(capsys) == ("interrupted: the finished points' rows are kept in out/rows; rerun the same "
+                                  "command to continue")
     out = workdir / "out"
     done = [p.name for p in (out / "rows").glob("*.json")]
     assert len(done) == 1 and not (out / "sweep.csv").exists()

@@ -87,17 +87,18 @@ class RunFolder:
                     aside, n = aside.with_name(f"{self.path.name}.old-{time.strftime('%Y%m%d-%H%M%S')}-{n}"), n + 1
                 self.path.rename(aside)
                 print(f"moved the old {self.path} aside to {aside}")
-            (self.path / ROWS).mkdir(parents=True, exist_ok=True)
+            self.path.mkdir(parents=True, exist_ok=True)
             for stale in self.path.glob(f"{STAGING_PREFIX}*"):  # a publish interrupted before its renames
                 shutil.rmtree(stale)
             if self.read_stamp() != self.stamp:
                 write_atomic(self.path / STAMP, json.dumps(self.stamp, indent=1) + "\n")
+            (self.path / ROWS).mkdir(exist_ok=True)
         except OSError as err:
             raise ValueError(f"{self.flag} = '{self.path}': cannot write there: {err.strerror or err}") from None
 
     def has(self, key: int) -> bool:
         """True if the rows of part ``key`` are done (kept from an earlier, interrupted run or this one)."""
-        return (self.path / ROWS / f"{key}.json").is_file()
+        return all((self.path / ROWS / f"{key}.{ext}").is_file() for ext in ("csv", "json"))
 
     def save(self, key: int, rows: pd.DataFrame, extra: dict[str, Any] | None = None) -> None:
         """Keep part ``key``'s rows (``rows/<key>.csv``) and ``extra`` (``rows/<key>.json``, written last:

@@ -315,8 +315,13 @@ def sweep_cli(path: str, seeds: str | None, out: Path | None, workers: str, over
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    with tqdm(total=len(sweep.points()), unit="point", desc=sweep.name, disable=None) as bar:
-        episodes = run_sweep(sweep, folder, workers, bar)
+    try:
+        with tqdm(total=len(sweep.points()), unit="point", desc=sweep.name, disable=None) as bar:
+            episodes = run_sweep(sweep, folder, workers, bar)
+    except KeyboardInterrupt:
+        print(f"interrupted: the finished points' rows are kept in {out}/rows; rerun the same command to continue",
+              file=sys.stderr)
+        return 130
     table = summarize_sweep(episodes)
     best = best_configurations(table)
     text = sizing_markdown(table, best)
