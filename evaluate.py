@@ -5,6 +5,12 @@
 
 The second form sizes a site: compute per MW over GPU oversubscription x battery size x
 controllers (see agents/sizing/sweep.py), written to DIR (default results/sweeps/<name>).
+
+The output folder is checked and created before any work and stamped with the run's
+configuration (run.json). Each controller's rows are kept in DIR/rows/ as soon as its batch of
+seeds finishes (a sweep: each point's), so rerunning the same command after an interruption
+continues where it stopped; another configuration into the same folder needs --overwrite,
+which moves the old folder aside. The final files are renamed into place together.
 """
 
 from __future__ import annotations
@@ -13,13 +19,19 @@ import argparse
 import sys
 from pathlib import Path
 
+import pandas as pd
 from tqdm import tqdm
 
+from agents.evaluation.outpaths import safe_name
 from agents.evaluation.report import REPORT_FILES, write_report
-from agents.evaluation.runner import DEFAULT_CONTROLLERS, controller_names, make_controller, run_controllers
+from agents.evaluation.runfolder import RunFolder, config_hash
+from agents.evaluation.runner import DEFAULT_CONTROLLERS, controller_names, make_controller, run_controller
 from agents.evaluation.seeds import parse_seeds
-from cpm_env.config import ConfigError
-from cpm_env.vec_env import make_vec
+from agents.evaluation.summary import solve_timing
+from cpm_env.config import ConfigError, scenario_to_dict
+from cpm_env.vec_env import CpmVecEnv, make_vec
+
+DEFAULT_SEEDS = "100-104"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -31,9 +43,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "is shipped in models/<scenario id>/; ppo:RUN_DIR for a run dir; onnx:EXPORT_DIR for a "
                              "policy exported by export.py, run by agents/runtime.py)")
     parser.add_argument("--seeds", default=None,
-                        help="held-out seeds, e.g. 100-119 (default 100-104; a sweep: its file's)")
-    parser.add_argument("--out", type=Path, default=Path("results"),
-                        help="folder for episodes.csv, summary.md and the plots (default: results/<scenario>)")
+                        help=f"held-out seeds, e.g. 100-119 (default {DEFAULT_SEEDS}; a sweep: its file's)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for episodes.csv, summary.md and the plots (default: results/<scenario id>)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="if --out holds a run of another configuration, move it aside (to DIR.old-TIME) "
+                             "and start afresh; without it that is an error, and the same configuration resumes")
     parser.add_argument("--sweep", default=None, metavar="FILE", help="a sweep YAML: size the site instead")
     parser.add_argument("--workers", default="auto",
                         help="sweep processes: auto (every core), N, or ray (a Ray cluster)")
@@ -48,7 +63,27 @@ def sweep(args: argparse.Namespace) -> int:
         return 2
     from agents.sizing.sweep import sweep_cli
 
-    return sweep_cli(args.sweep, args.seeds, None if args.out == Path("results") else args.out, args.workers)
+    return sweep_cli(args.sweep, args.seeds, args.out, args.workers, args.overwrite)
+
+
+def run_stamp(venv: CpmVecEnv, names: list[str], seeds: list[int]) -> dict:
+    """The configuration an evaluation folder is stamped with (run.json)."""
+    return {"command": "evaluate", "scenario": venv.config.id,
+            "scenario_sha256": config_hash(scenario_to_dict(venv.config)), "controllers": names, "seeds": seeds}
+
+
+def evaluate_all(folder: RunFolder, controllers: dict, venv: CpmVecEnv, seeds: list[int]) -> None:
+    """Run each controller not yet done in ``folder`` (all seeds as one batch) and keep its rows,
+    first-seed trace and solve times there as soon as its batch finishes."""
+    names = list(controllers)
+    todo = [i for i in range(len(names)) if not folder.has(i)]
+    per_controller = len(seeds) * venv.config.n_steps
+    with tqdm(total=len(names) * per_controller, initial=(len(names) - len(todo)) * per_controller, unit="step",
+              desc=venv.config.id, disable=None) as bar:
+        for i in todo:
+            trace: dict[str, list[float]] = {}
+            rows = run_controller(controllers[names[i]], venv, seeds, names[i], bar, trace=trace)
+            folder.save(i, rows, {"trace": trace, "timing": solve_timing(controllers[names[i]])})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,20 +91,31 @@ def main(argv: list[str] | None = None) -> int:
     if args.sweep is not None:
         return sweep(args)
     args.scenario = args.scenario or "cpm_env/DataCenter-v0"
-    args.seeds = args.seeds or "100-104"
+    seeds_text = DEFAULT_SEEDS if args.seeds is None else args.seeds
     try:
-        seeds = parse_seeds(args.seeds)
+        seeds = parse_seeds(seeds_text)
         venv = make_vec(args.scenario, len(seeds))
         names = controller_names(args.controllers, venv.config.id)
+        out = args.out if args.out is not None else Path("results") / safe_name(venv.config.id, "scenario id")
+        folder = RunFolder(out, run_stamp(venv, names, seeds), "--out", args.overwrite, REPORT_FILES)
         controllers = {n: make_controller(n, venv.site) for n in names}
+        folder.claim()
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    with tqdm(total=len(names) * len(seeds) * venv.config.n_steps, unit="step", desc=venv.config.id,
-              disable=None) as bar:
-        episodes, traces = run_controllers(controllers, venv, seeds, bar)
-    out = args.out / venv.config.id if args.out == Path("results") else args.out
-    print(write_report(out, episodes, traces, controllers, venv.config, seeds, args.seeds))
+    try:
+        evaluate_all(folder, controllers, venv, seeds)
+    except KeyboardInterrupt:
+        print(f"interrupted: the finished controllers' rows are kept in {out}/rows; rerun the same command to continue",
+              file=sys.stderr)
+        return 130
+    parts = [folder.load(i) for i in range(len(names))]
+    episodes = pd.concat([rows for rows, _ in parts], ignore_index=True)
+    traces = {n: extra["trace"] for n, (_, extra) in zip(names, parts)}
+    timings = {n: extra["timing"] for n, (_, extra) in zip(names, parts)}
+    with folder.publish() as staging:
+        table = write_report(staging, episodes, traces, timings, venv.config, seeds, seeds_text)
+    print(table)
     print(f"\nwrote {out}/{', '.join(REPORT_FILES)}")
     return 0
 

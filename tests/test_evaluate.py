@@ -64,9 +64,11 @@ def test_train_then_evaluate_ppo_run_dir(tmp_path, short_scenario):
 
 
 def test_missing_ppo_model_is_a_one_line_error(tmp_path, capsys):
-    assert evaluate.main(["--controllers", f"ppo:{tmp_path / 'nope'}", "--seeds", "1"]) == 2
+    assert evaluate.main(["--controllers", f"ppo:{tmp_path / 'nope'}", "--seeds", "1",
+                          "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "model.zip" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_demand_response_compliance_kpis():
@@ -87,7 +89,7 @@ def test_demand_response_compliance_kpis():
 def test_parse_seeds_ranges_lists_and_one_line_errors():
     assert parse_seeds("100-103") == [100, 101, 102, 103]
     assert parse_seeds("1,5, 9-10") == [1, 5, 9, 10]
-    for bad in ("9-3", "a", "", "1,,2", "-1"):
+    for bad in ("9-3", "a", "", "1,,2", "-1", "1,1", "3,1-4"):
         with pytest.raises(ValueError, match=re.escape(f"--seeds = {bad!r}: ")) as err:
             parse_seeds(bad)
         assert "\n" not in str(err.value)
@@ -98,4 +100,4 @@ def test_parse_seeds_ranges_lists_and_one_line_errors():
 def test_default_controllers_include_ppo_only_where_a_policy_is_shipped():
     assert "ppo" in controller_names(None, "DataCenter-v0")
     assert "ppo" not in controller_names(None, "NoBattery-v0") and "oracle" in controller_names(None, "NoBattery-v0")
-    assert controller_names(" greedy, ppo ,", "NoBattery-v0") == ["greedy", "ppo"]  # asked for: kept
+    assert controller_names(" greedy, ppo ", "NoBattery-v0") == ["greedy", "ppo"]  # asked for: kept

@@ -18,14 +18,28 @@ DR_TOLERANCE_MWH = 1e-6  # a demand-response step is met if its import above the
 TRACE_KEYS = ("grid_import_mw", "grid_import_peak_mw", "grid_limit_mw", "facility_power_mw", "battery_power_mw", "soc")
 
 
-def controller_names(text: str | None, scenario_id: str) -> list[str]:
+def controller_names(text: str | None, scenario_id: str, field: str = "--controllers") -> list[str]:
     """Comma-separated controller names -> a list; None gives :data:`DEFAULT_CONTROLLERS`, less
-    ``ppo`` where no policy is shipped for ``scenario_id`` in ``models/<scenario id>/``."""
+    ``ppo`` where no policy is shipped for ``scenario_id`` in ``models/<scenario id>/``. An empty
+    list, an empty name or a name given twice is a one-line error naming ``field``."""
     from agents.learning.ppo import MODELS_DIR  # SB3 and torch stay out of the rule-only path
 
-    names = [n.strip() for n in (text or DEFAULT_CONTROLLERS).split(",") if n.strip()]
-    if text is None and not (MODELS_DIR / scenario_id / "model.zip").is_file():
-        names.remove("ppo")
+    if text is None:
+        names = DEFAULT_CONTROLLERS.split(",")
+        if not (MODELS_DIR / scenario_id / "model.zip").is_file():
+            names.remove("ppo")
+        return names
+    return check_names([n.strip() for n in text.split(",")], f"{field} = {text!r}")
+
+
+def check_names(names: list[str], where: str) -> list[str]:
+    """``names`` if every one is non-empty and distinct; else a one-line error starting with ``where``."""
+    for i, name in enumerate(names):
+        if not name:
+            raise ValueError(f"{where}: name {i + 1} is empty: must be comma-separated controller names, "
+                             "e.g. static_cap,greedy")
+        if name in names[:i]:
+            raise ValueError(f"{where}: controller {name} given twice")
     return names
 
 
@@ -168,13 +182,3 @@ def run_controller(controller: Controller, venv: CpmVecEnv, seeds: list[int], la
             progress.update(len(seeds))
     return episode_rows(totals, venv, seeds, label, price_usd_per_mwh is not None)
 
-
-def run_controllers(controllers: dict[str, Controller], venv: CpmVecEnv, seeds: list[int],
-                    progress: tqdm | None = None) -> tuple[pd.DataFrame, dict[str, dict[str, list[float]]]]:
-    """:func:`run_controller` for each named controller: every episode's KPI row, and each
-    controller's first-seed trace (for :func:`agents.evaluation.plots.plot_episodes`)."""
-    frames, traces = [], {}
-    for name, ctrl in controllers.items():
-        traces[name] = {}
-        frames.append(run_controller(ctrl, venv, seeds, name, progress, trace=traces[name]))
-    return pd.concat(frames, ignore_index=True), traces

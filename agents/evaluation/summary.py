@@ -4,6 +4,7 @@ the oracle, the markdown table evaluate.py prints, and the LP controllers' solve
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -72,11 +73,17 @@ def markdown_table(summary: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def solve_time_line(controllers: dict[str, Controller]) -> str | None:
-    """'LP solve time: NAME: mean and p95 ms per solve ...' for the controllers that time their
-    solves (``solve_seconds``, in s), with their fallbacks to greedy; None if none does."""
-    timing = [f"{name}: {1e3 * np.mean(c.solve_seconds):.1f} ms mean, "
-              f"{1e3 * np.percentile(c.solve_seconds, 95):.1f} ms p95 per solve ({len(c.solve_seconds)} solves"
-              + (f", {c.fallbacks} fell back to greedy)" if getattr(c, "fallbacks", 0) else ")")
-              for name, c in controllers.items() if getattr(c, "solve_seconds", None)]
+def solve_timing(controller: Controller) -> dict[str, Any]:
+    """A controller's LP solve times (``solve_seconds``, s) and fallbacks to greedy, as plain JSON data."""
+    return {"solve_seconds": [float(t) for t in getattr(controller, "solve_seconds", None) or []],
+            "fallbacks": int(getattr(controller, "fallbacks", 0))}
+
+
+def solve_time_line(timings: dict[str, dict[str, Any]]) -> str | None:
+    """'LP solve time: NAME: mean and p95 ms per solve ...' for the controllers that timed their
+    solves (:func:`solve_timing` per name), with their fallbacks to greedy; None if none did."""
+    timing = [f"{name}: {1e3 * np.mean(t['solve_seconds']):.1f} ms mean, "
+              f"{1e3 * np.percentile(t['solve_seconds'], 95):.1f} ms p95 per solve ({len(t['solve_seconds'])} solves"
+              + (f", {t['fallbacks']} fell back to greedy)" if t.get("fallbacks", 0) else ")")
+              for name, t in timings.items() if t.get("solve_seconds")]
     return "LP solve time: " + "; ".join(timing) if timing else None

@@ -26,6 +26,7 @@ starts a local Ray instance (checked: the same sweep.csv as the local pool on a 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from agents.evaluation.outpaths import SAFE_NAME_RULE, is_safe_name, safe_name
+from agents.evaluation.runfolder import RunFolder, config_hash
 from agents.evaluation.seeds import parse_seeds
 from agents.sizing.economics_config import EconomicsConfig
 from cpm_env.config import ConfigError, build_config, read_yaml, require, resolve_file_paths, resolve_scenario
@@ -57,28 +60,44 @@ class SweepConfig:
     economics: EconomicsConfig | None = None  # price the base site's battery; None: skip
 
     def validate(self) -> None:
+        require(is_safe_name(self.name), "name", self.name, SAFE_NAME_RULE)
         for name, lo, hi in (("oversubscription", 0.1, 10.0), ("battery_hours", 0.0, 100.0)):
             values = getattr(self, name)
             require(bool(values) and all(lo <= v <= hi for v in values), name, list(values),
                     f"must be a non-empty list of numbers in [{lo:g}, {hi:g}]")
+            require_distinct(name, values)
         require(0 < self.c_rate <= 10, "c_rate", self.c_rate, "must be a number in (0, 10] (battery MW per MWh)")
-        require(bool(self.controllers), "controllers", list(self.controllers), "must be a list of controller names")
+        require(bool(self.controllers) and all(self.controllers), "controllers", list(self.controllers),
+                "must be a non-empty list of controller names")
+        require_distinct("controllers", self.controllers)
 
     def points(self) -> list[tuple[float, float]]:
         """Every (oversubscription, battery_hours) pair, in file order."""
         return [(o, h) for o in self.oversubscription for h in self.battery_hours]
 
 
+def require_distinct(name: str, values: tuple) -> None:
+    """A one-line error naming the first value of ``values`` given twice."""
+    for i, v in enumerate(values):
+        require(v not in values[:i], name, list(values), f"{v!r} given twice")
+
+
 def load_sweep(path: str | Path, seeds: str | None = None) -> SweepConfig:
-    """Read and check a sweep file (``seeds`` replaces its seeds); ConfigError names the file, field, value
-    and what is allowed. A price CSV's relative path resolves against the file's folder."""
+    """Read and check a sweep file (``seeds``, the CLI's --seeds, replaces its seeds); ConfigError names the
+    file, field, value and what is allowed (ValueError names --seeds). A price CSV's relative path resolves
+    against the file's folder."""
     path = Path(path)
     data = read_yaml(path, "sweep fields")
     data.setdefault("name", path.stem)
-    try:
-        data["seeds"] = parse_seeds(str(seeds if seeds is not None else data.get("seeds", "100-102")), "seeds")
-    except ValueError as err:
-        raise ConfigError(f"{path}: {err}") from None
+    if seeds is not None:
+        data["seeds"] = parse_seeds(seeds)  # the CLI's --seeds: its error names the flag
+    else:
+        text = data.get("seeds", "100-102")
+        text = ",".join(map(str, text)) if isinstance(text, list) else str(text)
+        try:
+            data["seeds"] = parse_seeds(text, "seeds")
+        except ValueError as err:
+            raise ConfigError(f"{path}: {err}") from None
     return build_config(SweepConfig, resolve_file_paths(SweepConfig, data, path.parent), str(path))
 
 
@@ -249,46 +268,65 @@ def plot_sweep(table: pd.DataFrame, out: Path, title: str) -> None:
     plt.close(fig)
 
 
-def run_sweep(sweep: SweepConfig, workers: str = "auto", progress: Any = None) -> pd.DataFrame:
-    """Every point's episodes (one row per point x controller x seed), in point order."""
+SWEEP_FILES = ("sweep.csv", "episodes.csv", "sizing.md", "frontier.png", "heatmap.png")
+ECONOMICS_FILES = ("economics.md", "economics.csv")
+
+
+def run_sweep(sweep: SweepConfig, folder: RunFolder, workers: str = "auto", progress: Any = None) -> pd.DataFrame:
+    """Every point's episodes (one row per point x controller x seed), in point order. Each point's rows
+    are kept in ``folder`` as its job finishes; points already there (an interrupted run) are not rerun."""
     limit_mw = resolve_scenario(sweep.scenario).grid.limit_mw
-    jobs = [(sweep, limit_mw, o, h) for o, h in sweep.points()]
-    results: dict[tuple[float, float], pd.DataFrame] = {}
-    with make_pool(workers) as pool:
-        for rows in pool.imap_unordered(run_point, jobs):
-            results[(rows.oversubscription.iat[0], rows.battery_hours.iat[0])] = rows
-            if progress is not None:
-                progress.update(1)
-    return pd.concat([results[p] for p in sweep.points()], ignore_index=True)
+    points = sweep.points()
+    todo = {p: i for i, p in enumerate(points) if not folder.has(i)}
+    if progress is not None:
+        progress.update(len(points) - len(todo))
+    if todo:
+        with make_pool(workers) as pool:
+            for rows in pool.imap_unordered(run_point, [(sweep, limit_mw, o, h) for o, h in todo]):
+                folder.save(todo[(rows.oversubscription.iat[0], rows.battery_hours.iat[0])], rows)
+                if progress is not None:
+                    progress.update(1)
+    return pd.concat([folder.load(i)[0] for i in range(len(points))], ignore_index=True)
 
 
-def sweep_cli(path: str, seeds: str | None, out: Path | None, workers: str) -> int:
-    """``evaluate.py --sweep``: run, write sweep.csv, episodes.csv, sizing.md and the plots, print."""
+def sweep_stamp(sweep: SweepConfig) -> dict:
+    """The configuration a sweep folder is stamped with (run.json): the sweep's fields and its base scenario's hash."""
+    from cpm_env.config import scenario_to_dict
+
+    return {"command": "sweep", "sweep": dataclasses.asdict(sweep),
+            "scenario_sha256": config_hash(scenario_to_dict(resolve_scenario(sweep.scenario)))}
+
+
+def sweep_cli(path: str, seeds: str | None, out: Path | None, workers: str, overwrite: bool = False) -> int:
+    """``evaluate.py --sweep``: check the file and the output folder, run (resuming an interrupted run in the
+    same folder), write sweep.csv, episodes.csv, sizing.md, the plots and the economics files together, print."""
     import sys
 
     from tqdm import tqdm
 
     try:
         sweep = load_sweep(path, seeds)
-        check_controllers(sweep, path)
         if workers not in ("auto", "ray") and not (workers.isdigit() and int(workers) > 0):
             raise ValueError(f"--workers = {workers!r}: must be auto, ray or a positive integer")
+        out = out if out is not None else Path("results") / "sweeps" / safe_name(sweep.name, f"{path}: name")
+        folder = RunFolder(out, sweep_stamp(sweep), "--out", overwrite, (*SWEEP_FILES, *ECONOMICS_FILES))
+        check_controllers(sweep, path)
+        folder.claim()
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    with tqdm(total=len(sweep.points()), unit="point", desc=sweep.name, disable=None) as bar:
-        episodes = run_sweep(sweep, workers, bar)
+    try:
+        with tqdm(total=len(sweep.points()), unit="point", desc=sweep.name, disable=None) as bar:
+            episodes = run_sweep(sweep, folder, workers, bar)
+    except KeyboardInterrupt:
+        print(f"interrupted: the finished points' rows are kept in {out}/rows; rerun the same command to continue",
+              file=sys.stderr)
+        return 130
     table = summarize_sweep(episodes)
     best = best_configurations(table)
-    out = out or Path("results") / "sweeps" / sweep.name
-    out.mkdir(parents=True, exist_ok=True)
-    episodes.to_csv(out / "episodes.csv", index=False)
-    table.to_csv(out / "sweep.csv", index=False)
     text = sizing_markdown(table, best)
-    (out / "sizing.md").write_text(text + "\n")
-    plot_sweep(table, out, f"{sweep.name} ({sweep.scenario}, seeds {sweep.seeds[0]}-{sweep.seeds[-1]})")
-    print(text)
-    written = "sweep.csv, episodes.csv, sizing.md, frontier.png, heatmap.png"
+    value = money = None
+    written = ", ".join(SWEEP_FILES)
     if sweep.economics is not None:
         from agents.sizing.economics import battery_value, value_markdown
 
@@ -296,11 +334,18 @@ def sweep_cli(path: str, seeds: str | None, out: Path | None, workers: str) -> i
         runs = 4 if econ.dr_scenario and econ.dr_events_per_year > 0 else 2
         with tqdm(total=runs, unit="run", desc="economics", disable=None) as bar:
             value = battery_value(sweep.scenario, list(sweep.seeds), econ, progress=bar)
-        value.episodes.to_csv(out / "economics.csv", index=False)
         money = value_markdown(value, econ)
-        (out / "economics.md").write_text(money + "\n")
+        written += ", " + ", ".join(ECONOMICS_FILES)
+    with folder.publish() as staging:
+        episodes.to_csv(staging / "episodes.csv", index=False)
+        table.to_csv(staging / "sweep.csv", index=False)
+        (staging / "sizing.md").write_text(text + "\n")
+        plot_sweep(table, staging, f"{sweep.name} ({sweep.scenario}, seeds {sweep.seeds[0]}-{sweep.seeds[-1]})")
+        if value is not None:
+            value.episodes.to_csv(staging / "economics.csv", index=False)
+            (staging / "economics.md").write_text(f"{money}\n")
+    print(text)
+    if money is not None:
         print("\n" + money)
-        written += ", economics.md, economics.csv"
     print(f"\nwrote {out}/{written}")
     return 0
-
