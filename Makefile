@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python evaluate.py --scenario cpm_env/DataCenter-v0 --seeds 100-102
+	$(BIN)/python evaluate.py --scenario cpm_env/DataCenter-v0 --seeds 100-102 --out results/demo
 
 # The README's results table: every scenario, every controller, held-out seeds 100-104.
 results: $(STAMP)
