@@ -30,7 +30,8 @@ PPO_KEYS = {"learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_
 def load_hyperparams(scenario_id: str, overrides: list[str] | None = None, path: Path = PPO_CONFIG) -> dict[str, Any]:
     """configs/ppo.yml's default block, then the scenario's block, then ``key:value`` overrides.
 
-    Raises ValueError naming the key and the valid ones for an unknown or malformed override.
+    Raises ValueError naming the key and the valid ones for an unknown or malformed override,
+    and naming the key, its value and what is allowed for a value of the wrong type or range.
     """
     table = read_yaml(path, "hyperparameter blocks")
     hp = dict(table["default"])
@@ -44,22 +45,60 @@ def load_hyperparams(scenario_id: str, overrides: list[str] | None = None, path:
             hp[key] = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
             hp[key] = raw  # a plain string (e.g. policy: MlpPolicy)
+        check_hyperparam(key, hp[key], f"--hyperparams {item!r}")
+    for key, value in hp.items():
+        check_hyperparam(key, value, f"{path.name}: {key}")
     return hp
+
+
+# allowed values of the typed hyperparameters: (type, lowest, highest, what to say)
+INT_KEYS = {"n_envs", "n_timesteps", "n_steps", "batch_size", "n_epochs", "eval_freq", "checkpoint_freq"}
+FLOAT_RANGES = {"learning_rate": (0.0, None), "gamma": (0.0, 1.0), "gae_lambda": (0.0, 1.0), "clip_range": (0.0, None),
+                "ent_coef": (0.0, None), "vf_coef": (0.0, None), "max_grad_norm": (0.0, None),
+                "target_kl": (0.0, None)}
+BOOL_KEYS = {"normalize", "use_sde", "normalize_advantage"}
+
+
+def check_hyperparam(key: str, value: Any, where: str) -> None:
+    """One-line ValueError (starting with ``where``) if ``value`` is not allowed for hyperparameter ``key``."""
+    if key in INT_KEYS:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{where}: {key} = {value!r}: must be an integer >= 1")
+    elif key in FLOAT_RANGES:
+        low, high = FLOAT_RANGES[key]
+        if key == "target_kl" and value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value \
+                or (high is not None and value > high) or value != value or value == float("inf"):
+            allowed = f"in [{low:g}, {high:g}]" if high is not None else f"a finite number >= {low:g}"
+            raise ValueError(f"{where}: {key} = {value!r}: must be {allowed}")
+    elif key in BOOL_KEYS:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: {key} = {value!r}: must be True or False")
+    elif key == "policy_kwargs":
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: {key} = {value!r}: must be a dict, e.g. {{'net_arch': [64, 64]}}")
+    elif key == "eval_seeds":
+        parse_seeds(str(value), f"{where}: eval_seeds")
+    elif key == "policy":
+        if value != "MlpPolicy":
+            raise ValueError(f"{where}: {key} = {value!r}: only 'MlpPolicy' is supported")
 
 
 def run_hyperparams(scenario_id: str, overrides: list[str] | None, n_envs: int | None, timesteps: int | None,
                     optimize: bool = False, n_trials: int = 1) -> dict[str, Any]:
-    """:func:`load_hyperparams` with this run's batch and budget: ``n_envs`` envs (default the
-    file's) and ``n_timesteps`` env steps (default the file's; when tuning, per trial, a fifth of it).
+    """:func:`load_hyperparams` with this run's batch and budget: ``n_envs`` envs (None: the
+    file's) and ``n_timesteps`` env steps (None: the file's; when tuning, per trial, a fifth of it).
 
-    Raises ValueError if the envs, the env steps or ``n_trials`` (Optuna trials) are below 1.
+    Raises ValueError (one line, naming the option) if the envs, the env steps or ``n_trials``
+    (Optuna trials) are below 1: zero is an error, never "the default".
     """
+    for option, value in (("--n-envs", n_envs), ("--timesteps", timesteps), ("--n-trials", n_trials)):
+        if value is not None and value < 1:
+            raise ValueError(f"{option} = {value}: must be an integer >= 1 (leave it out for the default)")
     hp = load_hyperparams(scenario_id, overrides)
-    n_envs = n_envs or int(hp["n_envs"])
-    timesteps = timesteps or int(hp["n_timesteps"]) // (5 if optimize else 1)
-    if timesteps < 1 or n_envs < 1 or n_trials < 1:
-        raise ValueError(f"--timesteps = {timesteps}, --n-envs = {n_envs}, --n-trials = {n_trials}: "
-                         "each must be >= 1")
+    n_envs = int(hp["n_envs"]) if n_envs is None else n_envs
+    timesteps = max(int(hp["n_timesteps"]) // (5 if optimize else 1), 1) if timesteps is None else timesteps
     return {**hp, "n_envs": n_envs, "n_timesteps": timesteps}
 
 
