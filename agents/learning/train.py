@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,17 +12,19 @@ from typing import Any
 import torch
 import yaml
 from stable_baselines3 import PPO
-from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecNormalize
 
 from agents.evaluation.seeds import parse_seeds
-from agents.learning.callbacks import PolicyEvalCallback, save_policy
+from agents.learning.artifacts import MANIFEST, check_artifacts, scenario_sha256, write_atomic
+from agents.learning.callbacks import CheckpointSetCallback, PolicyEvalCallback, save_policy
 from cpm_env.config import read_yaml, resolve_scenario, scenario_to_dict
 from cpm_env.vec_env import EPISODE_KPIS, CpmVecEnv
 
 PPO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ppo.yml"
 # keys of configs/ppo.yml that are not PPO constructor arguments
 RUN_KEYS = {"n_envs", "n_timesteps", "policy", "normalize", "eval_freq", "eval_seeds", "checkpoint_freq"}
+RUN_FILES = ("config.yml", "args.yml", "scenario.yml")  # sealed with the run dir's final model
 PPO_KEYS = {"learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "clip_range", "ent_coef",
             "vf_coef", "max_grad_norm", "target_kl", "policy_kwargs", "use_sde", "sde_sample_freq",
             "normalize_advantage"}
@@ -141,9 +144,9 @@ def train(venv: CpmVecEnv, hp: dict[str, Any], timesteps: int, seed: int, run_di
     torch.set_num_threads(1)  # SB3's small MLPs run slower with more threads than this machine's cores
     run_dir.mkdir(parents=True, exist_ok=True)
     if run_args is not None:
-        (run_dir / "args.yml").write_text(yaml.safe_dump(run_args, sort_keys=False))
-    (run_dir / "config.yml").write_text(yaml.safe_dump(hp, sort_keys=False))
-    (run_dir / "scenario.yml").write_text(yaml.safe_dump(scenario_to_dict(venv.config), sort_keys=False))
+        write_atomic(run_dir / "args.yml", yaml.safe_dump(run_args, sort_keys=False).encode())
+    write_atomic(run_dir / "config.yml", yaml.safe_dump(hp, sort_keys=False).encode())
+    write_atomic(run_dir / "scenario.yml", yaml.safe_dump(scenario_to_dict(venv.config), sort_keys=False).encode())
     kwargs = {k: v for k, v in hp.items() if k in PPO_KEYS}
     env = VecNormalize(venv, gamma=kwargs.get("gamma", 0.99)) if hp.get("normalize", True) else venv
     model = PPO(hp.get("policy", "MlpPolicy"), env, seed=seed, device="cpu", verbose=0,
@@ -158,48 +161,53 @@ def _learn(model: PPO, hp: dict[str, Any], timesteps: int, run_dir: Path, on_eva
     seeds = parse_seeds(str(hp.get("eval_seeds", "10000-10004")), "eval_seeds")
     evaluator = PolicyEvalCallback(CpmVecEnv(venv.config, len(seeds)), seeds, int(hp.get("eval_freq", 500_000)),
                                    run_dir, on_eval)
-    checkpoints = CheckpointCallback(max(int(hp.get("checkpoint_freq", 100_000)) // venv.num_envs, 1),
-                                     str(run_dir / "checkpoints"), name_prefix="model", save_vecnormalize=True)
+    checkpoints = CheckpointSetCallback(int(hp.get("checkpoint_freq", 100_000)), run_dir / "checkpoints")
     model.learn(timesteps, callback=[KpiLogger(), checkpoints, evaluator], progress_bar=progress_bar,
                 tb_log_name="ppo", reset_num_timesteps=reset)
     if evaluator.last_eval < model.num_timesteps and evaluator.evaluate() is False:
         return model
-    save_policy(model, run_dir)
+    save_policy(model, run_dir, extra=tuple(n for n in RUN_FILES if (run_dir / n).is_file()))
     return model
 
 
 def latest_checkpoint(run_dir: Path) -> tuple[Path, Path | None, int]:
-    """The newest complete checkpoint: ``checkpoints/model_<steps>_steps.zip``, its normalizer
+    """The newest complete checkpoint: ``checkpoints/model_<steps>_steps/model.zip``, its normalizer
     (None if the run does not normalize) and <steps>, the env steps it was taken at.
 
-    SB3 writes the zip before the normalizer, so a run killed between the two resumes from
-    the checkpoint before.
+    A checkpoint is complete when its manifest checks (:func:`check_artifacts`: every file there
+    with its hash) and it was trained on the run's scenario; an incomplete one (a kill while it
+    was written, a missing or truncated normalizer) is skipped with a printed note.
     """
     normalize = read_yaml(run_dir / "config.yml", "hyperparameters").get("normalize", True)
+    required = ("model.zip", "vecnormalize.pkl") if normalize else ("model.zip",)
+    run_scenario = scenario_sha256(read_yaml(run_dir / "scenario.yml"))
     found = []
-    for path in (run_dir / "checkpoints").glob("model_*_steps.zip"):
-        match = re.fullmatch(r"model_(\d+)_steps\.zip", path.name)
-        if not match:
+    for path in (run_dir / "checkpoints").glob("model_*_steps"):
+        match = re.fullmatch(r"model_(\d+)_steps", path.name)
+        if match and path.is_dir():
+            found.append((int(match.group(1)), path))
+    for steps, path in sorted(found, reverse=True):
+        try:
+            manifest = check_artifacts(path, required)
+            if manifest["scenario"].get("sha256") != run_scenario:
+                raise ValueError(f"{path / MANIFEST}: trained on scenario {manifest['scenario'].get('id')!r}, not the "
+                                 "run's scenario.yml")
+        except ValueError as err:
+            print(f"note: skipping checkpoint {path.name}: {err}", file=sys.stderr)
             continue
-        steps = int(match.group(1))
-        norm_path = path.with_name(f"model_vecnormalize_{steps}_steps.pkl") if normalize else None
-        if norm_path is None or norm_path.is_file():
-            found.append((steps, path, norm_path))
-    if not found:
-        raise ValueError(f"--resume {run_dir}: no complete checkpoint (model + normalizer) in checkpoints/: "
-                         "nothing to resume")
-    steps, path, norm_path = max(found, key=lambda item: item[0])
-    return path, norm_path, steps
+        return path / "model.zip", (path / "vecnormalize.pkl") if normalize else None, steps
+    raise ValueError(f"--resume {run_dir}: no complete checkpoint (model + normalizer + manifest) in checkpoints/: "
+                     "nothing to resume")
 
 
 def check_resumable(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], int]:
     """The run's args (``args.yml``), hyperparameters (``config.yml``) and the env steps of its
-    newest checkpoint; ValueError if it is not a train.py run dir, already finished or has no checkpoint."""
+    newest complete checkpoint; ValueError if it is not a train.py run dir, already finished or has no checkpoint."""
     for name in ("args.yml", "config.yml", "scenario.yml"):
         if not (run_dir / name).is_file():
             raise ValueError(f"--resume {run_dir}: {name} missing: not a train.py run dir")
-    if (run_dir / "model.zip").is_file():
-        raise ValueError(f"--resume {run_dir}: the run already finished (model.zip is there)")
+    if (run_dir / MANIFEST).is_file():
+        raise ValueError(f"--resume {run_dir}: the run already finished ({MANIFEST} is there)")
     _, _, done = latest_checkpoint(run_dir)
     run_args = read_yaml(run_dir / "args.yml", "train.py arguments")
     return run_args, read_yaml(run_dir / "config.yml", "hyperparameters"), done
@@ -223,7 +231,7 @@ def resume(run_dir: Path, venv: CpmVecEnv, progress_bar: bool = True) -> PPO:
     run is a valid continuation, not a bitwise replay of the uninterrupted one.
     """
     hp = read_yaml(run_dir / "config.yml", "hyperparameters")
-    model_path, norm_path, _ = latest_checkpoint(run_dir)
+    model_path, norm_path, _ = latest_checkpoint(run_dir)  # checked: the user hands these pickles over knowingly
     torch.set_num_threads(1)
     env = VecNormalize.load(str(norm_path), venv) if norm_path is not None else venv
     model = PPO.load(model_path, env=env, device="cpu", tensorboard_log=str(run_dir / "tb"))
