@@ -145,14 +145,14 @@ class PolicyController:
         self.action_low, self.action_high, safe = _columns(actions, ("low", "high", "safe"), "actions")
         for i, name in enumerate(self.obs_names):
             if not (np.isfinite(scale[i]) and scale[i] > 0):
-                raise ValueError(f"{SIDECAR_FILE}: observations[{i}] ({name}) scale = {scale[i]!r}: must be a "
+                raise ValueError(f"{SIDECAR_FILE}: observations[{i}] ({name}) scale = {float(scale[i])!r}: must be a "
                                  "positive finite number")
         if not (np.all(self.obs_low < self.obs_high) and np.all(self.action_low < self.action_high)):
             raise ValueError(f"{SIDECAR_FILE}: bounds must have low < high")
         for i, name in enumerate(self.action_names):
             if not self.action_low[i] <= safe[i] <= self.action_high[i]:
-                raise ValueError(f"{SIDECAR_FILE}: actions[{i}] ({name}) safe = {safe[i]!r}: outside its bounds "
-                                 f"[{self.action_low[i]!r}, {self.action_high[i]!r}]")
+                raise ValueError(f"{SIDECAR_FILE}: actions[{i}] ({name}) safe = {float(safe[i])!r}: outside its "
+                                 f"bounds [{float(self.action_low[i])!r}, {float(self.action_high[i])!r}]")
         self.safe_setpoints = safe
         self._obs_low, self._obs_high = self.obs_low.tolist(), self.obs_high.tolist()
         self._action_low, self._action_high = self.action_low.tolist(), self.action_high.tolist()
