@@ -6,15 +6,19 @@
     python train.py --optimize --n-trials N [--storage URL] [--study-name NAME] [--timesteps N]
 
 Hyperparameters: configs/ppo.yml (default block, then the scenario's block, then
---hyperparams). The run dir gets config.yml, args.yml, scenario.yml, model.zip,
-vecnormalize.pkl, checkpoints/ (model + normalizer), evaluations.csv and best/ (periodic
-evaluation on held-out seeds against the best rule) and tb/ (TensorBoard: SB3's scalars,
-the site's KPIs under site/: compute delivered, violation MWh, SoC, caps, % of the best
-rule; evaluations under eval/). --resume continues a killed run from its newest checkpoint
-to its total timesteps (refused for a finished run or another --scenario). A run never
-shares a folder: the default run dir is runs/<scenario>_seed<seed>_<UTC time>, a non-empty
---run-dir is refused unless --overwrite moves it aside to <DIR>.old-<UTC time> (nothing is
-deleted), and every argument is checked before anything is written. --optimize
+--hyperparams). The run dir gets config.yml, args.yml, scenario.yml, the final model
+(policy.npz, policy_spec.json, normalizer.json: what ppo:RUN_DIR and export.py read, no
+pickle; SB3's model.zip and vecnormalize.pkl) sealed by manifest.json (each file's SHA-256,
+the step count, the scenario), checkpoints/model_<steps>_steps/ (model.zip +
+vecnormalize.pkl + manifest.json, for --resume), evaluations.csv and best/ (a sealed set,
+from periodic evaluation on held-out seeds against the best rule) and tb/ (TensorBoard: SB3's
+scalars, the site's KPIs under site/: compute delivered, violation MWh, SoC, caps, % of the
+best rule; evaluations under eval/). --resume continues a killed run from its newest complete
+checkpoint (an incomplete one is skipped with a note; its pickles run code: see
+docs/SECURITY.md) to its total timesteps (refused for a finished run or another --scenario).
+A run never shares a folder: the default run dir is runs/<scenario>_seed<seed>_<UTC time>, a
+non-empty --run-dir is refused unless --overwrite moves it aside to <DIR>.old-<UTC time>
+(nothing is deleted), and every argument is checked before anything is written. --optimize
 searches hyperparameters with Optuna (any storage URL; several machines may share one study).
 Evaluate the result with `python evaluate.py --controllers greedy,ppo:RUN_DIR`.
 """

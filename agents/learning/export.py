@@ -1,7 +1,8 @@
 """Trained PPO run -> standalone controller: ``policy.onnx`` and its contract ``policy.json``.
 
 The ONNX graph is the whole decision. It normalizes and clips the observation with the run's
-VecNormalize statistics, computes the policy's deterministic action (the Gaussian mean)
+normalizer statistics (``normalizer.json``, read with the policy by :class:`PPOController` from
+a sealed set, no pickle), computes the policy's deterministic action (the Gaussian mean)
 clipped to [-1, 1], and maps it to physical set-points with :func:`cpm_env.spaces.to_physical`:
 battery MW (+ discharging), caps and floors as fractions of TDP. The normalized observation
 is rounded to float32 as VecNormalize does; everything else runs in float64, because
@@ -11,8 +12,10 @@ rounding (a few 1e-6 MW for the shipped policy).
 
 Nothing is written until the graph, run through :class:`agents.runtime.PolicyController` on
 the observations of the model's own rollouts, reproduces the model's set-points (max abs
-difference below ``tolerance``, physical units). The files are written to temporary names
-and moved into place, so a failed export leaves the output folder as it was.
+difference below ``tolerance``, physical units). ``policy.json`` is sealed by
+:func:`agents.runtime.seal` (a checksum over the ONNX bytes and every other field). The files
+are written to temporary names and moved into place, so a failed export leaves the output
+folder as it was.
 """
 
 from __future__ import annotations
