@@ -189,6 +189,29 @@ def test_resume_falls_back_to_the_newest_complete_checkpoint(trained, tmp_path, 
     assert check_artifacts(newest)["num_timesteps"] == 256  # the broken one is written again, complete
 
 
+def test_a_run_dir_from_before_manifests_is_converted_once(trained, tmp_path, capsys):
+    from agents.learning.convert import main as convert
+    from agents.learning.ppo import PPOController
+    from cpm_env.vec_env import make_vec
+
+    run, scenario = trained
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    for name in ("model.zip", "vecnormalize.pkl", "config.yml", "scenario.yml"):  # what train.py used to write
+        shutil.copy(run / name, legacy / name)
+    site = make_vec(str(scenario), 1).site
+    with pytest.raises(ValueError, match=r"manifest\.json: missing: .* python -m agents\.learning\.convert"):
+        PPOController(legacy, site)
+    assert convert([str(legacy)]) == 0
+    obs = np.random.default_rng(0).uniform(-0.01, 1.0, (8, 26)).astype(np.float32)
+    np.testing.assert_array_equal(PPOController(legacy, site).predict(obs)[0], PPOController(run, site).predict(obs)[0])
+    capsys.readouterr()
+    before = snapshot(tmp_path)
+    assert convert([str(legacy)]) == 2
+    assert one_error_line(capsys) == f"error: {legacy}/manifest.json: already there: the folder is sealed"
+    assert snapshot(tmp_path) == before
+
+
 # ---------------------------------------------------------------- 3. no pickle in shipped or exported policies
 
 # deterministic actions of the SB3-loaded model.zip + vecnormalize.pkl (before the conversion) on

@@ -111,12 +111,8 @@ def save_policy(model, directory: Path, extra: tuple[str, ...] = ()) -> dict:
     ``normalizer.json``, and ``manifest.json`` (also covering the ``extra`` files already in
     ``directory``, e.g. config.yml), each written atomically, the manifest last. Returns the manifest."""
     begin_set(directory)
-    names = [*extra, "model.zip", *save_policy_files(model, directory)]
-    _save_sb3(model, directory / "model.zip")
-    norm = model.get_vec_normalize_env()
-    if norm is not None:
-        _save_sb3(norm, directory / "vecnormalize.pkl")
-        names.append("vecnormalize.pkl")
+    names = [*extra, *save_policy_files(model, model.get_vec_normalize_env(), directory)]
+    names += _save_sb3_files(model, directory)
     return write_manifest(directory, names, model.num_timesteps, _scenario(model))
 
 
@@ -125,14 +121,18 @@ def save_checkpoint(model, checkpoints: Path) -> Path:
     ``manifest.json`` (last), what ``--resume`` loads."""
     directory = checkpoints / f"model_{model.num_timesteps}_steps"
     begin_set(directory)
-    names = ["model.zip"]
+    write_manifest(directory, _save_sb3_files(model, directory), model.num_timesteps, _scenario(model))
+    return directory
+
+
+def _save_sb3_files(model, directory: Path) -> list[str]:
+    """SB3's ``model.zip`` and (if normalized) ``vecnormalize.pkl`` in ``directory``; returns their names."""
     _save_sb3(model, directory / "model.zip")
     norm = model.get_vec_normalize_env()
-    if norm is not None:
-        _save_sb3(norm, directory / "vecnormalize.pkl")
-        names.append("vecnormalize.pkl")
-    write_manifest(directory, names, model.num_timesteps, _scenario(model))
-    return directory
+    if norm is None:
+        return ["model.zip"]
+    _save_sb3(norm, directory / "vecnormalize.pkl")
+    return ["model.zip", "vecnormalize.pkl"]
 
 
 def _save_sb3(obj, path: Path) -> None:

@@ -11,6 +11,7 @@ and the ``config.yml``/``args.yml``/``scenario.yml`` there (the scenario the pol
 from __future__ import annotations
 
 import argparse
+import pickle
 import sys
 from pathlib import Path
 
@@ -36,14 +37,11 @@ def convert(directory: Path) -> dict:
     norm = None
     if (directory / "vecnormalize.pkl").is_file():
         with open(directory / "vecnormalize.pkl", "rb") as f:  # VecNormalize.load without an env to attach
-            import pickle
-
             norm = pickle.load(f)
         if not isinstance(norm, VecNormalize):
             raise ValueError(f"{directory / 'vecnormalize.pkl'}: holds a {type(norm).__name__}, not a VecNormalize")
-    model.get_vec_normalize_env = lambda: norm  # type: ignore[method-assign]
     begin_set(directory)
-    names = save_policy_files(model, directory)
+    names = save_policy_files(model, norm, directory)
     names += ["model.zip"] + [n for n in RUN_FILES if (directory / n).is_file()]
     return write_manifest(directory, names, model.num_timesteps, scenario)
 

@@ -86,14 +86,13 @@ def _box(space: spaces.Box) -> dict[str, Any]:
             "high": space.high.tolist()}
 
 
-def save_policy_files(model, directory: Path) -> list[str]:
-    """Write the pickle-free pair (and ``normalizer.json`` if ``model`` trains on a VecNormalize) of an SB3
-    PPO model into ``directory``, each atomically; returns the names written."""
+def save_policy_files(model, norm, directory: Path) -> list[str]:
+    """Write the pickle-free pair of an SB3 PPO model (and ``normalizer.json`` if ``norm``, its VecNormalize,
+    is not None) into ``directory``, each atomically; returns the names written."""
     constructor = {"use_sde": bool(model.use_sde), **(model.policy_kwargs or {})}
     spec = {"spec_version": SPEC_VERSION, "policy_class": type(model.policy).__name__,
             "constructor": constructor, "observation_space": _box(model.observation_space),
             "action_space": _box(model.action_space), "normalizer": None}
-    norm = model.get_vec_normalize_env()
     names = [WEIGHTS_FILE, SPEC_FILE]
     if norm is not None:
         write_json_atomic(directory / NORMALIZER_FILE, Normalizer.from_vecnormalize(norm).to_json())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import math
 import re
 import sys
 from collections.abc import Callable
@@ -54,7 +55,7 @@ def load_hyperparams(scenario_id: str, overrides: list[str] | None = None, path:
     return hp
 
 
-# allowed values of the typed hyperparameters: (type, lowest, highest, what to say)
+# the typed hyperparameters: integers >= 1, numbers in [lowest, highest] (None: no highest), booleans
 INT_KEYS = {"n_envs", "n_timesteps", "n_steps", "batch_size", "n_epochs", "eval_freq", "checkpoint_freq"}
 FLOAT_RANGES = {"learning_rate": (0.0, None), "gamma": (0.0, 1.0), "gae_lambda": (0.0, 1.0), "clip_range": (0.0, None),
                 "ent_coef": (0.0, None), "vf_coef": (0.0, None), "max_grad_norm": (0.0, None),
@@ -71,8 +72,8 @@ def check_hyperparam(key: str, value: Any, where: str) -> None:
         low, high = FLOAT_RANGES[key]
         if key == "target_kl" and value is None:
             return
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value \
-                or (high is not None and value > high) or value != value or value == float("inf"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or value < low or (high is not None and value > high):
             allowed = f"in [{low:g}, {high:g}]" if high is not None else f"a finite number >= {low:g}"
             raise ValueError(f"{where}: {key} = {value!r}: must be {allowed}")
     elif key in BOOL_KEYS:
