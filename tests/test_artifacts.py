@@ -48,6 +48,11 @@ def short_yml(short_scenario):
 @pytest.mark.parametrize("args, line", [
     (["--hyperparams", "n_steps:abc"], r"error: --hyperparams 'n_steps:abc': n_steps = 'abc': must be an integer >= 1"),
     (["--hyperparams", "gamma:1.5"], r"error: --hyperparams 'gamma:1.5': gamma = 1.5: must be in \[0, 1\]"),
+    (["--hyperparams", "policy_kwargs:{'foo':1}"], r"error: --hyperparams \"policy_kwargs:{'foo':1}\": policy_kwargs "
+     r"= {'foo': 1}: must be a dict with keys among full_std, log_std_init, net_arch, optimizer_kwargs, ortho_init, "
+     r"share_features_extractor, use_expln, e\.g\. {'net_arch': \[64, 64\]}"),
+    (["--n-envs", "1", "--hyperparams", "n_steps:1"], r"error: n_steps x --n-envs = 1: a rollout needs at least 2 "
+     r"steps"),
     (["--timesteps", "0"], r"error: --timesteps = 0: must be an integer >= 1 \(leave it out for the default\)"),
     (["--n-envs", "0"], r"error: --n-envs = 0: must be an integer >= 1 \(leave it out for the default\)"),
     (["--seed", "-1"], r"error: --seed = -1: must be >= 0"),

@@ -61,6 +61,9 @@ FLOAT_RANGES = {"learning_rate": (0.0, None), "gamma": (0.0, 1.0), "gae_lambda":
                 "ent_coef": (0.0, None), "vf_coef": (0.0, None), "max_grad_norm": (0.0, None),
                 "target_kl": (0.0, None)}
 BOOL_KEYS = {"normalize", "use_sde", "normalize_advantage"}
+# ActorCriticPolicy's arguments that plain values can set (and policy_spec.json can store)
+POLICY_KWARGS = {"net_arch", "ortho_init", "log_std_init", "full_std", "use_expln", "share_features_extractor",
+                 "optimizer_kwargs"}
 
 
 def check_hyperparam(key: str, value: Any, where: str) -> None:
@@ -80,8 +83,9 @@ def check_hyperparam(key: str, value: Any, where: str) -> None:
         if not isinstance(value, bool):
             raise ValueError(f"{where}: {key} = {value!r}: must be True or False")
     elif key == "policy_kwargs":
-        if not isinstance(value, dict):
-            raise ValueError(f"{where}: {key} = {value!r}: must be a dict, e.g. {{'net_arch': [64, 64]}}")
+        if not isinstance(value, dict) or not set(value) <= POLICY_KWARGS:
+            raise ValueError(f"{where}: {key} = {value!r}: must be a dict with keys among "
+                             f"{', '.join(sorted(POLICY_KWARGS))}, e.g. {{'net_arch': [64, 64]}}")
     elif key == "eval_seeds":
         parse_seeds(str(value), f"{where}: eval_seeds")
     elif key == "policy":
@@ -103,6 +107,8 @@ def run_hyperparams(scenario_id: str, overrides: list[str] | None, n_envs: int |
     hp = load_hyperparams(scenario_id, overrides)
     n_envs = int(hp["n_envs"]) if n_envs is None else n_envs
     timesteps = max(int(hp["n_timesteps"]) // (5 if optimize else 1), 1) if timesteps is None else timesteps
+    if n_envs * int(hp["n_steps"]) < 2:
+        raise ValueError(f"n_steps x --n-envs = {n_envs * int(hp['n_steps'])}: a rollout needs at least 2 steps")
     return {**hp, "n_envs": n_envs, "n_timesteps": timesteps}
 
 
@@ -136,22 +142,23 @@ def train(venv: CpmVecEnv, hp: dict[str, Any], timesteps: int, seed: int, run_di
     """Train PPO (VecNormalize if ``hp['normalize']``) for ``timesteps`` env steps and write the run dir.
 
     The run dir gets ``args.yml`` (``run_args``, the command line's, if given; ``--resume``
-    needs them), ``config.yml`` (hyperparameters), ``scenario.yml``, ``model.zip``,
-    ``vecnormalize.pkl``, ``checkpoints/`` (model + normalizer every ``checkpoint_freq``
-    steps), ``evaluations.csv`` and ``best/`` (every ``eval_freq`` steps and at the end, on
-    the held-out ``eval_seeds``) and ``tb/`` (TensorBoard). ``on_eval`` sees each
-    evaluation's mean reward and may stop training by returning False.
+    needs them), ``config.yml`` (hyperparameters), ``scenario.yml``, the final model as a
+    sealed set (:func:`save_policy`), ``checkpoints/`` (sealed model + normalizer every
+    ``checkpoint_freq`` steps), ``evaluations.csv`` and ``best/`` (every ``eval_freq`` steps
+    and at the end, on the held-out ``eval_seeds``) and ``tb/`` (TensorBoard). ``on_eval``
+    sees each evaluation's mean reward and may stop training by returning False. The model is
+    built before anything is written, so a constructor error leaves no run dir.
     """
     torch.set_num_threads(1)  # SB3's small MLPs run slower with more threads than this machine's cores
+    kwargs = {k: v for k, v in hp.items() if k in PPO_KEYS}
+    env = VecNormalize(venv, gamma=kwargs.get("gamma", 0.99)) if hp.get("normalize", True) else venv
+    model = PPO(hp.get("policy", "MlpPolicy"), env, seed=seed, device="cpu", verbose=0,
+                tensorboard_log=str(run_dir / "tb"), **kwargs)
     run_dir.mkdir(parents=True, exist_ok=True)
     if run_args is not None:
         write_atomic(run_dir / "args.yml", yaml.safe_dump(run_args, sort_keys=False).encode())
     write_atomic(run_dir / "config.yml", yaml.safe_dump(hp, sort_keys=False).encode())
     write_atomic(run_dir / "scenario.yml", yaml.safe_dump(scenario_to_dict(venv.config), sort_keys=False).encode())
-    kwargs = {k: v for k, v in hp.items() if k in PPO_KEYS}
-    env = VecNormalize(venv, gamma=kwargs.get("gamma", 0.99)) if hp.get("normalize", True) else venv
-    model = PPO(hp.get("policy", "MlpPolicy"), env, seed=seed, device="cpu", verbose=0,
-                tensorboard_log=str(run_dir / "tb"), **kwargs)
     return _learn(model, hp, timesteps, run_dir, on_eval, progress_bar, reset=True)
 
 
