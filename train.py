@@ -68,11 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.seed < 0:
             raise ValueError(f"--seed = {args.seed}: must be >= 0")
         if args.resume is not None:
-            run_args, hp, done = check_resumable(args.resume)
+            run_args, hp, checkpoint = check_resumable(args.resume)
             if args.scenario is not None:
                 check_same_scenario(args.resume, args.scenario)
             # fresh episodes after the checkpoint: the generators' state is not saved
-            venv = make_vec(str(args.resume / "scenario.yml"), int(hp["n_envs"]), seed=int(run_args["seed"]) + done)
+            venv = make_vec(str(args.resume / "scenario.yml"), int(hp["n_envs"]),
+                            seed=int(run_args["seed"]) + checkpoint[2])
         else:
             scenario = args.scenario or DEFAULT_SCENARIO
             scenario_id = resolve_scenario(scenario).id
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     if args.resume is not None:
-        resume(args.resume, venv)
+        resume(args.resume, venv, checkpoint)
         print(f"resumed and finished {args.resume}: evaluate with  "
               f"python evaluate.py --controllers greedy,ppo:{args.resume}")
         return 0

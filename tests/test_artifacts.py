@@ -183,7 +183,7 @@ def test_resume_falls_back_to_the_newest_complete_checkpoint(trained, tmp_path, 
     (newest / "vecnormalize.pkl").write_bytes((newest / "vecnormalize.pkl").read_bytes()[:100])  # ... truncated
     kept = snapshot(run / "checkpoints")
     assert train.main(["--resume", str(run)]) == 0
-    note = capsys.readouterr().err.splitlines()[0]
+    (note,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]  # said once
     assert re.fullmatch(rf"note: skipping checkpoint model_256_steps: {re.escape(str(newest))}/vecnormalize\.pkl: "
                         r"100 bytes, sha256 [0-9a-f]{16}\.\.\. do not match manifest\.json \(\d+ bytes, sha256 "
                         r"[0-9a-f]{16}\.\.\.\): the file was changed or truncated", note)

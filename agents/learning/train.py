@@ -178,7 +178,10 @@ def _learn(model: PPO, hp: dict[str, Any], timesteps: int, run_dir: Path, on_eva
     return model
 
 
-def latest_checkpoint(run_dir: Path) -> tuple[Path, Path | None, int]:
+Checkpoint = tuple[Path, Path | None, int]  # model.zip, vecnormalize.pkl (None: not normalized), env steps
+
+
+def latest_checkpoint(run_dir: Path) -> Checkpoint:
     """The newest complete checkpoint: ``checkpoints/model_<steps>_steps/model.zip``, its normalizer
     (None if the run does not normalize) and <steps>, the env steps it was taken at.
 
@@ -208,17 +211,17 @@ def latest_checkpoint(run_dir: Path) -> tuple[Path, Path | None, int]:
                      "nothing to resume")
 
 
-def check_resumable(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], int]:
-    """The run's args (``args.yml``), hyperparameters (``config.yml``) and the env steps of its
-    newest complete checkpoint; ValueError if it is not a train.py run dir, already finished or has no checkpoint."""
+def check_resumable(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], Checkpoint]:
+    """The run's args (``args.yml``), hyperparameters (``config.yml``) and its newest complete
+    checkpoint; ValueError if it is not a train.py run dir, already finished or has no checkpoint."""
     for name in ("args.yml", "config.yml", "scenario.yml"):
         if not (run_dir / name).is_file():
             raise ValueError(f"--resume {run_dir}: {name} missing: not a train.py run dir")
     if (run_dir / MANIFEST).is_file():
         raise ValueError(f"--resume {run_dir}: the run already finished ({MANIFEST} is there)")
-    _, _, done = latest_checkpoint(run_dir)
+    checkpoint = latest_checkpoint(run_dir)
     run_args = read_yaml(run_dir / "args.yml", "train.py arguments")
-    return run_args, read_yaml(run_dir / "config.yml", "hyperparameters"), done
+    return run_args, read_yaml(run_dir / "config.yml", "hyperparameters"), checkpoint
 
 
 def check_same_scenario(run_dir: Path, scenario: str) -> None:
@@ -232,14 +235,15 @@ def check_same_scenario(run_dir: Path, scenario: str) -> None:
                          "resume without --scenario or start a new run")
 
 
-def resume(run_dir: Path, venv: CpmVecEnv, progress_bar: bool = True) -> PPO:
-    """Continue a killed run from its newest checkpoint up to its ``n_timesteps``.
+def resume(run_dir: Path, venv: CpmVecEnv, checkpoint: Checkpoint, progress_bar: bool = True) -> PPO:
+    """Continue a killed run from ``checkpoint`` (:func:`check_resumable`'s) up to its ``n_timesteps``.
 
+    Loads the checkpoint's SB3 pickles: the user hands them over knowingly (docs/SECURITY.md).
     The env draws fresh episodes (its generator state is not in the checkpoint), so a resumed
     run is a valid continuation, not a bitwise replay of the uninterrupted one.
     """
     hp = read_yaml(run_dir / "config.yml", "hyperparameters")
-    model_path, norm_path, _ = latest_checkpoint(run_dir)  # checked: the user hands these pickles over knowingly
+    model_path, norm_path, _ = checkpoint
     torch.set_num_threads(1)
     env = VecNormalize.load(str(norm_path), venv) if norm_path is not None else venv
     model = PPO.load(model_path, env=env, device="cpu", tensorboard_log=str(run_dir / "tb"))
