@@ -10,7 +10,10 @@ of its canonical JSON)::
 
 Every file is written to a temporary name and moved into place (:func:`write_atomic`); the
 manifest is written last and removed first (:func:`begin_set`), so a set interrupted while
-being written has no manifest and :func:`check_artifacts` refuses it. Pure: no torch, no SB3.
+being written has no manifest and :func:`check_artifacts` refuses it. A folder that is only a
+set (``best/``, a checkpoint) is written beside and renamed into place
+(:func:`write_set_folder`), so the complete set it replaces stays until the new one is
+complete. Pure: no torch, no SB3.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+import shutil
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -84,6 +88,25 @@ def write_manifest(directory: Path, files: Iterable[str], num_timesteps: int, sc
                 "scenario": {"id": scenario.get("id"), "sha256": scenario_sha256(scenario)},
                 "files": entries, "written_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     write_json_atomic(directory / MANIFEST, manifest)
+    return manifest
+
+
+def write_set_folder(directory: Path, write: Callable[[Path], dict]) -> dict:
+    """Write a whole set folder at once: ``write(tmp)`` fills a temporary sibling folder (and returns
+    its manifest), which then replaces ``directory`` by renames; the set it replaces is deleted
+    only once the new one is in place. Returns the manifest."""
+    tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
+    old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+    for leftover in (tmp, old):  # this process's own, from an interrupted earlier call
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    tmp.mkdir(parents=True)
+    manifest = write(tmp)
+    if directory.exists():
+        directory.rename(old)
+    tmp.rename(directory)
+    if old.exists():
+        shutil.rmtree(old)
     return manifest
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.evaluation.runner import make_controller, run_controller
-from agents.learning.artifacts import begin_set, write_manifest
+from agents.learning.artifacts import begin_set, write_manifest, write_set_folder
 from agents.learning.policy_files import save_policy_files
 from cpm_env.config import scenario_to_dict
 from cpm_env.vec_env import CpmVecEnv
@@ -97,7 +97,7 @@ class PolicyEvalCallback(BaseCallback):
             csv.writer(f).writerow([values[c] for c in EVAL_COLUMNS])
         if reward > self.best_reward:
             self.best_reward = reward
-            save_policy(self.model, self.run_dir / "best")
+            write_set_folder(self.run_dir / "best", lambda tmp: save_policy(self.model, tmp))
         return self.on_eval(self.num_timesteps, reward) if self.on_eval else True
 
 
@@ -118,10 +118,10 @@ def save_policy(model, directory: Path, extra: tuple[str, ...] = ()) -> dict:
 
 def save_checkpoint(model, checkpoints: Path) -> Path:
     """``checkpoints/model_<steps>_steps/``: ``model.zip``, ``vecnormalize.pkl`` (if normalized) and
-    ``manifest.json`` (last), what ``--resume`` loads."""
+    ``manifest.json`` (last), written beside and renamed into place; what ``--resume`` loads."""
     directory = checkpoints / f"model_{model.num_timesteps}_steps"
-    begin_set(directory)
-    write_manifest(directory, _save_sb3_files(model, directory), model.num_timesteps, _scenario(model))
+    write_set_folder(directory, lambda tmp: write_manifest(tmp, _save_sb3_files(model, tmp), model.num_timesteps,
+                                                           _scenario(model)))
     return directory
 
 
