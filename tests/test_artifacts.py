@@ -329,13 +329,19 @@ def test_onnx_pointing_at_a_file_is_a_one_line_error(exported):
                         r"folder export\.py wrote \(policy\.onnx and policy\.json\)", str(err.value))
 
 
-def test_export_refuses_a_negative_seed_and_writes_nothing(tmp_path, capsys):
+@pytest.mark.parametrize("args, line", [
+    (["--seed", "-1"], r"error: --seed = -1: must be >= 0 \(the parity rollouts' seed\)"),
+    (["--out", "{tmp}/file.txt"], r"error: --out {tmp}/file\.txt: is a file, not a folder: pass a folder for "
+     r"policy\.onnx and policy\.json"),
+])
+def test_export_refuses_bad_arguments_and_writes_nothing(tmp_path, capsys, args, line):
     import export as export_cli
 
+    (tmp_path / "file.txt").write_text("not a folder")
     before = snapshot(tmp_path)
-    assert export_cli.main([str(ROOT / "models" / "DataCenter-v0"), "--out", str(tmp_path / "out"),
-                            "--seed", "-1"]) == 2
-    assert one_error_line(capsys) == "error: --seed = -1: must be >= 0 (the parity rollouts' seed)"
+    argv = [str(ROOT / "models" / "DataCenter-v0"), "--out", str(tmp_path / "out")]
+    assert export_cli.main(argv + [a.format(tmp=tmp_path) for a in args]) == 2
+    assert re.fullmatch(line.format(tmp=re.escape(str(tmp_path))), one_error_line(capsys))
     assert snapshot(tmp_path) == before
 
 
