@@ -126,7 +126,12 @@ class PolicyController:
         version = _field(spec, "schema_version")
         if version != SCHEMA_VERSION:
             raise ValueError(f"{SIDECAR_FILE}: schema_version = {version!r}: this runtime reads {SCHEMA_VERSION}")
-        sealed, computed = _field(spec, "checksum.sha256"), sidecar_checksum(spec, model)
+        sealed = _field(spec, "checksum.sha256")
+        try:
+            computed = sidecar_checksum(spec, model)
+        except ValueError:  # NaN or infinity, which export.py never writes
+            raise ValueError(f"{SIDECAR_FILE}: holds NaN or Infinity, which export.py never writes: the file was "
+                             "changed after export; re-export with export.py") from None
         if sealed != computed:
             raise ValueError(f"{SIDECAR_FILE}: checksum {computed[:16]}... does not match checksum.sha256 "
                              f"{str(sealed)[:16]}...: a field or {ONNX_FILE} was changed after export; re-export "

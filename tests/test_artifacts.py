@@ -295,6 +295,8 @@ def _set(section, i, key, value):
     (_set("actions", 0, "safe", 5.0), False, r"policy\.json: checksum [0-9a-f]{16}\.\.\. does not match "
      r"checksum\.sha256 [0-9a-f]{16}\.\.\.: a field or policy\.onnx was changed after export; re-export with "
      r"export\.py"),
+    (_set("actions", 0, "safe", float("nan")), False, r"policy\.json: holds NaN or Infinity, which export\.py never "
+     r"writes: the file was changed after export; re-export with export\.py"),
     (_set("actions", 2, "name", "battery"), True, r"policy\.json: actions\[2\] name 'battery' appears twice: names "
      r"must be unique"),
     (_set("observations", 23, "name", "soc"), True, r"policy\.json: observations\[23\] name 'soc' appears twice: "
