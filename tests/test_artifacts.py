@@ -248,9 +248,13 @@ def test_shipped_policies_load_no_pickle_and_act_as_before(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("pickle loaded")
 
-    for module, name in ((pickle, "load"), (pickle, "loads"), (pickle, "Unpickler"), (cloudpickle, "load"),
-                         (cloudpickle, "loads")):
+    class RefusingUnpickler(pickle.Unpickler):  # a class still: modules imported later may subclass it
+        def __init__(self, *args, **kwargs):
+            refuse()
+
+    for module, name in ((pickle, "load"), (pickle, "loads"), (cloudpickle, "load"), (cloudpickle, "loads")):
         monkeypatch.setattr(module, name, refuse)
+    monkeypatch.setattr(pickle, "Unpickler", RefusingUnpickler)
     for scenario_id, expected in SB3_ACTIONS.items():
         site = make_vec(f"cpm_env/{scenario_id}", 1).site
         ctrl = PPOController(shipped_model_dir(site), site)
