@@ -2,8 +2,11 @@
 
     python export.py MODEL_OR_RUN_DIR --out DIR [--scenario ID_OR_YAML] [--parity-obs 10240] [--seed 0]
 
-The ONNX graph maps scaled observations to physical set-points (battery MW, caps and floors
-as fractions of TDP); policy.json is its contract. Nothing is written unless the graph
+MODEL_OR_RUN_DIR is a sealed set (a run dir, its best/, or a shipped models/<id>/): its
+manifest.json must check, and only its pickle-free files (policy.npz, policy_spec.json,
+normalizer.json) are read. The ONNX graph maps scaled observations to physical set-points
+(battery MW, caps and floors as fractions of TDP); policy.json is its contract, sealed by a
+checksum over the ONNX bytes and every other field. Nothing is written unless the graph
 reproduces the trained model on observations of real rollouts (max abs difference < 1e-5).
 Run it with agents/runtime.py (numpy + onnxruntime only): python -m agents.runtime DIR
 """
@@ -20,13 +23,14 @@ from cpm_env.config import ConfigError
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", type=Path, metavar="MODEL_OR_RUN_DIR", help="run dir of train.py, or its model.zip")
+    parser.add_argument("source", type=Path, metavar="MODEL_OR_RUN_DIR",
+                        help="a sealed set: a run dir of train.py, its best/, or models/<id>/")
     parser.add_argument("--out", type=Path, required=True, help="folder for policy.onnx and policy.json")
     parser.add_argument("--scenario", default=None,
                         help="registered id or scenario YAML (default: the run dir's scenario.yml)")
     parser.add_argument("--parity-obs", type=int, default=PARITY_OBSERVATIONS,
                         help=f"rollout observations for the parity check (default {PARITY_OBSERVATIONS}, min 10000)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the parity rollouts")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the parity rollouts (>= 0)")
     return parser.parse_args(argv)
 
 

@@ -1,17 +1,24 @@
 """Train a PPO agent on a cpm_env scenario (RL Zoo conventions).
 
     python train.py [--scenario ID_OR_YAML] [--timesteps N] [--seed S] [--n-envs N]
-                    [--hyperparams key:value ...] [--run-dir DIR]
+                    [--hyperparams key:value ...] [--run-dir DIR [--overwrite]]
     python train.py --resume DIR
     python train.py --optimize --n-trials N [--storage URL] [--study-name NAME] [--timesteps N]
 
 Hyperparameters: configs/ppo.yml (default block, then the scenario's block, then
---hyperparams). The run dir gets config.yml, args.yml, scenario.yml, model.zip,
-vecnormalize.pkl, checkpoints/ (model + normalizer), evaluations.csv and best/ (periodic
-evaluation on held-out seeds against the best rule) and tb/ (TensorBoard: SB3's scalars,
-the site's KPIs under site/: compute delivered, violation MWh, SoC, caps, % of the best
-rule; evaluations under eval/). --resume continues a killed run from its newest checkpoint
-to its total timesteps (refused for a finished run or another --scenario). --optimize
+--hyperparams). The run dir gets config.yml, args.yml, scenario.yml, the final model
+(policy.npz, policy_spec.json, normalizer.json: what ppo:RUN_DIR and export.py read, no
+pickle; SB3's model.zip and vecnormalize.pkl) sealed by manifest.json (each file's SHA-256,
+the step count, the scenario), checkpoints/model_<steps>_steps/ (model.zip +
+vecnormalize.pkl + manifest.json, for --resume), evaluations.csv and best/ (a sealed set,
+from periodic evaluation on held-out seeds against the best rule) and tb/ (TensorBoard: SB3's
+scalars, the site's KPIs under site/: compute delivered, violation MWh, SoC, caps, % of the
+best rule; evaluations under eval/). --resume continues a killed run from its newest complete
+checkpoint (an incomplete one is skipped with a note; its pickles run code: see
+docs/SECURITY.md) to its total timesteps (refused for a finished run or another --scenario).
+A run never shares a folder: the default run dir is runs/<scenario>_seed<seed>_<UTC time>, a
+non-empty --run-dir is refused unless --overwrite moves it aside to <DIR>.old-<UTC time>
+(nothing is deleted), and every argument is checked before anything is written. --optimize
 searches hyperparameters with Optuna (any storage URL; several machines may share one study).
 Evaluate the result with `python evaluate.py --controllers greedy,ppo:RUN_DIR`.
 """
@@ -22,6 +29,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from agents.learning.rundir import check_fresh_run_dir, check_name, default_run_dir, move_aside
 from agents.learning.train import check_resumable, check_same_scenario, resume, run_hyperparams, train
 from cpm_env.config import ConfigError, resolve_scenario
 from cpm_env.vec_env import make_vec
@@ -39,7 +47,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY:VALUE",
                         help="override configs/ppo.yml, e.g. learning_rate:0.0001 n_steps:512")
     parser.add_argument("--run-dir", type=Path, default=None,
-                        help="default: runs/<scenario>_seed<seed> (with --optimize: runs/optuna/<study name>)")
+                        help="default: runs/<scenario>_seed<seed>_<UTC time> (with --optimize: "
+                             "runs/optuna/<study name>); must be empty or absent unless --overwrite")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="move a non-empty --run-dir aside to <DIR>.old-<UTC time> and start fresh")
     parser.add_argument("--resume", type=Path, default=None, metavar="DIR",
                         help="continue the killed run in DIR from its newest checkpoint")
     parser.add_argument("--optimize", action="store_true", help="tune hyperparameters with Optuna")
@@ -54,39 +65,52 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        if args.seed < 0:
+            raise ValueError(f"--seed = {args.seed}: must be >= 0")
         if args.resume is not None:
-            run_args, hp, done = check_resumable(args.resume)
+            run_args, hp, checkpoint = check_resumable(args.resume)
             if args.scenario is not None:
                 check_same_scenario(args.resume, args.scenario)
             # fresh episodes after the checkpoint: the generators' state is not saved
-            venv = make_vec(str(args.resume / "scenario.yml"), int(hp["n_envs"]), seed=int(run_args["seed"]) + done)
+            venv = make_vec(str(args.resume / "scenario.yml"), int(hp["n_envs"]),
+                            seed=int(run_args["seed"]) + checkpoint[2])
         else:
             scenario = args.scenario or DEFAULT_SCENARIO
             scenario_id = resolve_scenario(scenario).id
             hp = run_hyperparams(scenario_id, args.hyperparams, args.n_envs, args.timesteps, args.optimize,
                                  args.n_trials)
-            if not args.optimize:
+            if args.optimize:
+                from agents.learning.tune import check_storage, check_study_dir  # optuna only where tuning
+
+                name = check_name(args.study_name or f"ppo_{scenario_id.split('/')[-1]}", "--study-name")
+                study_dir = args.run_dir or Path("runs") / "optuna" / name
+                if args.storage is not None:
+                    check_storage(args.storage)
+                check_study_dir(study_dir, name, scenario_id)
+            else:
+                run_dir = args.run_dir or default_run_dir(scenario_id, args.seed)
+                check_fresh_run_dir(run_dir, args.overwrite)
                 venv = make_vec(scenario, hp["n_envs"], seed=args.seed)
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
     if args.resume is not None:
-        resume(args.resume, venv)
+        resume(args.resume, venv, checkpoint)
         print(f"resumed and finished {args.resume}: evaluate with  "
               f"python evaluate.py --controllers greedy,ppo:{args.resume}")
         return 0
     if args.optimize:
-        from agents.learning.tune import optimize  # optuna only where tuning
+        from agents.learning.tune import optimize
 
-        name = args.study_name or f"ppo_{scenario_id}"
-        study_dir = args.run_dir or Path("runs") / "optuna" / name
         optimize(scenario, scenario_id, hp, args.n_trials, hp["n_timesteps"], args.seed, study_dir, args.storage,
                  name)
         best = study_dir / "best_hyperparams.yml"
         print(best.read_text() if best.is_file() else "no trial finished (all pruned or failed)")
         return 0
-    run_dir = args.run_dir or Path("runs") / f"{venv.config.id}_seed{args.seed}"
+    old = move_aside(run_dir) if args.overwrite else None
+    if old is not None:
+        print(f"moved the previous contents of {run_dir} to {old}")
     saved_args = {**vars(args), "scenario": scenario, "run_dir": str(run_dir), "resume": None}
     train(venv, hp, hp["n_timesteps"], args.seed, run_dir, run_args=saved_args)
     print(f"saved {run_dir}: evaluate with  python evaluate.py --controllers greedy,ppo:{run_dir}")

@@ -3,8 +3,12 @@
     python -m agents.runtime DIR  < observations.jsonl  > setpoints.jsonl
 
 ``DIR`` holds ``policy.onnx`` and its contract ``policy.json`` (written by ``export.py``).
-:meth:`PolicyController.load` checks the ONNX file's SHA-256 and its input/output names and
-shapes against the sidecar, and refuses (one-line ``ValueError``) when they differ. It never
+The contract is sealed: ``checksum.sha256`` is the SHA-256 of the ONNX file's bytes followed by
+the canonical JSON (sorted keys, no spaces) of every other field of ``policy.json``
+(:func:`sidecar_checksum`). :meth:`PolicyController.load` refuses (one-line ``ValueError``) a
+sidecar whose checksum does not match (a changed field or ONNX file), duplicate observation or
+action names, an observation scale that is not a positive finite number, a safe action outside
+its action bounds, or ONNX input/output names and shapes that differ from the sidecar. It never
 loads a pickle and imports neither torch, Stable-Baselines3 nor the simulator.
 
 Observations are the env's vector: entry ``i`` is ``physical_value / scale`` of the
@@ -23,7 +27,8 @@ and sets ``last_fallback_reason`` to a one-line reason (also logged as a warning
 JSON-lines loop: each stdin line is a JSON list of numbers or an object ``{"obs": [...]}``;
 each gives one stdout line ``{"setpoints": {name: value}, "fallback": reason or null}``,
 flushed at once. Malformed lines get the safe action; blank lines are skipped; fallbacks are
-also logged to stderr with a timestamp.
+also logged to stderr with a timestamp. A reader that closes the pipe ends the loop quietly
+(exit 0); an unwritable stdout (closed, disk full) ends it with one line on stderr (exit 1).
 
 ``act_batch`` does the same for a batch, row by row, and ``predict`` offers SB3's interface
 (actions in [-1, 1]) so ``evaluate.py --controllers onnx:DIR`` runs the exported policy.
@@ -35,6 +40,7 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import sys
 from operator import le
 from pathlib import Path
@@ -42,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: policy.json sealed by checksum.sha256
 ONNX_FILE = "policy.onnx"
 SIDECAR_FILE = "policy.json"
 INPUT_DTYPE = "tensor(float)"
@@ -54,6 +60,25 @@ log = logging.getLogger("agents.runtime")  # the same name when run as __main__
 def sha256_hex(data: bytes) -> str:
     """SHA-256 of ``data`` as 64 hex digits."""
     return hashlib.sha256(data).hexdigest()
+
+
+def canonical_json(data) -> bytes:
+    """``data`` as canonical JSON bytes: sorted keys, no spaces, no NaN (JSON floats round-trip exactly)."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def sidecar_checksum(spec: dict, model: bytes) -> str:
+    """SHA-256 of the ONNX file's bytes followed by the canonical JSON of every sidecar field but ``checksum``."""
+    digest = hashlib.sha256(model)
+    digest.update(canonical_json({k: v for k, v in spec.items() if k != "checksum"}))
+    return digest.hexdigest()
+
+
+def seal(spec: dict, model: bytes) -> dict:
+    """``spec`` with its ``checksum`` over ``model`` (the ONNX bytes) and every other field."""
+    return {**{k: v for k, v in spec.items() if k != "checksum"},
+            "checksum": {"sha256": sidecar_checksum(spec, model),
+                         "covers": f"{ONNX_FILE} bytes, then the canonical JSON of every other field"}}
 
 
 def _field(spec: dict, path: str):
@@ -79,6 +104,17 @@ def _columns(entries: list[dict], keys: tuple[str, ...], where: str) -> list[np.
         raise ValueError(f"{SIDECAR_FILE}: {where} entries need numeric {', '.join(keys)} ({err!r})") from None
 
 
+def _check_names(names: list, section: str) -> None:
+    """One-line ValueError for a name that is not a non-empty string or appears twice in ``section``."""
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{SIDECAR_FILE}: {section}[{i}] name = {name!r}: must be a non-empty string")
+        if name in seen:
+            raise ValueError(f"{SIDECAR_FILE}: {section}[{i}] name {name!r} appears twice: names must be unique")
+        seen.add(name)
+
+
 class PolicyController:
     """An exported policy behind input validation and a fail-safe action."""
 
@@ -90,6 +126,16 @@ class PolicyController:
         version = _field(spec, "schema_version")
         if version != SCHEMA_VERSION:
             raise ValueError(f"{SIDECAR_FILE}: schema_version = {version!r}: this runtime reads {SCHEMA_VERSION}")
+        sealed = _field(spec, "checksum.sha256")
+        try:
+            computed = sidecar_checksum(spec, model)
+        except ValueError:  # NaN or infinity, which export.py never writes
+            raise ValueError(f"{SIDECAR_FILE}: holds NaN or Infinity, which export.py never writes: the file was "
+                             "changed after export; re-export with export.py") from None
+        if sealed != computed:
+            raise ValueError(f"{SIDECAR_FILE}: checksum {computed[:16]}... does not match checksum.sha256 "
+                             f"{str(sealed)[:16]}...: a field or {ONNX_FILE} was changed after export; re-export "
+                             "with export.py")
         expected, actual = _field(spec, "onnx.sha256"), sha256_hex(model)
         if actual != expected:
             raise ValueError(f"{ONNX_FILE}: sha256 {actual} does not match {SIDECAR_FILE} onnx.sha256 {expected}: "
@@ -98,11 +144,20 @@ class PolicyController:
         obs, actions = _field(spec, "observations"), _field(spec, "actions")
         self.obs_names = [e.get("name") for e in obs]
         self.action_names = [e.get("name") for e in actions]
-        self.obs_low, self.obs_high = _columns(obs, ("low", "high"), "observations")
+        _check_names(self.obs_names, "observations")
+        _check_names(self.action_names, "actions")
+        self.obs_low, self.obs_high, scale = _columns(obs, ("low", "high", "scale"), "observations")
         self.action_low, self.action_high, safe = _columns(actions, ("low", "high", "safe"), "actions")
-        if not (np.all(self.obs_low < self.obs_high) and np.all(self.action_low <= safe)
-                and np.all(safe <= self.action_high)):
-            raise ValueError(f"{SIDECAR_FILE}: bounds must have low < high and safe actions inside them")
+        for i, name in enumerate(self.obs_names):
+            if not (np.isfinite(scale[i]) and scale[i] > 0):
+                raise ValueError(f"{SIDECAR_FILE}: observations[{i}] ({name}) scale = {float(scale[i])!r}: must be a "
+                                 "positive finite number")
+        if not (np.all(self.obs_low < self.obs_high) and np.all(self.action_low < self.action_high)):
+            raise ValueError(f"{SIDECAR_FILE}: bounds must have low < high")
+        for i, name in enumerate(self.action_names):
+            if not self.action_low[i] <= safe[i] <= self.action_high[i]:
+                raise ValueError(f"{SIDECAR_FILE}: actions[{i}] ({name}) safe = {float(safe[i])!r}: outside its "
+                                 f"bounds [{float(self.action_low[i])!r}, {float(self.action_high[i])!r}]")
         self.safe_setpoints = safe
         self._obs_low, self._obs_high = self.obs_low.tolist(), self.obs_high.tolist()
         self._action_low, self._action_high = self.action_low.tolist(), self.action_high.tolist()
@@ -137,6 +192,9 @@ class PolicyController:
     def load(cls, directory: str | Path, threads: int = 1) -> PolicyController:
         """Open ``directory/policy.onnx`` after checking it against ``directory/policy.json``."""
         directory = Path(directory)
+        if directory.exists() and not directory.is_dir():
+            raise ValueError(f"{directory}: is a file, not a folder: pass the folder export.py wrote "
+                             f"({ONNX_FILE} and {SIDECAR_FILE})")
         try:
             spec = json.loads((directory / SIDECAR_FILE).read_text())
             model = (directory / ONNX_FILE).read_bytes()
@@ -262,11 +320,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     sys.stdin.reconfigure(errors="replace")  # undecodable bytes make a malformed line, not a crash
-    for line in sys.stdin:
-        if line.strip():
-            sys.stdout.write(json.dumps(controller.respond(line)) + "\n")
-            sys.stdout.flush()
+    return _serve(controller, sys.stdin, sys.stdout)
+
+
+def _serve(controller: PolicyController, lines, out) -> int:
+    """Answer each non-blank line of ``lines`` on ``out``; 0 when the input ends or the reader closed
+    the pipe, 1 (one line on stderr) when ``out`` cannot be written."""
+    try:
+        if out is None:
+            raise OSError("stdout is closed")
+        for line in lines:
+            if line.strip():
+                out.write(json.dumps(controller.respond(line)) + "\n")
+                out.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0
+    except (OSError, ValueError) as err:  # ValueError: a closed file object
+        _silence_stdout()
+        print(f"error: stdout: {err}: stopped answering", file=sys.stderr)
+        return 1
     return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so the interpreter's final flush of unwritten answers cannot fail."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # no stdout at all: nothing to flush
+        pass
 
 
 if __name__ == "__main__":

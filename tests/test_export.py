@@ -13,12 +13,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import evaluate
 import export as export_cli
-from agents.evaluation.runner import make_controller
+from agents.evaluation.runner import make_controller, run_controller
 from agents.learning.export import PARITY_TOLERANCE, PolicyGraph, export_policy, physical_setpoints, rollout
 from agents.learning.ppo import PPOController
-from agents.runtime import PolicyController
+from agents.runtime import PolicyController, seal
 from cpm_env.vec_env import make_vec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,8 +131,8 @@ def test_load_refuses_a_sidecar_of_other_shapes(exported, tmp_path, section):
     path = _copy(exported, tmp_path)
     spec = json.loads((path / "policy.json").read_text())
     spec[section].pop()
-    (path / "policy.json").write_text(json.dumps(spec))
-    with pytest.raises(ValueError, match="does not match") as err:
+    (path / "policy.json").write_text(json.dumps(seal(spec, (path / "policy.onnx").read_bytes())))
+    with pytest.raises(ValueError, match="policy.onnx: (input|output) .* does not match") as err:
         PolicyController.load(path)
     assert "\n" not in str(err.value)
 
@@ -260,14 +259,11 @@ def test_json_lines_loop_refuses_a_bad_folder(tmp_path):
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "policy.json" in done.stderr
 
 
-def test_evaluate_onnx_kpis_equal_the_source_model(exported, tmp_path, short_scenario, one_torch_thread):
-    out = tmp_path / "out"
-    onnx, ppo = f"onnx:{exported[0]}", f"ppo:{MODEL}"
-    assert evaluate.main(["--scenario", str(short_scenario()), "--controllers", f"{ppo},{onnx}",
-                          "--seeds", "100-101", "--out", str(out)]) == 0
-    episodes = pd.read_csv(out / "episodes.csv")
-    a = episodes[episodes.controller == ppo].drop(columns="controller").reset_index(drop=True)
-    b = episodes[episodes.controller == onnx].drop(columns="controller").reset_index(drop=True)
+def test_evaluate_onnx_kpis_equal_the_source_model(exported, short_scenario, one_torch_thread):
+    venv = make_vec(str(short_scenario()), 2)
+    ppo = PPOController(MODEL, venv.site, allow_other_scenario=True)  # a short variant of its scenario
+    a = run_controller(ppo, venv, [100, 101], "x")
+    b = run_controller(make_controller(f"onnx:{exported[0]}", venv.site), venv, [100, 101], "x")
     pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-6, atol=1e-5)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,9 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.evaluation.runner import make_controller, run_controller
+from agents.learning.artifacts import begin_set, write_manifest, write_set_folder
+from agents.learning.policy_files import save_policy_files
+from cpm_env.config import scenario_to_dict
 from cpm_env.vec_env import CpmVecEnv
 
 BEST_RULE = "greedy"  # the strongest rule-based controller on every scenario (README results)
@@ -93,14 +97,64 @@ class PolicyEvalCallback(BaseCallback):
             csv.writer(f).writerow([values[c] for c in EVAL_COLUMNS])
         if reward > self.best_reward:
             self.best_reward = reward
-            save_policy(self.model, self.run_dir / "best")
+            write_set_folder(self.run_dir / "best", lambda tmp: save_policy(self.model, tmp))
         return self.on_eval(self.num_timesteps, reward) if self.on_eval else True
 
 
-def save_policy(model, directory: Path) -> None:
-    """``model.zip`` and (if the model trains on a VecNormalize) ``vecnormalize.pkl`` in ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save(directory / "model.zip")
+def _scenario(model) -> dict:
+    return scenario_to_dict(model.get_env().unwrapped.config)
+
+
+def save_policy(model, directory: Path, extra: tuple[str, ...] = ()) -> dict:
+    """A final model or ``best/`` as a sealed set: SB3's ``model.zip`` and (if the model trains on a
+    VecNormalize) ``vecnormalize.pkl``, the pickle-free ``policy.npz``, ``policy_spec.json`` and
+    ``normalizer.json``, and ``manifest.json`` (also covering the ``extra`` files already in
+    ``directory``, e.g. config.yml), each written atomically, the manifest last. Returns the manifest."""
+    begin_set(directory)
+    names = [*extra, *save_policy_files(model, model.get_vec_normalize_env(), directory)]
+    names += _save_sb3_files(model, directory)
+    return write_manifest(directory, names, model.num_timesteps, _scenario(model))
+
+
+def save_checkpoint(model, checkpoints: Path) -> Path:
+    """``checkpoints/model_<steps>_steps/``: ``model.zip``, ``vecnormalize.pkl`` (if normalized) and
+    ``manifest.json`` (last), written beside and renamed into place; what ``--resume`` loads."""
+    directory = checkpoints / f"model_{model.num_timesteps}_steps"
+    write_set_folder(directory, lambda tmp: write_manifest(tmp, _save_sb3_files(model, tmp), model.num_timesteps,
+                                                           _scenario(model)))
+    return directory
+
+
+def _save_sb3_files(model, directory: Path) -> list[str]:
+    """SB3's ``model.zip`` and (if normalized) ``vecnormalize.pkl`` in ``directory``; returns their names."""
+    _save_sb3(model, directory / "model.zip")
     norm = model.get_vec_normalize_env()
-    if norm is not None:
-        norm.save(str(directory / "vecnormalize.pkl"))
+    if norm is None:
+        return ["model.zip"]
+    _save_sb3(norm, directory / "vecnormalize.pkl")
+    return ["model.zip", "vecnormalize.pkl"]
+
+
+def _save_sb3(obj, path: Path) -> None:
+    """SB3's own save (a model's zip or a VecNormalize's pickle) to a temporary name, then moved into place."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    obj.save(tmp if path.suffix == ".zip" else str(tmp))
+    os.replace(tmp, path)
+
+
+class CheckpointSetCallback(BaseCallback):
+    """Every ``freq_steps`` env steps, a sealed checkpoint set in ``checkpoints`` (:func:`save_checkpoint`)."""
+
+    def __init__(self, freq_steps: int, checkpoints: Path):
+        super().__init__()
+        self.freq_steps, self.checkpoints = freq_steps, Path(checkpoints)
+        self.last_saved = 0
+
+    def _init_callback(self) -> None:
+        self.last_saved = self.model.num_timesteps  # a resumed run starts at its checkpoint
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps - self.last_saved >= self.freq_steps:
+            self.last_saved = self.num_timesteps
+            save_checkpoint(self.model, self.checkpoints)
+        return True

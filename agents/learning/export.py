@@ -1,7 +1,8 @@
 """Trained PPO run -> standalone controller: ``policy.onnx`` and its contract ``policy.json``.
 
 The ONNX graph is the whole decision. It normalizes and clips the observation with the run's
-VecNormalize statistics, computes the policy's deterministic action (the Gaussian mean)
+normalizer statistics (``normalizer.json``, read with the policy by :class:`PPOController` from
+a sealed set, no pickle), computes the policy's deterministic action (the Gaussian mean)
 clipped to [-1, 1], and maps it to physical set-points with :func:`cpm_env.spaces.to_physical`:
 battery MW (+ discharging), caps and floors as fractions of TDP. The normalized observation
 is rounded to float32 as VecNormalize does; everything else runs in float64, because
@@ -11,8 +12,10 @@ rounding (a few 1e-6 MW for the shipped policy).
 
 Nothing is written until the graph, run through :class:`agents.runtime.PolicyController` on
 the observations of the model's own rollouts, reproduces the model's set-points (max abs
-difference below ``tolerance``, physical units). The files are written to temporary names
-and moved into place, so a failed export leaves the output folder as it was.
+difference below ``tolerance``, physical units). ``policy.json`` is sealed by
+:func:`agents.runtime.seal` (a checksum over the ONNX bytes and every other field). The files
+are written to temporary names and moved into place, so a failed export leaves the output
+folder as it was.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import os
 import platform
 import warnings
 from datetime import datetime, timezone
@@ -32,6 +34,7 @@ import onnx
 import torch
 
 from agents.controllers.rules import fit_cap
+from agents.learning.artifacts import write_atomic
 from agents.learning.ppo import PPOController
 from agents.runtime import (
     INPUT_DTYPE,
@@ -40,6 +43,7 @@ from agents.runtime import (
     SCHEMA_VERSION,
     SIDECAR_FILE,
     PolicyController,
+    seal,
     sha256_hex,
 )
 from cpm_env import spaces
@@ -66,7 +70,7 @@ class PolicyGraph(torch.nn.Module):
 
     def __init__(self, controller: PPOController, site: Site):
         super().__init__()
-        policy = controller.model.policy
+        policy = controller.policy
         if policy.squash_output:
             raise ValueError("export: policies with squash_output=True are not supported (their actions are "
                              "rescaled, not clipped)")
@@ -75,12 +79,12 @@ class PolicyGraph(torch.nn.Module):
         self.actor = copy.deepcopy(policy.mlp_extractor).double()
         self.action_net = copy.deepcopy(policy.action_net).double()
         self.params, self.floor_idx = site.params, site.floor_idx
-        norm = controller.norm
+        norm = controller.normalizer
         self.normalize = norm is not None and norm.norm_obs
-        if self.normalize:
+        if norm is not None and norm.norm_obs:
             # VecNormalize divides by sqrt(var + eps) in float64 and casts the result to float32
-            self.register_buffer("mean", torch.as_tensor(norm.obs_rms.mean, dtype=torch.float64))
-            self.register_buffer("std", torch.as_tensor(np.sqrt(norm.obs_rms.var + norm.epsilon), dtype=torch.float64))
+            self.register_buffer("mean", torch.as_tensor(norm.mean, dtype=torch.float64))
+            self.register_buffer("std", torch.as_tensor(np.sqrt(norm.var + norm.epsilon), dtype=torch.float64))
             self.clip_obs = float(norm.clip_obs)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -145,10 +149,6 @@ def _read_yaml(path: Path):
     return read_yaml(path, "run settings") if path.is_file() else None
 
 
-def _file_sha256(path: Path) -> str | None:
-    return sha256_hex(path.read_bytes()) if path.is_file() else None
-
-
 def _version(package: str) -> str | None:
     try:
         return metadata.version(package)
@@ -156,11 +156,10 @@ def _version(package: str) -> str | None:
         return None
 
 
-def sidecar(site: Site, model_path: Path, model: bytes) -> dict:
-    """The contract of an exported graph: entries, safe action, provenance (parity added later)."""
+def sidecar(site: Site, run_dir: Path, manifest: dict, model: bytes) -> dict:
+    """The contract of an exported graph: entries, safe action, provenance (parity and checksum added later)."""
     cfg = site.config
     safe, rule = safe_action(site)
-    run_dir = model_path.parent
     return {
         "schema_version": SCHEMA_VERSION,
         "scenario": {"id": cfg.id, "dt_s": cfg.dt_s, "config": scenario_to_dict(cfg)},
@@ -178,9 +177,9 @@ def sidecar(site: Site, model_path: Path, model: bytes) -> dict:
             "output": {"name": OUTPUT_NAME, "shape": ["batch", len(site.action_features)], "dtype": OUTPUT_DTYPE},
         },
         "training_run": {
-            "source": str(model_path.resolve()),
-            "model_sha256": _file_sha256(model_path),
-            "vecnormalize_sha256": _file_sha256(run_dir / "vecnormalize.pkl"),
+            "source": str(run_dir.resolve()),
+            "num_timesteps": manifest["num_timesteps"],
+            "files_sha256": {name: entry["sha256"] for name, entry in manifest["files"].items()},
             "config": _read_yaml(run_dir / "config.yml"),
             "args": _read_yaml(run_dir / "args.yml"),
         },
@@ -189,28 +188,27 @@ def sidecar(site: Site, model_path: Path, model: bytes) -> dict:
     }
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def export_policy(source: str | Path, out: str | Path, scenario: str | None = None,
                   n_obs: int = PARITY_OBSERVATIONS, seed: int = 0, tolerance: float = PARITY_TOLERANCE) -> dict:
-    """Export ``source`` (a run dir or its model.zip) to ``out/policy.onnx`` and ``out/policy.json``.
+    """Export ``source`` (a run dir, its ``best/``, or a file in one) to ``out/policy.onnx`` and ``out/policy.json``.
 
-    ``scenario`` (registered id or YAML) defaults to the run dir's ``scenario.yml``. Parity runs
-    on ``n_obs`` observations of rollouts seeded ``seed``; raises :class:`ParityError` (nothing
-    written) when the max abs difference is not below ``tolerance``. Returns the sidecar.
+    The source must be a sealed artifact set (its manifest checks); only its pickle-free files are
+    read. ``scenario`` (registered id or YAML) defaults to the run dir's ``scenario.yml``. Parity
+    runs on ``n_obs`` observations of rollouts seeded ``seed``; raises :class:`ParityError`
+    (nothing written) when the max abs difference is not below ``tolerance``. Returns the sidecar.
     """
     source, out = Path(source), Path(out)
-    model_path = source / "model.zip" if source.is_dir() else source
-    if not model_path.is_file():
-        raise ValueError(f"{source}: no model.zip there: pass a run dir of train.py or its model.zip")
+    run_dir = source.parent if source.is_file() else source
+    if not run_dir.is_dir():
+        raise ValueError(f"{source}: no such folder: pass a run dir of train.py (with model.zip and manifest.json)")
     if n_obs < MIN_PARITY_OBSERVATIONS:
         raise ValueError(f"parity observations = {n_obs}: must be at least {MIN_PARITY_OBSERVATIONS}")
+    if seed < 0:
+        raise ValueError(f"--seed = {seed}: must be >= 0 (the parity rollouts' seed)")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: is a file, not a folder: pass a folder for policy.onnx and policy.json")
     if scenario is None:
-        scenario_path = model_path.parent / "scenario.yml"
+        scenario_path = run_dir / "scenario.yml"
         if not scenario_path.is_file():
             raise ValueError(f"{scenario_path}: not found: pass --scenario ID_OR_YAML, the scenario the policy "
                              "was trained on")
@@ -218,18 +216,20 @@ def export_policy(source: str | Path, out: str | Path, scenario: str | None = No
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # SB3's small MLP runs several times slower with threads competing for cores
     try:
-        return _export(model_path, out, scenario, n_obs, seed, tolerance)
+        return _export(run_dir, out, scenario, n_obs, seed, tolerance)
     finally:
         torch.set_num_threads(threads)
 
 
-def _export(model_path: Path, out: Path, scenario: str, n_obs: int, seed: int, tolerance: float) -> dict:
+def _export(run_dir: Path, out: Path, scenario: str, n_obs: int, seed: int, tolerance: float) -> dict:
     venv = make_vec(scenario, PARITY_ENVS, seed=seed)
-    controller = PPOController(model_path, venv.site)
+    controller = PPOController(run_dir, venv.site)
     model = onnx_bytes(PolicyGraph(controller, venv.site).eval(), venv.site)
-    spec = sidecar(venv.site, model_path, model)
-    runtime = PolicyController(spec, model)
+    spec = sidecar(venv.site, run_dir, controller.manifest, model)
     obs, expected = rollout(controller, venv, n_obs)
+    spec["parity"] = {"observations": len(obs), "rollout_envs": venv.num_envs, "seed": seed,
+                      "max_abs_diff": None, "tolerance": tolerance}
+    runtime = PolicyController(seal(spec, model), model)
     got = runtime.act_batch(obs)
     if runtime.last_fallback_reason is not None:
         raise ParityError(f"parity: the runtime rejected rollout observations of {venv.config.id} "
@@ -241,9 +241,9 @@ def _export(model_path: Path, out: Path, scenario: str, n_obs: int, seed: int, t
         raise ParityError(f"parity failed: max abs difference {max_diff:.3g} ({venv.site.action_names[col]}, "
                           f"observation {row}) is not below {tolerance:g} over {len(obs)} observations of "
                           f"{venv.config.id}; nothing written")
-    spec["parity"] = {"observations": len(obs), "rollout_envs": venv.num_envs, "seed": seed,
-                      "max_abs_diff": max_diff, "tolerance": tolerance}
+    spec["parity"]["max_abs_diff"] = max_diff
+    spec = seal(spec, model)
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomically(out / ONNX_FILE, model)
-    _write_atomically(out / SIDECAR_FILE, (json.dumps(spec, indent=2, allow_nan=False) + "\n").encode())
+    write_atomic(out / ONNX_FILE, model)
+    write_atomic(out / SIDECAR_FILE, (json.dumps(spec, indent=2, allow_nan=False) + "\n").encode())
     return spec

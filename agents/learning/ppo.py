@@ -1,15 +1,15 @@
-"""A trained Stable-Baselines3 PPO policy (run dir with model.zip and vecnormalize.pkl) as a controller."""
+"""A trained PPO policy (a sealed artifact set: policy.npz, policy_spec.json, normalizer.json) as a controller."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-from stable_baselines3 import PPO
-from stable_baselines3.common.vec_env import VecNormalize
 
+from agents.learning.artifacts import MANIFEST, check_artifacts, scenario_sha256
+from agents.learning.policy_files import NORMALIZER_FILE, SPEC_FILE, WEIGHTS_FILE, load_policy_files
+from cpm_env.config import scenario_to_dict
 from cpm_env.scenario import Site
-from cpm_env.vec_env import CpmVecEnv
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 
@@ -17,34 +17,50 @@ MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 def shipped_model_dir(site: Site) -> Path:
     """``models/<scenario id>/``, the policy shipped for a scenario; one-line error if there is none."""
     path = MODELS_DIR / site.config.id
-    if not (path / "model.zip").is_file():
-        shipped = sorted(p.parent.name for p in MODELS_DIR.glob("*/model.zip")) if MODELS_DIR.is_dir() else []
+    if not (path / MANIFEST).is_file():
+        shipped = sorted(p.parent.name for p in MODELS_DIR.glob(f"*/{MANIFEST}")) if MODELS_DIR.is_dir() else []
         raise ValueError(f"ppo: no shipped policy for {site.config.id} (shipped: {shipped or 'none'}); "
                          "train one with train.py --run-dir DIR and use ppo:DIR")
     return path
 
 
 class PPOController:
-    """Deterministic actions of a trained PPO model, observations normalized as in training."""
+    """Deterministic actions of a trained PPO policy, observations normalized as in training.
 
-    def __init__(self, run_dir: str | Path, site: Site):
-        run_dir = Path(run_dir)
-        model_path = run_dir / "model.zip" if run_dir.is_dir() else run_dir
-        if not model_path.is_file():
-            raise ValueError(f"ppo:{run_dir}: no model.zip there: train one with train.py --run-dir DIR")
-        self.model = PPO.load(model_path, device="cpu")
-        if self.model.observation_space.shape != site.observation_space.shape:
-            raise ValueError(f"ppo:{run_dir}: model observes {self.model.observation_space.shape}, "
+    Reads only the pickle-free files of a sealed set (``policy.npz``, ``policy_spec.json``,
+    ``normalizer.json``), after :func:`check_artifacts` has checked them against ``manifest.json``.
+    A policy trained on another scenario (another scenario dict than ``site``'s) is refused unless
+    ``allow_other_scenario=True``; a different observation shape is refused always.
+    """
+
+    def __init__(self, run_dir: str | Path, site: Site, allow_other_scenario: bool = False):
+        given = Path(run_dir)
+        directory = given.parent if given.is_file() else given
+        if not directory.is_dir():
+            raise ValueError(f"ppo:{given}: no such folder: pass a run dir of train.py (with model.zip and "
+                             f"{MANIFEST}), e.g. train one with train.py --run-dir DIR")
+        try:
+            manifest = check_artifacts(directory, (WEIGHTS_FILE, SPEC_FILE))
+            self.policy, self.normalizer = load_policy_files(directory)
+        except ValueError as err:
+            raise ValueError(f"ppo:{given}: {err}") from None
+        if self.normalizer is not None and NORMALIZER_FILE not in manifest["files"]:
+            raise ValueError(f"ppo:{given}: {directory / MANIFEST}: does not list {NORMALIZER_FILE}: the set is "
+                             "incomplete")
+        trained = manifest["scenario"]
+        if trained.get("sha256") != scenario_sha256(scenario_to_dict(site.config)) and not allow_other_scenario:
+            same = " (same id, other settings)" if trained.get("id") == site.config.id else ""
+            raise ValueError(f"ppo:{given}: trained on scenario {trained.get('id')!r}, not {site.config.id!r}{same}: "
+                             "train a policy on this scenario, or pass allow_other_scenario=True to run it anyway")
+        if self.policy.observation_space.shape != site.observation_space.shape:
+            raise ValueError(f"ppo:{given}: model observes {self.policy.observation_space.shape}, "
                              f"this scenario gives {site.observation_space.shape}")
-        self.norm = None
-        stats = model_path.parent / "vecnormalize.pkl"
-        if stats.is_file():
-            self.norm = VecNormalize.load(str(stats), CpmVecEnv(site.config, 1))
-            self.norm.training = False
+        self.manifest = manifest
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+        """SB3's interface: actions in [-1, 1] for one observation or a batch."""
         obs = np.asarray(observation, dtype=np.float32)
-        if self.norm is not None:
-            obs = self.norm.normalize_obs(obs)
-        action, _ = self.model.predict(obs, deterministic=deterministic)
+        if self.normalizer is not None:
+            obs = self.normalizer.normalize(obs)
+        action, _ = self.policy.predict(obs, deterministic=deterministic)
         return action, state

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import math
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,17 +13,19 @@ from typing import Any
 import torch
 import yaml
 from stable_baselines3 import PPO
-from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecNormalize
 
 from agents.evaluation.seeds import parse_seeds
-from agents.learning.callbacks import PolicyEvalCallback, save_policy
+from agents.learning.artifacts import MANIFEST, check_artifacts, scenario_sha256, write_atomic
+from agents.learning.callbacks import CheckpointSetCallback, PolicyEvalCallback, save_policy
 from cpm_env.config import read_yaml, resolve_scenario, scenario_to_dict
 from cpm_env.vec_env import EPISODE_KPIS, CpmVecEnv
 
 PPO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ppo.yml"
 # keys of configs/ppo.yml that are not PPO constructor arguments
 RUN_KEYS = {"n_envs", "n_timesteps", "policy", "normalize", "eval_freq", "eval_seeds", "checkpoint_freq"}
+RUN_FILES = ("config.yml", "args.yml", "scenario.yml")  # sealed with the run dir's final model
 PPO_KEYS = {"learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "clip_range", "ent_coef",
             "vf_coef", "max_grad_norm", "target_kl", "policy_kwargs", "use_sde", "sde_sample_freq",
             "normalize_advantage"}
@@ -30,7 +34,8 @@ PPO_KEYS = {"learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_
 def load_hyperparams(scenario_id: str, overrides: list[str] | None = None, path: Path = PPO_CONFIG) -> dict[str, Any]:
     """configs/ppo.yml's default block, then the scenario's block, then ``key:value`` overrides.
 
-    Raises ValueError naming the key and the valid ones for an unknown or malformed override.
+    Raises ValueError naming the key and the valid ones for an unknown or malformed override,
+    and naming the key, its value and what is allowed for a value of the wrong type or range.
     """
     table = read_yaml(path, "hyperparameter blocks")
     hp = dict(table["default"])
@@ -44,22 +49,66 @@ def load_hyperparams(scenario_id: str, overrides: list[str] | None = None, path:
             hp[key] = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
             hp[key] = raw  # a plain string (e.g. policy: MlpPolicy)
+        check_hyperparam(key, hp[key], f"--hyperparams {item!r}")
+    for key, value in hp.items():
+        check_hyperparam(key, value, f"{path.name}: {key}")
     return hp
+
+
+# the typed hyperparameters: integers >= 1, numbers in [lowest, highest] (None: no highest), booleans
+INT_KEYS = {"n_envs", "n_timesteps", "n_steps", "batch_size", "n_epochs", "eval_freq", "checkpoint_freq"}
+FLOAT_RANGES = {"learning_rate": (0.0, None), "gamma": (0.0, 1.0), "gae_lambda": (0.0, 1.0), "clip_range": (0.0, None),
+                "ent_coef": (0.0, None), "vf_coef": (0.0, None), "max_grad_norm": (0.0, None),
+                "target_kl": (0.0, None)}
+BOOL_KEYS = {"normalize", "use_sde", "normalize_advantage"}
+# ActorCriticPolicy's arguments that plain values can set (and policy_spec.json can store)
+POLICY_KWARGS = {"net_arch", "ortho_init", "log_std_init", "full_std", "use_expln", "share_features_extractor",
+                 "optimizer_kwargs"}
+
+
+def check_hyperparam(key: str, value: Any, where: str) -> None:
+    """One-line ValueError (starting with ``where``) if ``value`` is not allowed for hyperparameter ``key``."""
+    if key in INT_KEYS:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{where}: {key} = {value!r}: must be an integer >= 1")
+    elif key in FLOAT_RANGES:
+        low, high = FLOAT_RANGES[key]
+        if key == "target_kl" and value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or value < low or (high is not None and value > high):
+            allowed = f"in [{low:g}, {high:g}]" if high is not None else f"a finite number >= {low:g}"
+            raise ValueError(f"{where}: {key} = {value!r}: must be {allowed}")
+    elif key in BOOL_KEYS:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: {key} = {value!r}: must be True or False")
+    elif key == "policy_kwargs":
+        if not isinstance(value, dict) or not set(value) <= POLICY_KWARGS:
+            raise ValueError(f"{where}: {key} = {value!r}: must be a dict with keys among "
+                             f"{', '.join(sorted(POLICY_KWARGS))}, e.g. {{'net_arch': [64, 64]}}")
+    elif key == "eval_seeds":
+        parse_seeds(str(value), f"{where}: eval_seeds")
+    elif key == "policy":
+        if value != "MlpPolicy":
+            raise ValueError(f"{where}: {key} = {value!r}: only 'MlpPolicy' is supported")
 
 
 def run_hyperparams(scenario_id: str, overrides: list[str] | None, n_envs: int | None, timesteps: int | None,
                     optimize: bool = False, n_trials: int = 1) -> dict[str, Any]:
-    """:func:`load_hyperparams` with this run's batch and budget: ``n_envs`` envs (default the
-    file's) and ``n_timesteps`` env steps (default the file's; when tuning, per trial, a fifth of it).
+    """:func:`load_hyperparams` with this run's batch and budget: ``n_envs`` envs (None: the
+    file's) and ``n_timesteps`` env steps (None: the file's; when tuning, per trial, a fifth of it).
 
-    Raises ValueError if the envs, the env steps or ``n_trials`` (Optuna trials) are below 1.
+    Raises ValueError (one line, naming the option) if the envs, the env steps or ``n_trials``
+    (Optuna trials) are below 1: zero is an error, never "the default".
     """
+    for option, value in (("--n-envs", n_envs), ("--timesteps", timesteps), ("--n-trials", n_trials)):
+        if value is not None and value < 1:
+            raise ValueError(f"{option} = {value}: must be an integer >= 1 (leave it out for the default)")
     hp = load_hyperparams(scenario_id, overrides)
-    n_envs = n_envs or int(hp["n_envs"])
-    timesteps = timesteps or int(hp["n_timesteps"]) // (5 if optimize else 1)
-    if timesteps < 1 or n_envs < 1 or n_trials < 1:
-        raise ValueError(f"--timesteps = {timesteps}, --n-envs = {n_envs}, --n-trials = {n_trials}: "
-                         "each must be >= 1")
+    n_envs = int(hp["n_envs"]) if n_envs is None else n_envs
+    timesteps = max(int(hp["n_timesteps"]) // (5 if optimize else 1), 1) if timesteps is None else timesteps
+    if n_envs * int(hp["n_steps"]) < 2:
+        raise ValueError(f"n_steps x --n-envs = {n_envs * int(hp['n_steps'])}: a rollout needs at least 2 steps")
     return {**hp, "n_envs": n_envs, "n_timesteps": timesteps}
 
 
@@ -93,22 +142,23 @@ def train(venv: CpmVecEnv, hp: dict[str, Any], timesteps: int, seed: int, run_di
     """Train PPO (VecNormalize if ``hp['normalize']``) for ``timesteps`` env steps and write the run dir.
 
     The run dir gets ``args.yml`` (``run_args``, the command line's, if given; ``--resume``
-    needs them), ``config.yml`` (hyperparameters), ``scenario.yml``, ``model.zip``,
-    ``vecnormalize.pkl``, ``checkpoints/`` (model + normalizer every ``checkpoint_freq``
-    steps), ``evaluations.csv`` and ``best/`` (every ``eval_freq`` steps and at the end, on
-    the held-out ``eval_seeds``) and ``tb/`` (TensorBoard). ``on_eval`` sees each
-    evaluation's mean reward and may stop training by returning False.
+    needs them), ``config.yml`` (hyperparameters), ``scenario.yml``, the final model as a
+    sealed set (:func:`save_policy`), ``checkpoints/`` (sealed model + normalizer every
+    ``checkpoint_freq`` steps), ``evaluations.csv`` and ``best/`` (every ``eval_freq`` steps
+    and at the end, on the held-out ``eval_seeds``) and ``tb/`` (TensorBoard). ``on_eval``
+    sees each evaluation's mean reward and may stop training by returning False. The model is
+    built before anything is written, so a constructor error leaves no run dir.
     """
     torch.set_num_threads(1)  # SB3's small MLPs run slower with more threads than this machine's cores
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if run_args is not None:
-        (run_dir / "args.yml").write_text(yaml.safe_dump(run_args, sort_keys=False))
-    (run_dir / "config.yml").write_text(yaml.safe_dump(hp, sort_keys=False))
-    (run_dir / "scenario.yml").write_text(yaml.safe_dump(scenario_to_dict(venv.config), sort_keys=False))
     kwargs = {k: v for k, v in hp.items() if k in PPO_KEYS}
     env = VecNormalize(venv, gamma=kwargs.get("gamma", 0.99)) if hp.get("normalize", True) else venv
     model = PPO(hp.get("policy", "MlpPolicy"), env, seed=seed, device="cpu", verbose=0,
                 tensorboard_log=str(run_dir / "tb"), **kwargs)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if run_args is not None:
+        write_atomic(run_dir / "args.yml", yaml.safe_dump(run_args, sort_keys=False).encode())
+    write_atomic(run_dir / "config.yml", yaml.safe_dump(hp, sort_keys=False).encode())
+    write_atomic(run_dir / "scenario.yml", yaml.safe_dump(scenario_to_dict(venv.config), sort_keys=False).encode())
     return _learn(model, hp, timesteps, run_dir, on_eval, progress_bar, reset=True)
 
 
@@ -119,51 +169,59 @@ def _learn(model: PPO, hp: dict[str, Any], timesteps: int, run_dir: Path, on_eva
     seeds = parse_seeds(str(hp.get("eval_seeds", "10000-10004")), "eval_seeds")
     evaluator = PolicyEvalCallback(CpmVecEnv(venv.config, len(seeds)), seeds, int(hp.get("eval_freq", 500_000)),
                                    run_dir, on_eval)
-    checkpoints = CheckpointCallback(max(int(hp.get("checkpoint_freq", 100_000)) // venv.num_envs, 1),
-                                     str(run_dir / "checkpoints"), name_prefix="model", save_vecnormalize=True)
+    checkpoints = CheckpointSetCallback(int(hp.get("checkpoint_freq", 100_000)), run_dir / "checkpoints")
     model.learn(timesteps, callback=[KpiLogger(), checkpoints, evaluator], progress_bar=progress_bar,
                 tb_log_name="ppo", reset_num_timesteps=reset)
     if evaluator.last_eval < model.num_timesteps and evaluator.evaluate() is False:
         return model
-    save_policy(model, run_dir)
+    save_policy(model, run_dir, extra=tuple(n for n in RUN_FILES if (run_dir / n).is_file()))
     return model
 
 
-def latest_checkpoint(run_dir: Path) -> tuple[Path, Path | None, int]:
-    """The newest complete checkpoint: ``checkpoints/model_<steps>_steps.zip``, its normalizer
+Checkpoint = tuple[Path, Path | None, int]  # model.zip, vecnormalize.pkl (None: not normalized), env steps
+
+
+def latest_checkpoint(run_dir: Path) -> Checkpoint:
+    """The newest complete checkpoint: ``checkpoints/model_<steps>_steps/model.zip``, its normalizer
     (None if the run does not normalize) and <steps>, the env steps it was taken at.
 
-    SB3 writes the zip before the normalizer, so a run killed between the two resumes from
-    the checkpoint before.
+    A checkpoint is complete when its manifest checks (:func:`check_artifacts`: every file there
+    with its hash) and it was trained on the run's scenario; an incomplete one (a kill while it
+    was written, a missing or truncated normalizer) is skipped with a printed note.
     """
     normalize = read_yaml(run_dir / "config.yml", "hyperparameters").get("normalize", True)
+    required = ("model.zip", "vecnormalize.pkl") if normalize else ("model.zip",)
+    run_scenario = scenario_sha256(read_yaml(run_dir / "scenario.yml"))
     found = []
-    for path in (run_dir / "checkpoints").glob("model_*_steps.zip"):
-        match = re.fullmatch(r"model_(\d+)_steps\.zip", path.name)
-        if not match:
+    for path in (run_dir / "checkpoints").glob("model_*_steps"):
+        match = re.fullmatch(r"model_(\d+)_steps", path.name)
+        if match and path.is_dir():
+            found.append((int(match.group(1)), path))
+    for steps, path in sorted(found, reverse=True):
+        try:
+            manifest = check_artifacts(path, required)
+            if manifest["scenario"].get("sha256") != run_scenario:
+                raise ValueError(f"{path / MANIFEST}: trained on scenario {manifest['scenario'].get('id')!r}, not the "
+                                 "run's scenario.yml")
+        except ValueError as err:
+            print(f"note: skipping checkpoint {path.name}: {err}", file=sys.stderr)
             continue
-        steps = int(match.group(1))
-        norm_path = path.with_name(f"model_vecnormalize_{steps}_steps.pkl") if normalize else None
-        if norm_path is None or norm_path.is_file():
-            found.append((steps, path, norm_path))
-    if not found:
-        raise ValueError(f"--resume {run_dir}: no complete checkpoint (model + normalizer) in checkpoints/: "
-                         "nothing to resume")
-    steps, path, norm_path = max(found, key=lambda item: item[0])
-    return path, norm_path, steps
+        return path / "model.zip", (path / "vecnormalize.pkl") if normalize else None, steps
+    raise ValueError(f"--resume {run_dir}: no complete checkpoint (model + normalizer + manifest) in checkpoints/: "
+                     "nothing to resume")
 
 
-def check_resumable(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], int]:
-    """The run's args (``args.yml``), hyperparameters (``config.yml``) and the env steps of its
-    newest checkpoint; ValueError if it is not a train.py run dir, already finished or has no checkpoint."""
+def check_resumable(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], Checkpoint]:
+    """The run's args (``args.yml``), hyperparameters (``config.yml``) and its newest complete
+    checkpoint; ValueError if it is not a train.py run dir, already finished or has no checkpoint."""
     for name in ("args.yml", "config.yml", "scenario.yml"):
         if not (run_dir / name).is_file():
             raise ValueError(f"--resume {run_dir}: {name} missing: not a train.py run dir")
-    if (run_dir / "model.zip").is_file():
-        raise ValueError(f"--resume {run_dir}: the run already finished (model.zip is there)")
-    _, _, done = latest_checkpoint(run_dir)
+    if (run_dir / MANIFEST).is_file():
+        raise ValueError(f"--resume {run_dir}: the run already finished ({MANIFEST} is there)")
+    checkpoint = latest_checkpoint(run_dir)
     run_args = read_yaml(run_dir / "args.yml", "train.py arguments")
-    return run_args, read_yaml(run_dir / "config.yml", "hyperparameters"), done
+    return run_args, read_yaml(run_dir / "config.yml", "hyperparameters"), checkpoint
 
 
 def check_same_scenario(run_dir: Path, scenario: str) -> None:
@@ -177,14 +235,15 @@ def check_same_scenario(run_dir: Path, scenario: str) -> None:
                          "resume without --scenario or start a new run")
 
 
-def resume(run_dir: Path, venv: CpmVecEnv, progress_bar: bool = True) -> PPO:
-    """Continue a killed run from its newest checkpoint up to its ``n_timesteps``.
+def resume(run_dir: Path, venv: CpmVecEnv, checkpoint: Checkpoint, progress_bar: bool = True) -> PPO:
+    """Continue a killed run from ``checkpoint`` (:func:`check_resumable`'s) up to its ``n_timesteps``.
 
+    Loads the checkpoint's SB3 pickles: the user hands them over knowingly (docs/SECURITY.md).
     The env draws fresh episodes (its generator state is not in the checkpoint), so a resumed
     run is a valid continuation, not a bitwise replay of the uninterrupted one.
     """
     hp = read_yaml(run_dir / "config.yml", "hyperparameters")
-    model_path, norm_path, _ = latest_checkpoint(run_dir)
+    model_path, norm_path, _ = checkpoint
     torch.set_num_threads(1)
     env = VecNormalize.load(str(norm_path), venv) if norm_path is not None else venv
     model = PPO.load(model_path, env=env, device="cpu", tensorboard_log=str(run_dir / "tb"))

@@ -12,9 +12,35 @@ from typing import Any
 
 import optuna
 import yaml
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from agents.learning.rundir import is_empty_dir
 from agents.learning.train import train
+from cpm_env.config import read_yaml
 from cpm_env.vec_env import make_vec
+
+STUDY_FILE = "study.yml"  # the study a study dir belongs to: its name and scenario
+
+
+def check_storage(storage: str) -> None:
+    """One-line ValueError unless ``storage`` is an SQLAlchemy URL of a known database kind (Optuna's RDB storage)."""
+    try:
+        make_url(storage).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as err:
+        raise ValueError(f"--storage {storage!r}: not a usable Optuna storage URL ({type(err).__name__}): use "
+                         "sqlite:///FILE.db, postgresql://USER@HOST/DB or mysql://USER@HOST/DB") from None
+
+
+def check_study_dir(study_dir: Path, study_name: str, scenario_id: str) -> None:
+    """One-line ValueError unless ``study_dir`` is empty or holds this study (same name and scenario):
+    processes that share a study share its folder; another study's folder is never mixed in."""
+    if is_empty_dir(study_dir):
+        return
+    saved = read_yaml(study_dir / STUDY_FILE, "study") if (study_dir / STUDY_FILE).is_file() else None
+    if saved != {"study_name": study_name, "scenario_id": scenario_id}:
+        raise ValueError(f"--run-dir {study_dir}: not empty and not the folder of study {study_name!r} on "
+                         f"{scenario_id} ({STUDY_FILE}: {saved}): pass a new --run-dir or the same --study-name")
 
 
 def sample_hyperparams(trial: optuna.Trial) -> dict[str, Any]:
@@ -39,7 +65,9 @@ def optimize(scenario: str, scenario_id: str, hp: dict[str, Any], n_trials: int,
     """Run ``n_trials`` trials of ``timesteps`` env steps each (4 evaluations per trial, pruned
     by the median rule); trials' run dirs go under ``study_dir``; the best hyperparameters are
     written to ``study_dir/best_hyperparams.yml`` as a block for configs/ppo.yml."""
+    check_study_dir(study_dir, study_name, scenario_id)
     study_dir.mkdir(parents=True, exist_ok=True)
+    (study_dir / STUDY_FILE).write_text(yaml.safe_dump({"study_name": study_name, "scenario_id": scenario_id}))
     storage = storage or f"sqlite:///{study_dir / 'optuna.db'}"
     # an unseeded sampler: processes sharing a study with one seed would otherwise sample the
     # same points (``seed`` still seeds each trial's training)
