@@ -49,6 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--overwrite", action="store_true",
                         help="if --out holds a run of another configuration, move it aside (to DIR.old-TIME) "
                              "and start afresh; without it that is an error, and the same configuration resumes")
+    parser.add_argument("--allow-other-scenario", action="store_true",
+                        help="run ppo:RUN_DIR policies trained on another scenario (refused otherwise)")
     parser.add_argument("--sweep", default=None, metavar="FILE", help="a sweep YAML: size the site instead")
     parser.add_argument("--workers", default="auto",
                         help="sweep processes: auto (every core), N, or ray (a Ray cluster)")
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         names = controller_names(args.controllers, venv.config.id)
         out = args.out if args.out is not None else Path("results") / safe_name(venv.config.id, "scenario id")
         folder = RunFolder(out, run_stamp(venv, names, seeds), "--out", args.overwrite, REPORT_FILES)
-        controllers = {n: make_controller(n, venv.site) for n in names}
+        controllers = {n: make_controller(n, venv.site, args.allow_other_scenario) for n in names}
         folder.claim()
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -172,7 +172,8 @@ def test_ppo_refuses_another_scenario_unless_allowed(trained):
     with pytest.raises(ValueError) as err:
         PPOController(run, site)
     assert re.fullmatch(rf"ppo:{re.escape(str(run))}: trained on scenario 'Short-v0', not 'DataCenter-v0': train a "
-                        r"policy on this scenario, or pass allow_other_scenario=True to run it anyway", str(err.value))
+                        r"policy on this scenario, or allow it explicitly \(allow_other_scenario=True; evaluate.py "
+                        r"--allow-other-scenario\)", str(err.value))
     assert PPOController(run, site, allow_other_scenario=True).predict(np.zeros(26, np.float32))[0].shape == (3,)
 
 

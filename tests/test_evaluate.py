@@ -101,3 +101,17 @@ def test_default_controllers_include_ppo_only_where_a_policy_is_shipped():
     assert "ppo" in controller_names(None, "DataCenter-v0")
     assert "ppo" not in controller_names(None, "NoBattery-v0") and "oracle" in controller_names(None, "NoBattery-v0")
     assert controller_names(" greedy, ppo ", "NoBattery-v0") == ["greedy", "ppo"]  # asked for: kept
+
+
+def test_ppo_from_another_scenario_needs_allow_other_scenario(tmp_path, short_scenario, capsys):
+    """The shipped DataCenter-v0 policy on a shortened copy of the scenario: refused in one line,
+    run only with --allow-other-scenario."""
+    args = ["--scenario", str(short_scenario(hours=0.5)), "--controllers", "ppo:models/DataCenter-v0",
+            "--seeds", "1"]
+    assert evaluate.main(args + ["--out", str(tmp_path / "refused")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.fullmatch(r"error: ppo:models/DataCenter-v0: trained on scenario 'DataCenter-v0', not 'Short-v0': .*"
+                        r"evaluate.py --allow-other-scenario\)", err), err
+    assert not (tmp_path / "refused").exists()
+    assert evaluate.main(args + ["--out", str(tmp_path / "allowed"), "--allow-other-scenario"]) == 0
+    assert len(pd.read_csv(tmp_path / "allowed" / "episodes.csv")) == 1

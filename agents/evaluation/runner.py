@@ -26,7 +26,7 @@ def controller_names(text: str | None, scenario_id: str, field: str = "--control
 
     if text is None:
         names = DEFAULT_CONTROLLERS.split(",")
-        if not (MODELS_DIR / scenario_id / "model.zip").is_file():
+        if not (MODELS_DIR / scenario_id / "manifest.json").is_file():
             names.remove("ppo")
         return names
     return check_names([n.strip() for n in text.split(",")], f"{field} = {text!r}")
@@ -43,8 +43,9 @@ def check_names(names: list[str], where: str) -> list[str]:
     return names
 
 
-def make_controller(name: str, site: Site) -> Controller:
-    """Build a named controller for a site; unknown names list the available ones."""
+def make_controller(name: str, site: Site, allow_other_scenario: bool = False) -> Controller:
+    """Build a named controller for a site; unknown names list the available ones. A ``ppo`` policy
+    trained on another scenario is refused unless ``allow_other_scenario``."""
     from agents.controllers.mpc import MPC
     from agents.controllers.oracle import Oracle
     from agents.controllers.rules import RULES
@@ -53,7 +54,8 @@ def make_controller(name: str, site: Site) -> Controller:
     if name == "ppo" or name.startswith("ppo:"):
         from agents.learning.ppo import PPOController, shipped_model_dir
 
-        return PPOController(name[4:] if name.startswith("ppo:") else shipped_model_dir(site), site)
+        return PPOController(name[4:] if name.startswith("ppo:") else shipped_model_dir(site), site,
+                             allow_other_scenario=allow_other_scenario)
     if name.startswith("onnx:"):
         return onnx_controller(name[5:], site)
     if name not in available:

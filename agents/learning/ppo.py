@@ -51,7 +51,8 @@ class PPOController:
         if trained.get("sha256") != scenario_sha256(scenario_to_dict(site.config)) and not allow_other_scenario:
             same = " (same id, other settings)" if trained.get("id") == site.config.id else ""
             raise ValueError(f"ppo:{given}: trained on scenario {trained.get('id')!r}, not {site.config.id!r}{same}: "
-                             "train a policy on this scenario, or pass allow_other_scenario=True to run it anyway")
+                             "train a policy on this scenario, or allow it explicitly (allow_other_scenario=True; "
+                             "evaluate.py --allow-other-scenario)")
         if self.policy.observation_space.shape != site.observation_space.shape:
             raise ValueError(f"ppo:{given}: model observes {self.policy.observation_space.shape}, "
                              f"this scenario gives {site.observation_space.shape}")
