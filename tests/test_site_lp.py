@@ -102,3 +102,21 @@ def test_lp_replays_exactly_and_no_rule_beats_it_on_drawn_sites(traces, data, se
         rule = RULES[name](env.site)
         earned = _episode_return(env, seed, lambda obs, t, rule=rule: rule.predict(obs)[0])
         assert earned <= sp.objective + 1e-6 * max(1.0, abs(sp.objective)), (name, earned, sp.objective)
+
+
+def test_every_controller_runs_a_power_trace_at_its_own_resolution(traces):
+    """A swinging class replaying a 60-s power trace at 60-s steps (duty 1: flat, cappable at its
+    maximum) once made the LP unbounded; every rule, the MPC and the oracle now run it, and the
+    oracle is not beaten."""
+    import cpm_env
+    from agents.evaluation.runner import make_controller, run_controller
+
+    cfg = {"id": "Trace60-v0", "duration_h": 1.0,
+           "site": {"gpu_classes": [{"name": "pool", "share": 1.0,
+                                     "workload": {"kind": "trace", "path": traces[60], "value_unit": "mw"}}]}}
+    venv = cpm_env.make_vec("cpm_env/DataCenter-v0", 2, scenario=cfg)
+    rewards = {name: run_controller(make_controller(name, venv.site), venv, [3, 4], name).reward.to_numpy()
+               for name in [*RULES, "mpc", "oracle"]}
+    for name, reward in rewards.items():
+        assert np.all(np.isfinite(reward)), name
+        assert np.all(reward <= rewards["oracle"] + 1e-6 * np.abs(rewards["oracle"]).max()), name
