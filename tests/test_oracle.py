@@ -1,5 +1,8 @@
 """The oracle's LP is the env's reward: replay is exact, and no controller beats it."""
 
+import subprocess
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -61,3 +64,15 @@ def test_lowest_slewed_caps_is_the_lowest_feasible_sequence(lower, start, step):
     forced[1:] = np.maximum(forced[1:], caps[:-1] - step)
     forced[:-1] = np.maximum(forced[:-1], caps[1:] - step)
     np.testing.assert_allclose(caps, forced, atol=1e-12)
+
+
+def test_lp_solvers_print_nothing():
+    """HiGHS prints a banner on the C-level stdout at a process's first instance: it is muted."""
+    code = ("import numpy as np\n"
+            "from agents.controllers.lp import LinearProgram\n"
+            "lp = LinearProgram(); x = lp.var(2, 0.0, 1.0, cost=1.0); lp.rows([(x[:1], 1.0), (x[1:], 1.0)], hi=1.5)\n"
+            "for backend in ('highs', 'clarabel'):\n"
+            "    assert abs(lp.solve(backend)[1] - 1.5) < 1e-6\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and result.stderr == ""

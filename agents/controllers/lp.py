@@ -11,6 +11,10 @@ does not reach optimality falls back to HiGHS.
 
 from __future__ import annotations
 
+import os
+import sys
+from contextlib import contextmanager
+
 import clarabel
 import highspy
 import numpy as np
@@ -18,6 +22,35 @@ import scipy.sparse as sp
 
 INF = highspy.kHighsInf
 BACKENDS = ("clarabel", "highs")
+_banner_muted = False  # HiGHS prints a banner on the C-level stdout at a process's first instance
+
+
+@contextmanager
+def _mute_stdout_fd():
+    """Send file descriptor 1 (what C libraries print to) to /dev/null for the block."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(devnull)
+        os.close(saved)
+
+
+def _silent_highs() -> highspy.Highs:
+    """A HiGHS instance that prints nothing (the banner of the first one is muted)."""
+    global _banner_muted
+    if _banner_muted:
+        h = highspy.Highs()
+    else:
+        with _mute_stdout_fd():
+            h = highspy.Highs()
+        _banner_muted = True
+    h.silent()
+    return h
 
 
 class LinearProgram:
@@ -109,8 +142,7 @@ class LinearProgram:
     def _solve_highs(self, row, col, val, cost) -> np.ndarray:
         """HiGHS IPM (crossover to a vertex), then simplex if the IPM stalls."""
         starts = np.searchsorted(row, np.arange(self.m))
-        h = highspy.Highs()
-        h.silent()
+        h = _silent_highs()
         h.setOptionValue("output_flag", False)
         h.setOptionValue("threads", 1)
         h.setOptionValue("solver", "ipm")
