@@ -115,3 +115,16 @@ def test_ppo_from_another_scenario_needs_allow_other_scenario(tmp_path, short_sc
     assert not (tmp_path / "refused").exists()
     assert evaluate.main(args + ["--out", str(tmp_path / "allowed"), "--allow-other-scenario"]) == 0
     assert len(pd.read_csv(tmp_path / "allowed" / "episodes.csv")) == 1
+
+
+def test_table_has_a_legend_and_says_n_a_not_nan(tmp_path, short_scenario, capsys):
+    """One seed and no oracle: the interval and the % of oracle are undefined, printed n/a."""
+    rc = evaluate.main(["--scenario", str(short_scenario(hours=0.5)), "--controllers", "static_cap",
+                        "--seeds", "1", "--out", str(tmp_path / "out")])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    for text in (printed, summary):
+        row = next(line for line in text.splitlines() if line.startswith("| Short-v0 | static_cap |"))
+        assert "nan" not in row and row.count("n/a") == 3, row
+        assert "reward: compute units per episode" in text and "lower is better" in text

@@ -53,22 +53,41 @@ def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+LEGEND = (
+    "reward: compute units per episode (1 = 1 MW of GPUs at full speed for 1 h), net of penalties, higher is "
+    "better; ± half-width of the 95% CI over seeds (n/a for one seed). % of oracle: the controller's total over "
+    "the oracle's on the same seeds (n/a without the oracle). compute fraction: delivered / demanded at full "
+    "speed. compute per MW: compute units per MW of grid limit per hour (higher is better). violation MWh: energy "
+    "imported above the limit, high phases included; ramp violations: steps whose mean import moved faster than "
+    "the ramp limit; ramp excess MW: summed excess over it; swing excess MWh: oscillation above the allowed band "
+    "at the meter (all four: per episode, lower is better)."
+)
+
+
+def _num(value: float, spec: str) -> str:
+    """``value`` formatted with ``spec``, or ``n/a`` where it is not defined (NaN)."""
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
 def markdown_table(summary: pd.DataFrame) -> str:
-    """The summary as a markdown table, one row per controller (and a demand-response table if any window)."""
+    """The summary as a markdown table, one row per controller, with its legend (and a demand-response
+    table if any window)."""
     head = ("| scenario | controller | reward (95% CI) | % of oracle reward | compute fraction | % of oracle compute "
             "| compute per MW | violation MWh | ramp violations (steps) | ramp excess MW | swing excess MWh |")
     lines = [head, "|" + "---|" * 11]
     for r in summary.itertuples():
         lines.append(
-            f"| {r.scenario} | {r.controller} | {r.reward:.1f} ± {r.reward_ci95:.1f} | {r.pct_oracle_reward:.1f} "
-            f"| {r.compute_fraction:.3f} | {r.pct_oracle_compute:.1f} | {r.compute_per_mw:.3f} "
-            f"| {r.violation_mwh:.3f} | {r.ramp_violations:.1f} | {r.ramp_excess_mw:.1f} | {r.swing_excess_mwh:.3f} |"
+            f"| {r.scenario} | {r.controller} | {r.reward:.1f} ± {_num(r.reward_ci95, '.1f')} "
+            f"| {_num(r.pct_oracle_reward, '.1f')} | {r.compute_fraction:.3f} | {_num(r.pct_oracle_compute, '.1f')} "
+            f"| {r.compute_per_mw:.3f} | {r.violation_mwh:.3f} | {r.ramp_violations:.1f} | {r.ramp_excess_mw:.1f} "
+            f"| {r.swing_excess_mwh:.3f} |"
         )
+    lines += ["", LEGEND]
     if (summary.dr_window_h > 0).any():
         lines += ["", "Demand response (windows in force: the utility's lower import limit)", "",
                   "| scenario | controller | window h per episode | compliance (% of window steps) "
                   "| energy over the window limit (MWh) |", "|" + "---|" * 5]
-        lines += [f"| {r.scenario} | {r.controller} | {r.dr_window_h:.2f} | {r.dr_compliance_pct:.1f} "
+        lines += [f"| {r.scenario} | {r.controller} | {r.dr_window_h:.2f} | {_num(r.dr_compliance_pct, '.1f')} "
                   f"| {r.dr_over_limit_mwh:.3f} |" for r in summary.itertuples()]
     return "\n".join(lines)
 
