@@ -1,9 +1,10 @@
 """Episode generator: one seeded draw of every exogenous series of an episode.
 
 At reset the whole episode is drawn at once (demand of every class, the import limit with
-its demand-response windows, the noisy forecast), so forecasts, the MPC and the oracle all
-see the same trajectory. Random draws happen in a fixed order (classes in scenario order,
-then demand response, then forecast noise), so a seed fixes the episode.
+its demand-response windows, the forecast of the scenario's ``forecast.kind``), so the MPC
+and the oracle see the same trajectory. Random draws happen in a fixed order (classes in
+scenario order, then demand response, then the forecaster's: ``oracle_noisy``'s noise; the
+causal forecasters draw nothing), so a seed fixes the episode.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from cpm_env import spaces
 from cpm_env.config import ScenarioConfig, check_memory
+from cpm_env.forecast import ForecastInputs, make_forecaster
 from cpm_env.site import SiteParams, make_params, work_per_throughput
 from cpm_env.workloads import make_generator
 
@@ -32,6 +34,7 @@ class Episode(NamedTuple):
     duty: np.ndarray  # fraction of each step at the high level
     limit_mw: np.ndarray  # grid import limit
     demand_mw: np.ndarray  # uncapped facility mean demand
+    scheduled_mw: np.ndarray  # facility demand the schedule and calendar foretell (up to a constant per env)
     dr_start_step: np.ndarray  # (n_envs, n_events) demand-response windows, in steps
     dr_end_step: np.ndarray
     exo_obs: np.ndarray  # (n_steps, n_exo, n_envs) float32, the exogenous part of the observation
@@ -68,6 +71,7 @@ class EpisodeGenerator:
         self.generators = [
             make_generator(gpu, peak, cfg) for gpu, peak in zip(cfg.site.gpu_classes, self.params.peak_mw)
         ]
+        self.forecaster = make_forecaster(cfg.forecast)
 
     def check_batch(self, n_envs: int) -> None:
         """Refuse (one-line ConfigError) a batch of ``n_envs`` episodes over the memory budget."""
@@ -88,6 +92,7 @@ class EpisodeGenerator:
         duty = np.min([t.duty for t in traces], axis=0)
         wpt = np.stack([work_per_throughput(p, k, high[k], work[k]) for k in range(len(p.peak_mw))])
         demand = p.pue * (duty * high + (1.0 - duty) * low).sum(axis=0)
+        scheduled = p.pue * np.sum([t.scheduled_mw for t in traces], axis=0)
 
         dr = cfg.grid.demand_response
         dt_h = cfg.dt_h
@@ -100,11 +105,6 @@ class EpisodeGenerator:
 
         forecast = None
         if cfg.forecast.enabled:
-            h = np.asarray(cfg.forecast.horizons_steps)
-            noise = np.stack([rng.standard_normal((n, len(h))) for rng in rngs], axis=1)  # (n, n_env, H)
-            ahead = np.minimum(np.arange(n)[:, None] + h, n - 1)  # (n, H)
-            truth = demand[ahead].transpose(0, 2, 1)  # (n, n_env, H)
-            sigma = cfg.forecast.noise_std_per_sqrt_h * np.sqrt(h * dt_h)
-            forecast = np.maximum(truth * (1.0 + sigma * noise), 0.0)
+            forecast = self.forecaster.forecast_mw(ForecastInputs(demand, scheduled, dt_h), rngs)
         exo = spaces.exo_features(cfg, high, low, duty, limit, demand, starts, ends, forecast)
-        return Episode(high, low, work, wpt, duty, limit, demand, starts, ends, exo)
+        return Episode(high, low, work, wpt, duty, limit, demand, scheduled, starts, ends, exo)

@@ -67,7 +67,8 @@ def exo_observation_features(cfg: ScenarioConfig) -> list[Feature]:
     if cfg.forecast.enabled:
         for h in cfg.forecast.horizons_steps:
             feats.append(_feat(f"forecast_{h}", "MW", lim, 0, 2 * over,
-                               f"noisy forecast of facility_demand {h} steps ahead"))
+                               f"forecast of facility_demand {h} steps ahead, by forecast.kind = "
+                               f"{cfg.forecast.kind} (see cpm_env.forecast)"))
     feats += [
         _feat("dr_active", "0/1", 1.0, 0, 1, "a demand-response window is in force"),
         _feat("dr_pending", "0/1", 1.0, 0, 1, "a window is announced and not yet started"),

@@ -6,7 +6,12 @@ demand for its class, summarized per control step as a two-level waveform:
 - ``high_mw``: IT power in the compute phase,
 - ``low_mw``: IT power in the rest of the step (time-weighted, so the mean is exact),
 - ``duty``: fraction of the step at the high level (1 for flat workloads),
-- ``work``: full-speed compute demanded, in compute units (MW of GPUs x h at full speed).
+- ``work``: full-speed compute demanded, in compute units (MW of GPUs x h at full speed),
+- ``scheduled_mw``: the class's mean IT demand as far as its schedule and the calendar foretell
+  (known at reset, free of unscheduled events), for causal forecasters (:mod:`cpm_env.forecast`).
+
+Each generator's docstring says which parts of its demand are scheduled (known ahead) and
+which are not (a site sees them only when they happen).
 
 Generators are built once per env (a trace is read and checked then) and sampled at reset,
 for a batch of envs at once: random draws come from each env's own generator in a fixed
@@ -45,6 +50,7 @@ class ClassTrace(NamedTuple):
     low_mw: np.ndarray
     duty: np.ndarray
     work: np.ndarray
+    scheduled_mw: np.ndarray  # known-ahead mean IT demand (MW), meaningful up to a constant per env
 
 
 class Timing(NamedTuple):
@@ -92,6 +98,11 @@ class TrainingGenerator:
     Failures arrive as a Poisson process (rate 1/mtbf). A share of them drops the job to
     idle within one second (a sudden load loss); the rest ramp down over ``ramp_down_s``.
     The job stays idle for a log-normal restart delay, then ramps back.
+
+    Scheduled (known ahead): the compute/communication duty and levels, and the checkpoints --
+    their interval and phase (:meth:`checkpoint_phase_s`, drawn per env at reset) are part of the
+    job's schedule. Not scheduled: failures, restart delays, ramps down and back, and the jitter
+    of the high level.
     """
 
     def __init__(self, cfg: TrainingWorkload, peak_mw: float, timing: Timing):
@@ -124,19 +135,37 @@ class TrainingGenerator:
         _add_events(down, env, first, np.diff(integral, axis=1) / dt)
         return np.clip(down, 0.0, 1.0)
 
-    def _checkpoint_fraction(self, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+    def _has_checkpoints(self) -> bool:
+        return self.cfg.checkpoint_interval_min > 0 and self.cfg.checkpoint_duration_s > 0
+
+    def checkpoint_phase_s(self, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+        """Each env's checkpoint phase (s, in [0, interval)), one uniform draw per env; none without checkpoints."""
+        if not self._has_checkpoints():
+            return np.zeros(len(rngs))
+        period = self.cfg.checkpoint_interval_min * 60.0
+        return np.array([rng.uniform(0.0, period) for rng in rngs])
+
+    def checkpoint_fraction(self, phase_s: np.ndarray) -> np.ndarray:
+        """Share of each step spent checkpointing (0-1), shape (n_steps, n_envs), for phases (n_envs,) in s."""
         c, t = self.cfg, self._t_s[:, None]
-        if c.checkpoint_interval_min <= 0 or c.checkpoint_duration_s <= 0:
-            return np.zeros((self.timing.n_steps, len(rngs)))
+        if not self._has_checkpoints():
+            return np.zeros((self.timing.n_steps, len(phase_s)))
         period = c.checkpoint_interval_min * 60.0
-        tp = t + np.array([rng.uniform(0.0, period) for rng in rngs])
+        tp = t + phase_s
         cum = np.floor(tp / period) * c.checkpoint_duration_s + np.minimum(np.mod(tp, period), c.checkpoint_duration_s)
         return np.clip(np.diff(cum, axis=0) / self.timing.dt_s, 0.0, 1.0)
+
+    def scheduled_mw(self, ckpt: np.ndarray) -> np.ndarray:
+        """Mean IT demand (MW) of a job that never fails, with the checkpoint shares ``ckpt`` (n_steps, n_envs)."""
+        c = self.cfg
+        duty = c.duty * (1.0 - ckpt)
+        high = np.clip(c.high_fraction, c.low_fraction, 1.0)
+        return self.peak_mw * (duty * high + (1.0 - duty) * c.low_fraction)
 
     def sample(self, rngs: Sequence[np.random.Generator]) -> ClassTrace:
         c, peak, n = self.cfg, self.peak_mw, self.timing.n_steps
         running = 1.0 - self._down_fraction(rngs)
-        ckpt = self._checkpoint_fraction(rngs)
+        ckpt = self.checkpoint_fraction(self.checkpoint_phase_s(rngs))
         duty = c.duty * running * (1.0 - ckpt)
         duty = np.where(duty < 1e-9, 0.0, duty)  # round-off of whole-step failures is no swing
         jitter = 1.0 + c.high_jitter * np.stack([rng.standard_normal(n) for rng in rngs], axis=1)
@@ -144,13 +173,17 @@ class TrainingGenerator:
         low = peak * (c.low_fraction * (running - duty) + c.idle_fraction * (1.0 - running)) / (1.0 - duty)
         high = np.where(duty > 0, high, low)
         work = duty * high * self.timing.dt_s / 3600.0
-        return ClassTrace(high, low, duty, work)
+        return ClassTrace(high, low, duty, work, self.scheduled_mw(ckpt))
 
 
 class InferenceGenerator:
     """Inference serving: daily cycle + AR(1) noise + heavy-tailed (Pareto) bursts, flat in-step.
 
     A burst decays exponentially; its tail is cut after ten decay times.
+
+    Scheduled (known ahead): the calendar's daily profile ``base_utilization +
+    diurnal_amplitude * cos(2 pi (hour - peak_hour) / 24)`` (:meth:`scheduled_mw`). Not
+    scheduled: the AR(1) noise and the bursts.
     """
 
     def __init__(self, cfg: InferenceWorkload, peak_mw: float, timing: Timing):
@@ -183,16 +216,30 @@ class InferenceGenerator:
             _add_events(util, env, first, decay * height[:, None])
         return np.clip(util, 0.0, 1.0)
 
+    def power_mw(self, util: np.ndarray) -> np.ndarray:
+        """IT power (MW) at utilization ``util`` (0-1): idle power plus the rest in proportion."""
+        c = self.cfg
+        return self.peak_mw * (c.idle_fraction + (1.0 - c.idle_fraction) * util)
+
+    def scheduled_mw(self, n_envs: int) -> np.ndarray:
+        """IT power (MW) of the calendar's daily profile alone, shape (n_steps, n_envs)."""
+        daily = self.power_mw(np.clip(self._daily, 0.0, 1.0))
+        return np.repeat(daily[:, None], n_envs, axis=1)
+
     def sample(self, rngs: Sequence[np.random.Generator]) -> ClassTrace:
-        c, peak = self.cfg, self.peak_mw
+        peak = self.peak_mw
         util = self.utilization(rngs)
-        power = peak * (c.idle_fraction + (1.0 - c.idle_fraction) * util)
+        power = self.power_mw(util)
         work = util * peak * self.timing.dt_s / 3600.0
-        return ClassTrace(power, power.copy(), np.ones_like(power), work)
+        return ClassTrace(power, power.copy(), np.ones_like(power), work, self.scheduled_mw(len(rngs)))
 
 
 class MixedGenerator:
-    """One GPU pool split between a training job and inference serving."""
+    """One GPU pool split between a training job and inference serving.
+
+    Scheduled (known ahead): each part's schedule (see :class:`TrainingGenerator` and
+    :class:`InferenceGenerator`), in proportion to its share.
+    """
 
     def __init__(self, cfg: MixedWorkload, peak_mw: float, timing: Timing):
         self.share = cfg.training_share
@@ -208,6 +255,7 @@ class MixedGenerator:
             s * tr.low_mw + (1 - s) * inf.low_mw,
             tr.duty,
             s * tr.work + (1 - s) * inf.work,
+            s * tr.scheduled_mw + (1 - s) * inf.scheduled_mw,
         )
 
 
@@ -219,6 +267,9 @@ class TraceGenerator:
     A trace shorter than the episode wraps around. A ``value_unit: mw`` trace is scaled by its
     ``scale_quantile`` sample and clipped above it, with a warning (see
     :class:`~cpm_env.config.TraceWorkload` for why).
+
+    Scheduled (known ahead): nothing -- a recorded trace stands for demand the site sees only
+    as it happens, so its ``scheduled_mw`` is flat (0 MW: causal forecasters hold its current demand).
     """
 
     def __init__(self, cfg: TraceWorkload, peak_mw: float, timing: Timing):
@@ -289,7 +340,7 @@ class TraceGenerator:
         offsets = [int(rng.integers(0, n_trace)) if self.cfg.random_offset else 0 for rng in rngs]
         idx = (np.array(offsets) + np.arange(n)[:, None]) % n_trace
         high, low, duty = self._high[idx], self._low[idx], self._duty[idx]
-        return ClassTrace(high, low, duty, duty * high * self.timing.dt_s / 3600.0)
+        return ClassTrace(high, low, duty, duty * high * self.timing.dt_s / 3600.0, np.zeros_like(high))
 
 
 def _ar1(eps: np.ndarray, phi: float) -> np.ndarray:

@@ -1,0 +1,143 @@
+"""Forecasters of the facility demand: the ``forecast_<h>`` entries of the observation.
+
+The scenario names one in ``forecast.kind`` (:class:`~cpm_env.config.ForecastConfig`). Each
+turns an episode's facility demand (MW, uncapped, per step) and its scheduled part into a
+forecast for every step and horizon, shape (n_steps, n_envs, n_horizons), in MW.
+
+Two families:
+
+- **causal** forecasters (``persistence``, ``schedule_persistence``) use only what a site knows
+  at step ``t``: the observed demand up to and including step ``t`` (the observation of step
+  ``t`` shows its demand), the workload's schedule (checkpoint times of running training jobs)
+  and the calendar (the inference daily profile). Never failures, restart delays, ramps after a
+  restart, inference bursts or noise. Their forecast at step ``t`` is unchanged by anything the
+  episode does after ``t`` (``tests/test_forecast.py`` proves it).
+- ``oracle_noisy`` reads the true future demand and adds noise: it sees unscheduled events
+  (a job failure, a burst) coming. It is for studies of what foresight is worth, not for honest
+  benchmarks; it is today's default only so that published results stay valid until the
+  policies are retrained.
+
+Pure numpy: the exported runtime can use the causal ones without torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, ClassVar, NamedTuple, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from cpm_env.config import ForecastConfig
+
+
+class ForecastInputs(NamedTuple):
+    """What forecasters may read, arrays of shape (n_steps, n_envs), in MW.
+
+    ``demand_mw`` is the uncapped facility mean demand; entry ``t`` is observed at step ``t``
+    (causal forecasters read it only up to ``t``). ``scheduled_mw`` is the facility demand the
+    workload's schedule and the calendar foretell (known at reset, free of unscheduled events),
+    meaningful up to a constant per env: only its changes between steps are used.
+    """
+
+    demand_mw: np.ndarray
+    scheduled_mw: np.ndarray
+    dt_h: float
+
+
+class Forecaster(Protocol):
+    """Forecasts the facility demand ``horizons_steps`` ahead of every step of a batch of episodes."""
+
+    causal: ClassVar[bool]  # True: the forecast at step t reads nothing after step t but the schedule
+
+    def forecast_mw(self, inputs: ForecastInputs, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+        """Forecast of the facility demand, MW, shape (n_steps, n_envs, n_horizons); env ``i`` uses ``rngs[i]``."""
+        ...
+
+
+def ahead_steps(n_steps: int, horizons_steps: np.ndarray) -> np.ndarray:
+    """Index of the step ``h`` ahead of every step, held at the episode's last step, shape (n_steps, n_horizons)."""
+    return np.minimum(np.arange(n_steps)[:, None] + horizons_steps, n_steps - 1)
+
+
+def persistence_mw(demand_mw: np.ndarray, horizons_steps: np.ndarray) -> np.ndarray:
+    """The demand of step ``t`` (MW) held flat for every horizon: (n_steps, n_envs) -> (n_steps, n_envs, n_horizons)."""
+    return np.repeat(demand_mw[:, :, None], len(horizons_steps), axis=2)
+
+
+def schedule_persistence_mw(demand_mw: np.ndarray, scheduled_mw: np.ndarray, horizons_steps: np.ndarray) -> np.ndarray:
+    """Demand of step ``t`` plus the scheduled change from ``t`` to ``t + h``, at least 0 MW.
+
+    ``demand_mw[t] + scheduled_mw[t + h] - scheduled_mw[t]``, shapes (n_steps, n_envs) ->
+    (n_steps, n_envs, n_horizons). Reads ``demand_mw`` only at ``t`` and the schedule (known at reset).
+    The scheduled change is added as is: during a failure it still shows a coming checkpoint dip,
+    which the idle job will not make (a known limit of this simple forecaster).
+    """
+    ahead = ahead_steps(len(demand_mw), horizons_steps)  # (n, H)
+    change = scheduled_mw[ahead].transpose(0, 2, 1) - scheduled_mw[:, :, None]  # (n, n_env, H)
+    return np.maximum(demand_mw[:, :, None] + change, 0.0)
+
+
+class OracleNoisy:
+    """The true future demand times ``1 + noise``; the noise std grows with the square root of the lead time.
+
+    NOT causal: it sees unscheduled events (failures, restarts, inference bursts) up to the
+    longest horizon ahead, which no site can. For studies of what foresight is worth.
+    Draws ``n_steps x n_horizons`` standard normals from each env's generator.
+    """
+
+    causal: ClassVar[bool] = False
+
+    def __init__(self, horizons_steps: Sequence[int], noise_std_per_sqrt_h: float):
+        self.horizons_steps = np.asarray(horizons_steps)
+        self.noise_std_per_sqrt_h = noise_std_per_sqrt_h
+
+    def forecast_mw(self, inputs: ForecastInputs, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+        """True demand ``h`` steps ahead (held at the last step) x (1 + sigma(h) * N(0, 1)), at least 0 MW."""
+        h, demand, n = self.horizons_steps, inputs.demand_mw, len(inputs.demand_mw)
+        noise = np.stack([rng.standard_normal((n, len(h))) for rng in rngs], axis=1)  # (n, n_env, H)
+        truth = demand[ahead_steps(n, h)].transpose(0, 2, 1)  # (n, n_env, H)
+        sigma = self.noise_std_per_sqrt_h * np.sqrt(h * inputs.dt_h)
+        return np.maximum(truth * (1.0 + sigma * noise), 0.0)
+
+
+class Persistence:
+    """Causal: the last observed facility demand (that of the current step), flat over every horizon."""
+
+    causal: ClassVar[bool] = True
+
+    def __init__(self, horizons_steps: Sequence[int]):
+        self.horizons_steps = np.asarray(horizons_steps)
+
+    def forecast_mw(self, inputs: ForecastInputs, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+        """See :func:`persistence_mw`; draws nothing."""
+        return persistence_mw(inputs.demand_mw, self.horizons_steps)
+
+
+class SchedulePersistence:
+    """Causal: persistence of the current demand plus the scheduled change (checkpoint dips, daily profile).
+
+    Announced demand-response windows change the limit, not the demand: they are in the
+    observation's demand-response entries, not here.
+    """
+
+    causal: ClassVar[bool] = True
+
+    def __init__(self, horizons_steps: Sequence[int]):
+        self.horizons_steps = np.asarray(horizons_steps)
+
+    def forecast_mw(self, inputs: ForecastInputs, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+        """See :func:`schedule_persistence_mw`; draws nothing."""
+        return schedule_persistence_mw(inputs.demand_mw, inputs.scheduled_mw, self.horizons_steps)
+
+
+FORECASTERS: dict[str, Callable[[ForecastConfig], Forecaster]] = {
+    "oracle_noisy": lambda cfg: OracleNoisy(cfg.horizons_steps, cfg.noise_std_per_sqrt_h),
+    "persistence": lambda cfg: Persistence(cfg.horizons_steps),
+    "schedule_persistence": lambda cfg: SchedulePersistence(cfg.horizons_steps),
+}
+
+
+def make_forecaster(cfg: ForecastConfig) -> Forecaster:
+    """The forecaster named by ``cfg.kind`` (one of :data:`FORECASTERS`; the config loader refuses others)."""
+    return FORECASTERS[cfg.kind](cfg)
