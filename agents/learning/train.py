@@ -23,8 +23,12 @@ from cpm_env.config import read_yaml, resolve_scenario, scenario_to_dict
 from cpm_env.vec_env import EPISODE_KPIS, CpmVecEnv
 
 PPO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ppo.yml"
-# keys of configs/ppo.yml that are not PPO constructor arguments
-RUN_KEYS = {"n_envs", "n_timesteps", "policy", "normalize", "eval_freq", "eval_seeds", "checkpoint_freq"}
+# keys of configs/ppo.yml that are not PPO constructor arguments: RL Zoo's (in the default and
+# scenario blocks) and train.py's own (in the ``train.py`` block, which RL Zoo never reads)
+ZOO_KEYS = {"n_envs", "n_timesteps", "policy", "normalize"}
+TRAIN_KEYS = {"eval_freq", "eval_seeds", "checkpoint_freq"}
+TRAIN_BLOCK = "train.py"
+RUN_KEYS = ZOO_KEYS | TRAIN_KEYS
 RUN_FILES = ("config.yml", "args.yml", "scenario.yml")  # sealed with the run dir's final model
 PPO_KEYS = {"learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "clip_range", "ent_coef",
             "vf_coef", "max_grad_norm", "target_kl", "policy_kwargs", "use_sde", "sde_sample_freq",
@@ -32,14 +36,26 @@ PPO_KEYS = {"learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_
 
 
 def load_hyperparams(scenario_id: str, overrides: list[str] | None = None, path: Path = PPO_CONFIG) -> dict[str, Any]:
-    """configs/ppo.yml's default block, then the scenario's block, then ``key:value`` overrides.
+    """configs/ppo.yml's default block, then the scenario's block (keyed by the full id, e.g.
+    ``cpm_env/DataCenter-v0``, as RL Zoo reads it; matched on the part after the last ``/``),
+    then the ``train.py`` block (train.py's own settings), then ``key:value`` overrides.
 
     Raises ValueError naming the key and the valid ones for an unknown or malformed override,
-    and naming the key, its value and what is allowed for a value of the wrong type or range.
+    for a key in the file's blocks that RL Zoo (default and scenario blocks) or train.py (its
+    block) would not accept, and naming the key, its value and what is allowed for a value of
+    the wrong type or range.
     """
     table = read_yaml(path, "hyperparameter blocks")
-    hp = dict(table["default"])
-    hp.update(table.get(scenario_id.split("/")[-1], {}) or {})
+    blocks = {str(key).split("/")[-1]: block or {} for key, block in table.items() if key != TRAIN_BLOCK}
+    hp: dict[str, Any] = {}
+    for name, block, allowed in (("default", blocks.get("default", {}), ZOO_KEYS | PPO_KEYS),
+                                 (scenario_id, blocks.get(scenario_id.split("/")[-1], {}), ZOO_KEYS | PPO_KEYS),
+                                 (TRAIN_BLOCK, table.get(TRAIN_BLOCK) or {}, TRAIN_KEYS)):
+        unknown = sorted(set(block) - allowed)
+        if unknown:
+            raise ValueError(f"{path.name}: {name}: unknown key {unknown[0]!r}; valid keys there are "
+                             f"{', '.join(sorted(allowed))}")
+        hp.update(block)
     for item in overrides or []:
         key, sep, raw = item.partition(":")
         if not sep or key not in RUN_KEYS | PPO_KEYS:
