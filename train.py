@@ -29,6 +29,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from agents.learning.callbacks import final_evaluation_line
 from agents.learning.rundir import check_fresh_run_dir, check_name, default_run_dir, move_aside
 from agents.learning.train import check_resumable, check_same_scenario, resume, run_hyperparams, train
 from cpm_env.config import ConfigError, resolve_scenario
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.resume is not None:
         resume(args.resume, venv, checkpoint)
+        print(final_evaluation_line(args.resume) or "no evaluation recorded")
         print(f"resumed and finished {args.resume}: evaluate with  "
               f"python evaluate.py --controllers greedy,ppo:{args.resume}")
         return 0
@@ -113,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"moved the previous contents of {run_dir} to {old}")
     saved_args = {**vars(args), "scenario": scenario, "run_dir": str(run_dir), "resume": None}
     train(venv, hp, hp["n_timesteps"], args.seed, run_dir, run_args=saved_args)
+    print(final_evaluation_line(run_dir) or "no evaluation recorded")
     print(f"saved {run_dir}: evaluate with  python evaluate.py --controllers greedy,ppo:{run_dir}")
     return 0
 

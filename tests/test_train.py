@@ -67,12 +67,17 @@ def test_same_seed_same_parameters(tmp_path):
     assert evals.pct_best_rule.iloc[-1] == pytest.approx(100 * evals.reward.iloc[-1] / evals.best_rule_reward.iloc[-1])
 
 
-def test_periodic_evaluation_rows(tmp_path, short_yml):
+def test_periodic_evaluation_rows(tmp_path, short_yml, capsys):
     run = tmp_path / "run"
     assert train.main(["--scenario", short_yml, "--timesteps", "1024", "--run-dir", str(run)] + TINY
                       + ["eval_freq:256"]) == 0
     evals = pd.read_csv(run / "evaluations.csv")
     assert list(evals.timesteps) == [256, 512, 768, 1024]
+    last = evals.iloc[-1]  # train.py ends by printing the final evaluation and where the run went
+    out = capsys.readouterr().out
+    assert (f"final evaluation at 1,024 steps (held-out seeds): reward {last.reward:.1f} ± {last.reward_std:.1f} "
+            f"compute units per episode, {last.pct_best_rule:.1f}% of greedy's") in out
+    assert f"saved {run}" in out
     assert evals.best_rule_reward.nunique() == 1 and evals.violation_mwh.ge(0).all()
     (events,) = (run / "tb").rglob("events.out.tfevents.*")
     tags = set(EventAccumulator(str(events)).Reload().Tags()["scalars"])

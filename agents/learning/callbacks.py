@@ -158,3 +158,20 @@ class CheckpointSetCallback(BaseCallback):
             self.last_saved = self.num_timesteps
             save_checkpoint(self.model, self.checkpoints)
         return True
+
+
+def final_evaluation_line(run_dir: Path) -> str | None:
+    """The last row of ``RUN_DIR/evaluations.csv`` in one line (reward in compute units per episode, % of
+    the best rule, compute fraction, violations), or None if the run has no evaluation."""
+    path = Path(run_dir) / "evaluations.csv"
+    if not path.is_file():
+        return None
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return None
+    r = {k: float(v) for k, v in rows[-1].items()}
+    return (f"final evaluation at {int(r['timesteps']):,} steps (held-out seeds): reward {r['reward']:.1f} "
+            f"± {r['reward_std']:.1f} compute units per episode, {r['pct_best_rule']:.1f}% of {BEST_RULE}'s "
+            f"{r['best_rule_reward']:.1f}; compute fraction {r['compute_fraction']:.3f}, {r['violation_mwh']:.3f} "
+            f"MWh over the limit, {r['ramp_violations']:.1f} ramp violations per episode")
