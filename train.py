@@ -29,8 +29,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from agents.files import move_aside
 from agents.learning.callbacks import final_evaluation_line
-from agents.learning.rundir import check_fresh_run_dir, check_name, default_run_dir, move_aside
+from agents.learning.rundir import check_fresh_run_dir, check_name, default_run_dir
 from agents.learning.train import check_resumable, check_same_scenario, resume, run_hyperparams, train
 from cpm_env.config import ConfigError, resolve_scenario
 from cpm_env.vec_env import make_vec

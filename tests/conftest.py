@@ -2,6 +2,7 @@
 works from any test module run alone), hypothesis profiles and the fixtures several modules use."""
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -56,3 +57,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter of this venv (for what a process does at start-up); it must
+    exit 0. Returns the finished process with its captured text output."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result

@@ -1,8 +1,5 @@
 """The Gymnasium contract: checkers, spaces, seeding, a light import."""
 
-import subprocess
-import sys
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -10,6 +7,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import cpm_env
+from conftest import run_python
 
 IDS = sorted(cpm_env.scenario_ids())
 
@@ -99,5 +97,4 @@ def test_import_and_make_load_neither_torch_nor_sb3():
             "venv = cpm_env.make_vec('cpm_env/DataCenter-v0', 2, seed=0)\n"
             "from stable_baselines3.common.vec_env import VecEnv\n"
             "assert isinstance(venv, VecEnv) and 'torch' in sys.modules\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
+    run_python(code)

@@ -1,8 +1,5 @@
 """The oracle's LP is the env's reward: replay is exact, and no controller beats it."""
 
-import subprocess
-import sys
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -14,6 +11,7 @@ from agents.controllers.lp import BACKENDS
 from agents.controllers.oracle import actions_from_plan, episode_series, episode_start
 from agents.controllers.site_lp import lowest_slewed_caps, plan
 from agents.evaluation.runner import make_controller, run_controller
+from conftest import run_python
 
 SHORT = {
     "cpm_env/DataCenter-v0": {"duration_h": 3.0},
@@ -73,6 +71,5 @@ def test_lp_solvers_print_nothing():
             "lp = LinearProgram(); x = lp.var(2, 0.0, 1.0, cost=1.0); lp.rows([(x[:1], 1.0), (x[1:], 1.0)], hi=1.5)\n"
             "for backend in ('highs', 'clarabel'):\n"
             "    assert abs(lp.solve(backend)[1] - 1.5) < 1e-6\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
+    result = run_python(code)
     assert result.stdout == "" and result.stderr == ""

@@ -10,11 +10,9 @@ the run's folder and renamed into place together, so a folder never mixes two ru
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,22 +21,11 @@ from typing import Any
 import pandas as pd
 
 from agents.evaluation.outpaths import check_writable_folder
+from agents.files import move_aside, write_atomic
 
 STAMP = "run.json"
 ROWS = "rows"
 STAGING_PREFIX = ".staging-"
-
-
-def config_hash(data: Any) -> str:
-    """SHA-256 of ``data`` as canonical JSON (sorted keys): a configuration's fingerprint."""
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp name in the same folder and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class RunFolder:
@@ -81,12 +68,7 @@ class RunFolder:
         """Create the folder (moving an old run aside first if asked) and stamp it; one-line ValueError on failure."""
         try:
             if self.move_aside:
-                aside = self.path.with_name(f"{self.path.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-                n = 1
-                while aside.exists():
-                    aside, n = aside.with_name(f"{self.path.name}.old-{time.strftime('%Y%m%d-%H%M%S')}-{n}"), n + 1
-                self.path.rename(aside)
-                print(f"moved the old {self.path} aside to {aside}")
+                print(f"moved the old {self.path} aside to {move_aside(self.path)}")
             self.path.mkdir(parents=True, exist_ok=True)
             for stale in self.path.glob(f"{STAGING_PREFIX}*"):  # a publish interrupted before its renames
                 shutil.rmtree(stale)

@@ -27,6 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from agents.files import sha256_json, write_atomic
+
 MANIFEST = "manifest.json"
 FORMAT, FORMAT_VERSION = "cpm-artifacts", 1
 CONVERT_HINT = "python -m agents.learning.convert"
@@ -41,26 +43,9 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def canonical_json(data: Any) -> bytes:
-    """``data`` as canonical JSON bytes (sorted keys, no spaces, no NaN): the input of every content hash."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
-
-
 def scenario_sha256(scenario: Mapping[str, Any]) -> str:
     """SHA-256 of a scenario's plain dict (:func:`cpm_env.config.scenario_to_dict`) as canonical JSON."""
-    return hashlib.sha256(canonical_json(scenario)).hexdigest()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and :func:`os.replace`:
-    readers see the old file or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    return sha256_json(scenario)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -34,7 +34,7 @@ import onnx
 import torch
 
 from agents.controllers.rules import fit_cap
-from agents.learning.artifacts import write_atomic
+from agents.files import write_atomic
 from agents.learning.ppo import PPOController
 from agents.runtime import (
     INPUT_DTYPE,

@@ -21,7 +21,8 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from agents.learning.artifacts import write_atomic, write_json_atomic
+from agents.files import write_atomic
+from agents.learning.artifacts import write_json_atomic
 
 WEIGHTS_FILE, SPEC_FILE, NORMALIZER_FILE = "policy.npz", "policy_spec.json", "normalizer.json"
 SPEC_VERSION = 1

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
 from pathlib import Path
+
+from agents.files import is_empty_dir, utc_stamp
 
 RUNS_DIR = Path("runs")
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-def utc_stamp() -> str:
-    """The current UTC time as ``YYYYmmddTHHMMSSZ`` (sortable, no separators)."""
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
 def check_name(name: str, what: str) -> str:
@@ -33,11 +29,6 @@ def default_run_dir(scenario_id: str, seed: int, root: Path = RUNS_DIR) -> Path:
     return path
 
 
-def is_empty_dir(path: Path) -> bool:
-    """True if ``path`` does not exist or is an empty folder."""
-    return not path.exists() or (path.is_dir() and not any(path.iterdir()))
-
-
 def check_fresh_run_dir(path: Path, overwrite: bool) -> None:
     """One-line ValueError unless ``path`` may hold a new run: absent, empty, or ``overwrite`` (then
     :func:`move_aside` clears it). Creates nothing."""
@@ -47,16 +38,3 @@ def check_fresh_run_dir(path: Path, overwrite: bool) -> None:
         raise ValueError(f"--run-dir {path}: not empty (another run's files): pass a new --run-dir, "
                          f"--resume {path} to continue that run, or --overwrite to move it aside to "
                          f"{path}.old-<UTC time> and start fresh")
-
-
-def move_aside(path: Path) -> Path | None:
-    """Rename a non-empty ``path`` to ``<path>.old-<UTC time>`` (never deletes); returns the new name or None."""
-    if is_empty_dir(path):
-        return None
-    old = path.with_name(f"{path.name}.old-{utc_stamp()}")
-    n = 1
-    while old.exists():
-        n += 1
-        old = path.with_name(f"{path.name}.old-{utc_stamp()}_{n}")
-    path.rename(old)
-    return old

@@ -17,7 +17,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecNormalize
 
 from agents.evaluation.seeds import parse_seeds
-from agents.learning.artifacts import MANIFEST, check_artifacts, scenario_sha256, write_atomic
+from agents.files import write_atomic
+from agents.learning.artifacts import MANIFEST, check_artifacts, scenario_sha256
 from agents.learning.callbacks import CheckpointSetCallback, PolicyEvalCallback, save_policy
 from cpm_env.config import read_yaml, resolve_scenario, scenario_to_dict
 from cpm_env.vec_env import EPISODE_KPIS, CpmVecEnv

@@ -36,8 +36,9 @@ import numpy as np
 import pandas as pd
 
 from agents.evaluation.outpaths import SAFE_NAME_RULE, is_safe_name, safe_name
-from agents.evaluation.runfolder import RunFolder, config_hash
+from agents.evaluation.runfolder import RunFolder
 from agents.evaluation.seeds import parse_seeds
+from agents.files import sha256_json
 from agents.sizing.economics_config import EconomicsConfig
 from cpm_env.config import ConfigError, build_config, read_yaml, require, resolve_file_paths, resolve_scenario
 
@@ -294,7 +295,7 @@ def sweep_stamp(sweep: SweepConfig) -> dict:
     from cpm_env.config import scenario_to_dict
 
     return {"command": "sweep", "sweep": dataclasses.asdict(sweep),
-            "scenario_sha256": config_hash(scenario_to_dict(resolve_scenario(sweep.scenario)))}
+            "scenario_sha256": sha256_json(scenario_to_dict(resolve_scenario(sweep.scenario)))}
 
 
 def sweep_cli(path: str, seeds: str | None, out: Path | None, workers: str, overwrite: bool = False) -> int:
