@@ -33,9 +33,6 @@ class ConfigError(ValueError):
 
 # Field metadata of a file path that a YAML file may state relative to its own folder.
 FILE_PATH: Mapping[str, Any] = types.MappingProxyType({"relative_to_file": True})
-# Field metadata of a field left out of :func:`scenario_to_dict` while at its default (a field added
-# after runs were recorded, whose default keeps their behaviour), so their scenario fingerprints still match.
-OMITTED_AT_DEFAULT: Mapping[str, Any] = types.MappingProxyType({"omitted_at_default": True})
 # The most memory one batch of episode arrays, or one trace being read, may need; a configuration
 # that would need more is refused up front (see :func:`check_memory`). Read at call time, so it
 # can be raised (or lowered, as the tests do) by assigning ``cpm_env.config.MEMORY_BUDGET_BYTES``.
@@ -381,17 +378,14 @@ class ForecastConfig:
     ``kind`` names the forecaster (:data:`cpm_env.forecast.FORECASTERS`): ``oracle_noisy`` (the
     true future x (1 + noise): it sees unscheduled failures and bursts; for studies of what
     foresight is worth), ``persistence`` (the current demand, flat) or ``schedule_persistence``
-    (the current demand plus the scheduled checkpoint dips and daily profile). The default stays
-    ``oracle_noisy`` until the shipped policies are retrained on a causal forecast (issue 13);
-    at that default the field is left out of :func:`scenario_to_dict`, so scenario fingerprints
-    of existing runs still match. ``noise_std_per_sqrt_h`` is used by ``oracle_noisy`` only.
+    (the current demand plus the scheduled checkpoint dips and daily profile, the default: causal,
+    what a real site can know). ``noise_std_per_sqrt_h`` is used by ``oracle_noisy`` only.
     """
 
     enabled: bool = True
     horizons_steps: tuple[int, ...] = (1, 5, 15, 60)
     noise_std_per_sqrt_h: float = 0.05  # relative error std grows with sqrt(lead time)
-    kind: Literal["oracle_noisy", "persistence", "schedule_persistence"] = field(
-        default="oracle_noisy", metadata=OMITTED_AT_DEFAULT)
+    kind: Literal["oracle_noisy", "persistence", "schedule_persistence"] = "schedule_persistence"
 
     def validate(self) -> None:
         require(bool(self.horizons_steps) or not self.enabled, "horizons_steps", [],
@@ -788,8 +782,7 @@ def scenario_to_dict(cfg: ScenarioConfig) -> dict[str, Any]:
 
     def plain(v: Any) -> Any:
         if dataclasses.is_dataclass(v):
-            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)
-                    if not (f.metadata.get("omitted_at_default") and getattr(v, f.name) == f.default)}
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
         if isinstance(v, tuple):
             return [plain(x) for x in v]
         return v
