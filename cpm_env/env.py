@@ -47,7 +47,7 @@ class CpmEnv(gym.Env):
     ``cpm_env.spaces.observation_features`` give each entry's name, unit, scale and bounds.
     Powers are in units of the grid limit. Entries: per class uncapped demand (mean, swing);
     duty; facility demand, headroom, grid limit, lagged demand; time of day (sin, cos);
-    episode progress; noisy demand forecasts (if enabled); demand-response state (active,
+    episode progress; demand forecasts by forecast.kind (if enabled); demand-response state (active,
     pending, starts in h, remaining h, limit); last grid import, SoC, last battery power,
     caps (and floors) in force.
 

@@ -1,5 +1,5 @@
-"""Forecasters (issue 13): causal ones never see the unscheduled future; scheduled events do show;
-``oracle_noisy`` (the default until the policies are retrained) sees failures coming."""
+"""Forecasters (issue 13): causal ones (the default) never see the unscheduled future; scheduled
+events do show; ``oracle_noisy`` (studies of foresight only) sees failures coming."""
 
 import dataclasses
 import typing
@@ -10,7 +10,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from cpm_env import spaces
-from cpm_env.config import ConfigError, ForecastConfig, resolve_scenario, scenario_to_dict
+from cpm_env.config import ConfigError, ForecastConfig, resolve_scenario, scenario_ids, scenario_to_dict
 from cpm_env.forecast import FORECASTERS, make_forecaster, persistence_mw, schedule_persistence_mw
 from cpm_env.scenario import Site
 from cpm_env.workloads import InferenceGenerator, TrainingGenerator
@@ -139,11 +139,35 @@ def test_config_kinds_are_the_registered_forecasters():
     assert set(CAUSAL) == {"persistence", "schedule_persistence"}
 
 
-def test_default_stays_oracle_noisy_and_keeps_scenario_fingerprints():
-    """Until the shipped policies are retrained (issue 13), the default and the fingerprints are today's."""
-    cfg = resolve_scenario("DataCenter-v0")
-    assert cfg.forecast.kind == "oracle_noisy"
-    assert "kind" not in scenario_to_dict(cfg)["forecast"]
-    causal = resolve_scenario("DataCenter-v0", {"forecast": {"kind": "persistence"}})
-    assert scenario_to_dict(causal)["forecast"]["kind"] == "persistence"
-    assert resolve_scenario(scenario_to_dict(causal)) == causal
+@pytest.mark.parametrize("scenario_id", sorted(scenario_ids()))
+def test_every_registered_scenario_forecasts_causally(scenario_id):
+    """No shipped scenario (nor the config's default) benchmarks a controller that sees failures coming."""
+    cfg = resolve_scenario(scenario_id)
+    assert make_forecaster(cfg.forecast).causal, f"{scenario_id}: forecast.kind = {cfg.forecast.kind}"
+    assert make_forecaster(ForecastConfig()).causal
+    assert scenario_to_dict(cfg)["forecast"]["kind"] == cfg.forecast.kind  # stated in every run's scenario.yml
+    noisy = resolve_scenario(scenario_id, {"forecast": {"kind": "oracle_noisy"}})
+    assert resolve_scenario(scenario_to_dict(noisy)) == noisy  # oracle_noisy stays available by name
+
+
+def test_an_announced_demand_response_window_shows_before_it_starts():
+    """The schedule a site is told: an announced window is in the observation from its notice on,
+    with its start and its limit, identically under every forecaster."""
+    site = Site("DemandResponse-v0")
+    cfg = site.config
+    ep = site.episodes.sample([np.random.default_rng(3)])
+    names = [f.name for f in spaces.exo_observation_features(cfg)]
+    col = {n: ep.exo_obs[:, names.index(n), 0] for n in ("dr_pending", "dr_active", "dr_starts_in", "dr_limit")}
+    start = int(np.flatnonzero(col["dr_active"] > 0.5)[0])
+    notice = int(round(cfg.grid.demand_response.notice_h / cfg.dt_h))
+    assert start >= notice  # the draw leaves room for the whole notice
+    assert not col["dr_pending"][:start - notice].any()
+    assert col["dr_pending"][start - notice:start].all()
+    np.testing.assert_allclose(col["dr_starts_in"][start - notice:start],
+                               (start - np.arange(start - notice, start)) * cfg.dt_h, rtol=1e-6)
+    assert col["dr_limit"][start - notice] == pytest.approx(cfg.grid.demand_response.limit_fraction, rel=1e-6)
+    for kind in CAUSAL:
+        other = Site(dataclasses.replace(cfg, forecast=dataclasses.replace(cfg.forecast, kind=kind)))
+        redrawn = other.episodes.sample([np.random.default_rng(3)])
+        for name in col:
+            np.testing.assert_array_equal(redrawn.exo_obs[:, names.index(name), 0], col[name])

@@ -1,7 +1,7 @@
 """Receding-horizon MPC: the site LP over the next steps, on what the observation says.
 
 Each step, per site, it builds the horizon's series from the observation only: the current
-step's per-class demand (exact), the noisy facility-demand forecast (interpolated between
+step's per-class demand (exact), the facility-demand forecast entries (interpolated between
 its horizons, split over classes in the current proportions), the current duty, and the
 grid limit with any announced demand-response window. It solves :func:`agents.controllers.site_lp.plan`
 with the stored energy valued at the horizon's end and applies the first step.
@@ -22,7 +22,7 @@ from cpm_env.site import State, work_estimate, work_per_throughput
 
 
 class MPC:
-    """Receding-horizon LP controller on the env's (noisy) forecast."""
+    """Receding-horizon LP controller on the observation's forecast entries (the scenario's forecast.kind)."""
 
     def __init__(self, site: Site, horizon_steps: int | None = None, backend: str = "highs"):
         self.site, self.params, self.cfg = site, site.params, site.config
