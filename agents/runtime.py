@@ -144,7 +144,7 @@ def _telemetry_layout(spec: dict, obs_names: list[str]) -> tuple[list[str], np.n
     that do not match the entries.
     """
     entries = _field(spec, "forecast.entries")
-    if not isinstance(entries, list) or not set(entries) <= set(obs_names):
+    if not isinstance(entries, list) or not all(e in obs_names for e in entries):
         raise ValueError(f"{SIDECAR_FILE}: forecast.entries = {entries!r}: must be observation names")
     if _field(spec, "forecast.enabled"):
         fields = {key: _field(spec, f"forecast.{key}") for key in FORECAST_FIELDS}
