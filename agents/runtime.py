@@ -9,7 +9,9 @@ the canonical JSON (sorted keys, no spaces) of every other field of ``policy.jso
 sidecar whose checksum does not match (a changed field or ONNX file), duplicate observation or
 action names, an observation scale that is not a positive finite number, a safe action outside
 its action bounds, or ONNX input/output names and shapes that differ from the sidecar. It never
-loads a pickle and imports neither torch, Stable-Baselines3 nor the simulator.
+loads a pickle and imports neither torch, Stable-Baselines3 nor the simulator: of the project it
+imports only ``cpm_env.forecast`` (on a host without gymnasium the ``cpm_env`` package loads
+nothing else).
 
 Observations are the env's vector: entry ``i`` is ``physical_value / scale`` of the
 sidecar's ``observations[i]`` (float, inside its ``[low, high]``, which already include
@@ -24,8 +26,22 @@ battery idle at 0 MW, caps at the safe cap documented in ``safe_action_rule``, f
 and sets ``last_fallback_reason`` to a one-line reason (also logged as a warning on the
 ``agents.runtime`` logger); it is ``None`` after a good step.
 
-JSON-lines loop: each stdin line is a JSON list of numbers or an object ``{"obs": [...]}``;
-each gives one stdout line ``{"setpoints": {name: value}, "fallback": reason or null}``,
+Telemetry mode: :meth:`PolicyController.act_telemetry` (``telemetry, schedule_mw=None``) takes
+every observation entry except the ``forecast_<h>`` ones (a list in ``policy.json`` order, or a
+dict ``{name: value}``, same scaled units) and computes the forecast entries itself with the
+forecaster named in ``policy.json``'s ``forecast`` section (:mod:`cpm_env.forecast`, numpy only):
+from the ``facility_demand`` entry and ``schedule_mw``, the scheduled facility demand (MW) at
+steps t, t+1, ..., t+max(h) (only its changes from entry 0 matter; a shorter list is held at its
+last value). ``schedule_persistence`` needs it (a site without a schedule passes zeros);
+``persistence`` ignores it. Like ``act`` it never raises: a missing or unknown name, a wrong
+length, a missing, non-numeric or non-finite schedule, or a policy trained with
+``oracle_noisy`` (which reads the realized future, so no controller can compute its entries)
+gives the safe action and a one-line reason. :meth:`PolicyController.observation` builds the
+observation vector the same way (and raises a one-line ValueError instead).
+
+JSON-lines loop: each stdin line is a JSON list of numbers, an object ``{"obs": [...]}``, or
+``{"telemetry": [...] or {name: value}, "schedule_mw": [...]}`` (telemetry mode); each gives one
+stdout line ``{"setpoints": {name: value}, "fallback": reason or null}``,
 flushed at once. Malformed lines get the safe action; blank lines are skipped; fallbacks are
 also logged to stderr with a timestamp. A reader that closes the pipe ends the loop quietly
 (exit 0); an unwritable stdout (closed, disk full) ends it with one line on stderr (exit 1).
@@ -48,7 +64,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-SCHEMA_VERSION = 2  # 2: policy.json sealed by checksum.sha256
+from cpm_env.forecast import forecast_entries, forecast_step_mw
+
+SCHEMA_VERSION = 3  # 2: policy.json sealed by checksum.sha256; 3: its forecast section
 ONNX_FILE = "policy.onnx"
 SIDECAR_FILE = "policy.json"
 INPUT_DTYPE = "tensor(float)"
@@ -115,6 +133,32 @@ def _check_names(names: list, section: str) -> None:
         seen.add(name)
 
 
+FORECAST_FIELDS = ("kind", "horizons_steps", "demand_entry", "limit_mw", "oversubscription")  # when enabled
+
+
+def _telemetry_layout(spec: dict, obs_names: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(telemetry names, their observation indices, the forecast entries' indices) of the sidecar's ``forecast``.
+
+    One-line ValueError naming the field for a missing one (:data:`FORECAST_FIELDS` when enabled),
+    entries that are not observations, a demand entry that is not a telemetry name, or horizons
+    that do not match the entries.
+    """
+    entries = _field(spec, "forecast.entries")
+    if not isinstance(entries, list) or not all(e in obs_names for e in entries):
+        raise ValueError(f"{SIDECAR_FILE}: forecast.entries = {entries!r}: must be observation names")
+    if _field(spec, "forecast.enabled"):
+        fields = {key: _field(spec, f"forecast.{key}") for key in FORECAST_FIELDS}
+        demand, horizons = fields["demand_entry"], fields["horizons_steps"]
+        if demand not in obs_names or demand in entries:
+            raise ValueError(f"{SIDECAR_FILE}: forecast.demand_entry = {demand!r}: must be an observation name, "
+                             "not a forecast entry")
+        if not isinstance(horizons, list) or len(horizons) != len(entries):
+            raise ValueError(f"{SIDECAR_FILE}: forecast.horizons_steps = {horizons!r}: needs one horizon per entry of "
+                             "forecast.entries")
+    names = [n for n in obs_names if n not in entries]
+    return names, np.array([obs_names.index(n) for n in names]), np.array([obs_names.index(n) for n in entries], int)
+
+
 class PolicyController:
     """An exported policy behind input validation and a fail-safe action."""
 
@@ -125,7 +169,8 @@ class PolicyController:
         """
         version = _field(spec, "schema_version")
         if version != SCHEMA_VERSION:
-            raise ValueError(f"{SIDECAR_FILE}: schema_version = {version!r}: this runtime reads {SCHEMA_VERSION}")
+            raise ValueError(f"{SIDECAR_FILE}: schema_version = {version!r}: this runtime reads {SCHEMA_VERSION}: "
+                             "re-export the policy with export.py")
         sealed = _field(spec, "checksum.sha256")
         try:
             computed = sidecar_checksum(spec, model)
@@ -146,12 +191,12 @@ class PolicyController:
         self.action_names = [e.get("name") for e in actions]
         _check_names(self.obs_names, "observations")
         _check_names(self.action_names, "actions")
-        self.obs_low, self.obs_high, scale = _columns(obs, ("low", "high", "scale"), "observations")
+        self.obs_low, self.obs_high, self.obs_scale = _columns(obs, ("low", "high", "scale"), "observations")
         self.action_low, self.action_high, safe = _columns(actions, ("low", "high", "safe"), "actions")
         for i, name in enumerate(self.obs_names):
-            if not (np.isfinite(scale[i]) and scale[i] > 0):
-                raise ValueError(f"{SIDECAR_FILE}: observations[{i}] ({name}) scale = {float(scale[i])!r}: must be a "
-                                 "positive finite number")
+            if not (np.isfinite(self.obs_scale[i]) and self.obs_scale[i] > 0):
+                raise ValueError(f"{SIDECAR_FILE}: observations[{i}] ({name}) scale = {float(self.obs_scale[i])!r}: "
+                                 "must be a positive finite number")
         if not (np.all(self.obs_low < self.obs_high) and np.all(self.action_low < self.action_high)):
             raise ValueError(f"{SIDECAR_FILE}: bounds must have low < high")
         for i, name in enumerate(self.action_names):
@@ -159,6 +204,8 @@ class PolicyController:
                 raise ValueError(f"{SIDECAR_FILE}: actions[{i}] ({name}) safe = {float(safe[i])!r}: outside its "
                                  f"bounds [{float(self.action_low[i])!r}, {float(self.action_high[i])!r}]")
         self.safe_setpoints = safe
+        self.telemetry_names, self._telemetry_idx, self._forecast_idx = _telemetry_layout(spec, self.obs_names)
+        self.forecast = spec["forecast"]
         self._obs_low, self._obs_high = self.obs_low.tolist(), self.obs_high.tolist()
         self._action_low, self._action_high = self.action_low.tolist(), self.action_high.tolist()
         self._action_sum = self.action_high + self.action_low
@@ -231,6 +278,55 @@ class PolicyController:
         self.last_fallback_reason = None
         return y
 
+    def observation(self, telemetry, schedule_mw=None) -> np.ndarray:
+        """The observation vector (n_obs,) float64 from ``telemetry`` and the schedule; one-line ValueError if bad.
+
+        ``telemetry``: every observation entry but the forecast ones (scaled as in the
+        observation), a list in :attr:`telemetry_names` order or a dict ``{name: value}``.
+        ``schedule_mw``: the scheduled facility demand (MW) at steps t, t+1, ..., t+max(h), as
+        :func:`cpm_env.forecast.forecast_step_mw` reads it. The forecast entries are computed
+        from the ``forecast.demand_entry`` value (x its scale = MW) by ``forecast.kind``.
+        """
+        obs = np.zeros(len(self.obs_names))
+        obs[self._telemetry_idx] = self._telemetry_values(telemetry)
+        fc = self.forecast
+        if fc["enabled"]:
+            i = self.obs_names.index(fc["demand_entry"])
+            demand_mw = obs[i] * self.obs_scale[i]
+            forecast_mw = forecast_step_mw(fc["kind"], demand_mw, schedule_mw, fc["horizons_steps"])
+            obs[self._forecast_idx] = forecast_entries(forecast_mw, fc["limit_mw"], fc["oversubscription"])
+        return obs
+
+    def act_telemetry(self, telemetry, schedule_mw=None) -> np.ndarray:
+        """:meth:`act` on :meth:`observation` (``telemetry``, ``schedule_mw``); never raises: a malformed
+        input or a forecaster no controller can compute gives the safe action and a one-line reason."""
+        try:
+            obs = self.observation(telemetry, schedule_mw)
+        except Exception as err:  # the control loop must get an action whatever went wrong
+            return self._fallback(f"telemetry mode: {_one_line(err)}")
+        return self.act(obs)
+
+    def _telemetry_values(self, telemetry) -> np.ndarray:
+        """``telemetry`` (list or dict) as (n_telemetry,) numbers in :attr:`telemetry_names` order, or ValueError."""
+        if isinstance(telemetry, dict):
+            unknown = [k for k in telemetry if k not in self.telemetry_names]
+            if unknown:
+                computed = " (forecast entries are computed from schedule_mw)" if unknown[0] in self.obs_names else ""
+                raise ValueError(f"telemetry: unknown name {unknown[0]!r}{computed}")
+            missing = [n for n in self.telemetry_names if n not in telemetry]
+            if missing:
+                raise ValueError(f"telemetry: {missing[0]!r} missing ({len(missing)} of {len(self.telemetry_names)} "
+                                 "names)")
+            telemetry = [telemetry[n] for n in self.telemetry_names]
+        try:
+            x = np.asarray(telemetry)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"telemetry: not a list of numbers ({type(err).__name__})") from None
+        if x.shape != (len(self.telemetry_names),) or x.dtype.kind not in "fiu":
+            raise ValueError(f"telemetry: shape {x.shape}, dtype {x.dtype}: expected {len(self.telemetry_names)} "
+                             "numbers (policy.json's observations but the forecast entries)")
+        return x
+
     def act_batch(self, obs) -> np.ndarray:
         """Physical set-points (N, n_actions) for observations (N, n_obs); bad rows get the safe
         action, and ``last_fallback_reason`` counts them and names the first. Never raises."""
@@ -278,12 +374,14 @@ class PolicyController:
         except Exception as err:  # ValueError, or RecursionError for absurdly nested input
             return {"setpoints": self.setpoint_dict(self._fallback(f"line is not JSON: {_one_line(err)}")),
                     "fallback": self.last_fallback_reason}
-        if isinstance(data, dict):
-            if "obs" not in data:
-                return {"setpoints": self.setpoint_dict(self._fallback("JSON object has no 'obs' field")),
-                        "fallback": self.last_fallback_reason}
-            data = data["obs"]
-        setpoints = self.act(data)
+        if not isinstance(data, dict):
+            setpoints = self.act(data)
+        elif ("obs" in data) == ("telemetry" in data):
+            setpoints = self._fallback("JSON object needs one of the fields 'obs' or 'telemetry' (with 'schedule_mw')")
+        elif "obs" in data:
+            setpoints = self.act(data["obs"])
+        else:
+            setpoints = self.act_telemetry(data["telemetry"], data.get("schedule_mw"))
         return {"setpoints": self.setpoint_dict(setpoints), "fallback": self.last_fallback_reason}
 
     # ------------------------------------------------------------------ failure paths

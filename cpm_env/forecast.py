@@ -17,7 +17,9 @@ Two families:
   benchmarks; it is today's default only so that published results stay valid until the
   policies are retrained.
 
-Pure numpy: the exported runtime can use the causal ones without torch.
+Pure numpy (importable with numpy alone): the exported runtime (``agents/runtime.py``) computes
+the causal ones for one step with :func:`forecast_step_mw` and turns them into observation
+entries with :func:`forecast_entries`, as the env does with the whole episode.
 """
 
 from __future__ import annotations
@@ -141,3 +143,68 @@ FORECASTERS: dict[str, Callable[[ForecastConfig], Forecaster]] = {
 def make_forecaster(cfg: ForecastConfig) -> Forecaster:
     """The forecaster named by ``cfg.kind`` (one of :data:`FORECASTERS`; the config loader refuses others)."""
     return FORECASTERS[cfg.kind](cfg)
+
+
+def forecast_entries(forecast_mw, limit_mw: float, oversubscription: float) -> np.ndarray:
+    """Forecast (MW, any shape) -> its ``forecast_<h>`` observation entries (same shape, float64).
+
+    The forecast is clipped at ``2 * oversubscription * limit_mw`` (the entries' upper bound)
+    and divided by the nominal grid limit ``limit_mw`` (MW).
+    """
+    return np.minimum(forecast_mw, 2 * oversubscription * limit_mw) / limit_mw
+
+
+# kind -> its whole-episode function as f(demand_mw, scheduled_mw, horizons_steps): the kinds forecast_step_mw computes
+STEP_FORECASTERS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {
+    "persistence": lambda demand_mw, scheduled_mw, horizons_steps: persistence_mw(demand_mw, horizons_steps),
+    "schedule_persistence": schedule_persistence_mw,
+}
+SCHEDULE_KINDS = ("schedule_persistence",)  # the kinds that need the schedule window
+
+
+def _schedule_window(schedule_mw, horizons_steps: Sequence[int]) -> np.ndarray:
+    """``schedule_mw`` (numbers, MW, at steps t, t+1, ...) checked and cut to its first ``max(h) + 1`` entries.
+
+    One-line ValueError naming ``schedule_mw`` for anything but a non-empty flat list of finite numbers.
+    """
+    try:
+        window = np.asarray(schedule_mw)
+    except (TypeError, ValueError) as err:  # ragged nesting
+        raise ValueError(f"schedule_mw: not a list of numbers ({type(err).__name__})") from None
+    if window.ndim != 1 or len(window) == 0 or window.dtype.kind not in "fiu":
+        raise ValueError(f"schedule_mw: shape {window.shape}, dtype {window.dtype}: expected a non-empty flat list of "
+                         f"numbers (MW at steps t, t+1, ..., t+{max(horizons_steps)})")
+    window = window[:max(horizons_steps) + 1].astype(np.float64)
+    if not np.all(np.isfinite(window)):
+        i = int(np.flatnonzero(~np.isfinite(window))[0])
+        raise ValueError(f"schedule_mw[{i}] = {float(window[i])!r}: not finite")
+    return window
+
+
+def forecast_step_mw(kind: str, demand_mw: float, schedule_mw, horizons_steps: Sequence[int]) -> np.ndarray:
+    """The forecast of ONE step, MW, shape (n_horizons,), from what a deployed controller has.
+
+    ``demand_mw`` is the facility demand of the current step t (MW). ``schedule_mw`` is the
+    scheduled facility demand at steps t, t+1, ..., t+max(h) (MW; only its changes from entry 0
+    matter; a shorter window is held at its last value, as the env holds the episode's last
+    step; longer is cut). ``schedule_persistence`` needs it (a site without a schedule passes
+    zeros); ``persistence`` ignores it (it may be None). Calls the whole-episode function of
+    ``kind`` (:func:`persistence_mw`, :func:`schedule_persistence_mw`) on a one-env window and
+    keeps step t. One-line ValueError for ``oracle_noisy`` (it reads the realized future) or an
+    unknown kind, a missing schedule where ``kind`` needs one, or a malformed one.
+    """
+    if kind not in STEP_FORECASTERS:
+        why = ("reads the realized future demand, which no deployed controller has"
+               if kind == "oracle_noisy" else "unknown")
+        raise ValueError(f"forecast.kind = {kind!r}: {why}; a deployed controller computes "
+                         f"{', '.join(STEP_FORECASTERS)}")
+    h = np.asarray(horizons_steps)
+    if schedule_mw is None:
+        if kind in SCHEDULE_KINDS:
+            raise ValueError(f"schedule_mw: missing: forecast.kind = {kind!r} needs the scheduled facility demand (MW) "
+                             f"at steps t..t+{int(h.max())} (a site without a schedule passes zeros)")
+        window = np.zeros(1)
+    else:
+        window = _schedule_window(schedule_mw, horizons_steps)
+    demand = np.full((len(window), 1), float(demand_mw))  # the functions read row t's demand only at t
+    return STEP_FORECASTERS[kind](demand, window[:, None], h)[0, 0]

@@ -21,6 +21,7 @@ import numpy as np
 from gymnasium import spaces as gym_spaces
 
 from cpm_env.config import ScenarioConfig
+from cpm_env.forecast import forecast_entries
 from cpm_env.physics import Action
 from cpm_env.site import SiteParams, State, swinging_steps
 
@@ -36,6 +37,9 @@ class Feature(NamedTuple):
     description: str
 
 
+FACILITY_DEMAND = "facility_demand"  # the entry holding the demand the forecasters read (cpm_env.forecast)
+
+
 def _feat(name, unit, scale, low, high, description) -> Feature:
     margin = 0.01 * (high - low) + 1e-6  # float32 rounding and generator clipping slack
     return Feature(name, unit, float(scale), float(low - margin), float(high + margin), description)
@@ -44,6 +48,11 @@ def _feat(name, unit, scale, low, high, description) -> Feature:
 def floor_classes(cfg: ScenarioConfig) -> list[int]:
     """Indices of the GPU classes whose power floor is an action."""
     return [k for k, c in enumerate(cfg.site.gpu_classes) if c.floor_max > 0]
+
+
+def forecast_names(cfg: ScenarioConfig) -> list[str]:
+    """Names of the forecast entries, ``forecast_<h>`` per horizon (steps); none when the forecast is disabled."""
+    return [f"forecast_{h}" for h in cfg.forecast.horizons_steps] if cfg.forecast.enabled else []
 
 
 def exo_observation_features(cfg: ScenarioConfig) -> list[Feature]:
@@ -56,7 +65,7 @@ def exo_observation_features(cfg: ScenarioConfig) -> list[Feature]:
         feats.append(_feat(f"swing_{c.name}", "MW", lim, 0, over, f"uncapped high-minus-low IT power of {c.name}"))
     feats += [
         _feat("duty", "fraction", 1.0, 0, 1, "fraction of the step at the high (compute) level"),
-        _feat("facility_demand", "MW", lim, 0, over, "uncapped mean facility demand (IT x PUE)"),
+        _feat(FACILITY_DEMAND, "MW", lim, 0, over, "uncapped mean facility demand (IT x PUE)"),
         _feat("headroom", "MW", lim, -over, 1, "grid limit minus uncapped facility demand"),
         _feat("grid_limit", "MW", lim, 0, 1, "import limit this step"),
         _feat("facility_demand_lag", "MW", lim, 0, over, "uncapped facility demand one step ago"),
@@ -65,8 +74,8 @@ def exo_observation_features(cfg: ScenarioConfig) -> list[Feature]:
         _feat("episode_progress", "fraction", 1.0, 0, 1, "steps done / steps per episode"),
     ]
     if cfg.forecast.enabled:
-        for h in cfg.forecast.horizons_steps:
-            feats.append(_feat(f"forecast_{h}", "MW", lim, 0, 2 * over,
+        for h, name in zip(cfg.forecast.horizons_steps, forecast_names(cfg)):
+            feats.append(_feat(name, "MW", lim, 0, 2 * over,
                                f"forecast of facility_demand {h} steps ahead, by forecast.kind = "
                                f"{cfg.forecast.kind} (see cpm_env.forecast)"))
     feats += [
@@ -143,7 +152,7 @@ def exo_features(cfg, high, low, duty, limit, demand, dr_start, dr_end, forecast
     cols += [duty, demand / lim, (limit - demand) / lim, limit / lim, lag / lim,
              np.sin(2 * np.pi * hours / 24), np.cos(2 * np.pi * hours / 24), steps / n]
     if forecast is not None:
-        cols += list(np.moveaxis(np.minimum(forecast, 2 * cfg.site.oversubscription * lim) / lim, -1, 0))
+        cols += list(np.moveaxis(forecast_entries(forecast, lim, cfg.site.oversubscription), -1, 0))
     dr = cfg.grid.demand_response
     if dr.events_per_episode == 0:
         zero = np.zeros((n, 1))

@@ -15,7 +15,14 @@ from hypothesis import strategies as st
 
 import export as export_cli
 from agents.evaluation.runner import make_controller, run_controller
-from agents.learning.export import PARITY_TOLERANCE, PolicyGraph, export_policy, physical_setpoints, rollout
+from agents.learning.export import (
+    PARITY_TOLERANCE,
+    PolicyGraph,
+    export_policy,
+    forecast_section,
+    physical_setpoints,
+    rollout,
+)
 from agents.learning.ppo import PPOController
 from agents.runtime import PolicyController, seal
 from cpm_env.vec_env import make_vec
@@ -63,6 +70,7 @@ def test_sidecar_is_the_contract(exported, site):
     assert spec["onnx"]["sha256"] == hashlib.sha256((out / "policy.onnx").read_bytes()).hexdigest()
     assert {"python", "numpy", "torch", "stable-baselines3", "onnx", "onnxruntime", "cpm"} <= set(spec["versions"])
     assert spec["training_run"]["config"]["policy"] == "MlpPolicy"
+    assert spec["forecast"] == forecast_section(site.config) and spec["forecast"]["kind"] == "schedule_persistence"
     assert spec["parity"]["observations"] >= 10_000 and spec["parity"]["max_abs_diff"] < PARITY_TOLERANCE
 
 
@@ -98,6 +106,7 @@ def test_export_cli_errors_are_one_line(tmp_path, capsys):
 
 
 def test_runtime_imports_neither_torch_nor_sb3_and_loads_no_pickle(exported):
+    """In the full install; without gymnasium it loads only cpm_env.forecast of cpm_env (test_runtime_forecast.py)."""
     code = (
         "import json, pickle, sys\n"
         "def refuse(*a, **k): raise AssertionError('pickle loaded')\n"
@@ -106,7 +115,7 @@ def test_runtime_imports_neither_torch_nor_sb3_and_loads_no_pickle(exported):
         f"c = PolicyController.load({str(exported[0])!r})\n"
         "c.act((c.obs_low + c.obs_high) / 2)\n"
         "assert c.last_fallback_reason is None, c.last_fallback_reason\n"
-        "print(json.dumps([m for m in ('torch', 'stable_baselines3', 'cpm_env', 'gymnasium') if m in sys.modules]))\n"
+        "print(json.dumps([m for m in ('torch', 'stable_baselines3') if m in sys.modules]))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert json.loads(done.stdout) == []
@@ -249,7 +258,8 @@ def test_json_lines_loop(exported, controller):
     safe = controller.setpoint_dict(controller.safe_setpoints)
     expected = controller.setpoint_dict(controller.act(obs))
     assert answers[0] == answers[1] == {"setpoints": expected, "fallback": None}
-    for answer, reason in zip(answers[2:], ["not JSON", "shape (3,)", "no 'obs' field", "not finite"]):
+    for answer, reason in zip(answers[2:], ["not JSON", "shape (3,)", "one of the fields 'obs' or 'telemetry'",
+                                            "not finite"]):
         assert answer["setpoints"] == safe and reason in answer["fallback"]
 
 

@@ -47,7 +47,8 @@ from agents.runtime import (
     sha256_hex,
 )
 from cpm_env import spaces
-from cpm_env.config import read_yaml, scenario_to_dict
+from cpm_env.config import ForecastConfig, ScenarioConfig, read_yaml, scenario_to_dict
+from cpm_env.forecast import SCHEDULE_KINDS, STEP_FORECASTERS, make_forecaster
 from cpm_env.ops import NUMPY
 from cpm_env.scenario import Site
 from cpm_env.vec_env import CpmVecEnv, make_vec
@@ -156,6 +157,41 @@ def _version(package: str) -> str | None:
         return None
 
 
+def schedule_input(fc: ForecastConfig) -> str:
+    """One line on the schedule a deployed controller passes for forecaster ``fc.kind``."""
+    if fc.kind not in STEP_FORECASTERS:
+        return (f"none: forecast.kind = {fc.kind} reads the realized future, which a deployed controller cannot "
+                "compute: telemetry mode is refused; pass whole observations")
+    window = (f"scheduled facility demand (MW) at steps t, t+1, ..., t+{max(fc.horizons_steps)}; only its changes "
+              "from entry 0 matter; a shorter list is held at its last value")
+    return window + ("; required (a site without a schedule passes zeros)" if fc.kind in SCHEDULE_KINDS else
+                     "; optional, unused by this forecaster")
+
+
+def forecast_section(cfg: ScenarioConfig) -> dict:
+    """How a deployed controller computes the ``forecast_<h>`` entries itself (``policy.json``'s ``forecast``).
+
+    The arguments of :func:`cpm_env.forecast.forecast_step_mw` and
+    :func:`cpm_env.forecast.forecast_entries` besides the telemetry and the schedule; only
+    ``{"enabled": false, "entries": []}`` when the scenario has no forecast.
+    """
+    fc = cfg.forecast
+    if not fc.enabled:
+        return {"enabled": False, "entries": []}
+    return {
+        "enabled": True,
+        "kind": fc.kind,
+        "causal": make_forecaster(fc).causal,
+        "horizons_steps": list(fc.horizons_steps),
+        "entries": spaces.forecast_names(cfg),
+        "demand_entry": spaces.FACILITY_DEMAND,
+        "limit_mw": cfg.grid.limit_mw,
+        "oversubscription": cfg.site.oversubscription,
+        "schedule_mw": schedule_input(fc),
+        "computed_by": "cpm_env.forecast.forecast_step_mw, then cpm_env.forecast.forecast_entries",
+    }
+
+
 def sidecar(site: Site, run_dir: Path, manifest: dict, model: bytes) -> dict:
     """The contract of an exported graph: entries, safe action, provenance (parity and checksum added later)."""
     cfg = site.config
@@ -169,6 +205,7 @@ def sidecar(site: Site, run_dir: Path, manifest: dict, model: bytes) -> dict:
         "actions": [{"index": i, "name": f.name, "unit": f.unit, "low": f.low, "high": f.high, "safe": s,
                      "description": f.description} for i, (f, s) in enumerate(zip(site.action_features, safe))],
         "safe_action_rule": rule,
+        "forecast": forecast_section(cfg),
         "onnx": {
             "file": ONNX_FILE,
             "sha256": sha256_hex(model),
