@@ -89,8 +89,13 @@ def test_failed_parity_writes_nothing(exported, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "policy.json").write_text("previous export")
+    import torch
+
     forward = PolicyGraph.forward
-    monkeypatch.setattr(PolicyGraph, "forward", lambda self, obs: forward(self, obs) + 1e-4)
+    mid = torch.tensor([(a["low"] + a["high"]) / 2 for a in exported[1]["actions"]], dtype=torch.float64)
+    # 1e-4 off the trained actions, towards the middle of the bounds: a parity failure, never an out-of-bounds one
+    monkeypatch.setattr(PolicyGraph, "forward", lambda self, obs: (lambda y: y + 1e-4 * torch.sign(mid - y))(
+        forward(self, obs)))
     assert export_cli.main([str(MODEL), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "parity failed" in err and "nothing written" in err
