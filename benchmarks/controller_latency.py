@@ -5,7 +5,9 @@
 Without --policy it exports the shipped DataCenter-v0 policy to a temporary folder first.
 Observations are real: 1024 sites of the policy's scenario, driven by the policy for an hour.
 Single-observation rows time one call each (validation, onnxruntime on one thread, output
-check), after a warm-up; "JSON line" adds parsing and writing one line of the stdin loop.
+check), after a warm-up; "JSON line" adds parsing and writing one line of the stdin loop;
+"act_telemetry" adds what a site's loop does instead of passing whole observations: building the
+observation from telemetry and a schedule window, with the policy's own forecaster.
 The batched row is set-points per second for batches of 1024 observations.
 """
 
@@ -82,11 +84,15 @@ def main() -> None:
         single.act_batch(obs)
         fallback = single.last_fallback_reason or "none fell back"
         line_us = per_call_us(lambda line: json.dumps(single.respond(line)), lines, args.calls)
+        keep = [i for i, name in enumerate(single.obs_names) if name in single.telemetry_names]
+        schedule = list(np.linspace(90.0, 60.0, max(single.forecast.get("horizons_steps") or [0]) + 1))
+        telemetry_us = per_call_us(lambda row: single.act_telemetry(row[keep], schedule), rows, args.calls)
         rates = {t: batched_rate(PolicyController.load(args.policy, threads=t), obs)
                  for t in sorted({1, os.cpu_count() or 1})}
     print(f"policy: {args.policy}; {len(rows)} distinct real observations ({fallback})\n")
     print("| path | p50 µs | p99 µs | max µs | decisions/s |\n|---|---|---|---|---|")
-    for name, us in (("act(obs), one observation", act_us), ("respond(JSON line)", line_us)):
+    for name, us in (("act(obs), one observation", act_us), ("respond(JSON line)", line_us),
+                     ("act_telemetry(telemetry, schedule_mw)", telemetry_us)):
         p50, p99 = np.percentile(us, [50, 99])
         print(f"| {name} | {p50:.1f} | {p99:.1f} | {us.max():.0f} | {1e6 / us.mean():,.0f} |")
     for threads, rate in rates.items():
