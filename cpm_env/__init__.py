@@ -12,7 +12,6 @@ raises a one-line AttributeError naming the missing package.
 
 from __future__ import annotations
 
-import importlib
 from importlib.util import find_spec
 
 __version__ = "0.1.0"
@@ -38,8 +37,10 @@ def __getattr__(name: str):
     Without gymnasium or PyYAML: the numpy-only modules, else a one-line error naming what is missing.
     """
     if _MISSING and not name.startswith("__"):
-        if name in NUMPY_ONLY_MODULES:
-            return importlib.import_module(f"{__name__}.{name}")
+        if name == "forecast":  # the one entry of NUMPY_ONLY_MODULES
+            from cpm_env import forecast
+
+            return forecast
         raise AttributeError(f"cpm_env.{name}: needs {' and '.join(_MISSING)}, not installed: this install offers only "
                              f"cpm_env.{', cpm_env.'.join(NUMPY_ONLY_MODULES)} (the runtime's); install the project "
                              "with its dependencies for the rest")
