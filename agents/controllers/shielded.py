@@ -2,7 +2,8 @@
 
 The wrapper decodes the observation into the state and step it describes, maps the inner
 controller's actions to physical set-points, filters them and encodes the rows the filter changed
-(the others are returned exactly as the inner controller gave them). ``last_report`` holds the
+(the others are returned exactly as the inner controller gave them, as float64: float32 would round
+the filter's set-points across the boundaries it aims at). ``last_report`` holds the
 filter's :class:`cpm_env.shield.Report` of the last batch, for the evaluation's KPIs.
 """
 
@@ -57,9 +58,9 @@ class Shielded:
         actions, state = self.inner.predict(observation, state, episode_start, deterministic)
         obs = np.atleast_2d(np.asarray(observation, dtype=np.float32))
         single = np.ndim(actions) == 1
-        out = np.array(np.atleast_2d(actions), copy=True)
+        out = np.array(np.atleast_2d(actions), dtype=np.float64)  # float32 would round the filter's set-points
         spaces.check_finite_action(out)
-        a = np.clip(out.astype(np.float64), -1.0, 1.0)
+        a = np.clip(out, -1.0, 1.0)
         p, floor_idx = self.params, self.site.floor_idx
         proposal = spaces.to_physical([a[:, j] for j in range(a.shape[1])], p, floor_idx, NUMPY)
         s, x = self._telemetry(obs)
