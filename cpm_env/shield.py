@@ -19,10 +19,12 @@ into a violation.
 
 Search: a proposal that meets the whole contract passes unchanged. Otherwise, for each cap candidate
 (the proposal's caps first; then uniform moves of every class towards its lowest or highest reachable
-cap, 16 steps each way; then every per-class combination of lowest, proposed and highest reachable
-cap) the battery set-points that can bound a feasible interval are computed in closed form (the
-range ends, the roots of each constraint on every linear piece of the inner loop's smoothing, the
-pieces' breakpoints), and all are checked with the physics. The filter takes, among the candidates
+cap, 16 steps each way plus the exact points where the mean import can sit on a ramp bound; then
+every per-class combination of lowest, proposed and highest reachable cap; where none meets the whole
+contract, rounds of one-class-at-a-time moves around the closest one) the battery set-points
+that can bound a feasible interval are computed in closed form (the range ends, the roots of each
+constraint on every linear piece of the inner loop's smoothing, the pieces' breakpoints), and all
+are checked with the physics. The filter takes, among the candidates
 meeting the most of the contract in priority order, the one that
 
 - if a constraint had to be given up, minimizes its excess,
@@ -53,6 +55,9 @@ CONSTRAINTS = ("limit", "ramp", "band")  # priority order: the first is given up
 GAVE_UP = ("none", "band", "ramp", "limit")  # Report.gave_up code -> the most important constraint given up
 MARGIN_MW = 1e-3  # default tightening of every threshold (MW)
 CAP_STEPS = 16  # uniform cap moves per direction
+# where no candidate meets the whole contract: rounds of one-class-at-a-time cap moves around the closest
+# candidate, ZOOM_POINTS - 1 per class within ZOOM_WIDTH of the reachable range, narrowed by ZOOM_SHRINK each round
+ZOOM_ROUNDS, ZOOM_POINTS, ZOOM_WIDTH, ZOOM_SHRINK = 5, 9, 0.5, 0.3
 _EPS = 1e-9  # MW: an excess up to this counts as met (rounding of the closed-form roots)
 _TINY = 1e-12
 
@@ -105,17 +110,55 @@ def _reachable_caps(p: SiteParams, s: State, x: Exo, floors) -> tuple[tuple, tup
     return realized(0.0), realized(2.0)
 
 
-def _cap_candidates(p: SiteParams, cap0: tuple, lo: tuple, hi: tuple) -> tuple[np.ndarray, ...]:
-    """Per class, (N, C) candidate caps: the realized proposal first, uniform moves towards the lowest
-    and the highest reachable caps, then every per-class combination of lowest, proposed and highest."""
-    lam = np.linspace(0.0, 1.0, CAP_STEPS + 1)[1:]
+def _ramp_roots(p: SiteParams, s: State, x: Exo, floors: tuple, cap0: tuple, end: tuple,
+                margin_mw: float) -> np.ndarray:
+    """(N, 4) fractions of the uniform cap move from ``cap0`` to ``end`` at which the mean import sits
+    on a (tightened) ramp bound with the battery at either end of its range (0 where none). The facility
+    mean is monotone along the move and linear between the points where a class's cap crosses its high
+    or low level, so the roots are exact."""
+    lam = [np.broadcast_to(np.linspace(0.0, 1.0, CAP_STEPS + 1), (len(cap0[0]), CAP_STEPS + 1))]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for k, peak in enumerate(p.peak_mw):
+            for level in (x.high_mw[k], x.low_mw[k]):
+                lam.append(((level / peak - cap0[k]) / (end[k] - cap0[k]))[:, None])
+    grid = np.sort(np.clip(np.nan_to_num(np.concatenate(lam, axis=1), nan=0.0), 0.0, 1.0), axis=1)  # (N, S)
+    caps = tuple(c[:, None] + grid * (e - c)[:, None] for c, e in zip(cap0, end))
+    col = lambda v: v[:, None]  # noqa: E731
+    _, out = physics.step(p, _map(s, col), Action(0.0 * grid, caps, tuple(map(col, floors))), _map(x, col), NUMPY)
+    pmax, ramp = p.battery_power_mw, p.ramp_step_mw - min(margin_mw, 0.5 * p.ramp_step_mw)
+    b_lo = physics.battery_setpoint(p, s.energy_mwh, -pmax, np.inf, NUMPY)
+    b_hi = physics.battery_setpoint(p, s.energy_mwh, pmax, np.inf, NUMPY)
+    targets = np.stack([s.import_mw - ramp + b_lo, s.import_mw - ramp + b_hi,
+                        s.import_mw + ramp + b_lo, s.import_mw + ramp + b_hi], axis=1)  # facility means
+    diff = np.asarray(out.facility_power_mw)[:, None, :] - targets[:, :, None]  # (N, 4, S)
+    change = diff[..., :-1] * diff[..., 1:] <= 0.0
+    j = np.argmax(change, axis=-1)[..., None]
+    f0, f1 = np.take_along_axis(diff, j, -1)[..., 0], np.take_along_axis(diff, j + 1, -1)[..., 0]
+    lam4 = np.repeat(grid[:, None, :], 4, axis=1)
+    l0, l1 = np.take_along_axis(lam4, j, -1)[..., 0], np.take_along_axis(lam4, j + 1, -1)[..., 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        root = np.where(f1 != f0, l0 - f0 * (l1 - l0) / (f1 - f0), l0)
+    return np.where(change.any(axis=-1), root, 0.0)
+
+
+def _cap_candidates(p: SiteParams, s: State, x: Exo, floors: tuple, cap0: tuple, margin_mw: float) -> tuple:
+    """Per class, (N, C) candidate caps: the realized proposal ``cap0`` first; uniform moves of every class
+    towards its lowest and its highest reachable cap (:data:`CAP_STEPS` each way, and where the import
+    meets a ramp bound, :func:`_ramp_roots`); every per-class combination of lowest, proposed and highest.
+    Also the reachable bounds per class (N,)."""
+    lo, hi = _reachable_caps(p, s, x, floors)
+    steps = np.linspace(0.0, 1.0, CAP_STEPS + 1)[None, 1:]
+    lam_down = np.concatenate([np.broadcast_to(steps, (len(cap0[0]), CAP_STEPS)),
+                               _ramp_roots(p, s, x, floors, cap0, lo, margin_mw)], axis=1)
+    lam_up = np.concatenate([np.broadcast_to(steps, (len(cap0[0]), CAP_STEPS)),
+                             _ramp_roots(p, s, x, floors, cap0, hi, margin_mw)], axis=1)
     combos = list(itertools.product(range(3), repeat=len(p.peak_mw)))
     cols = []
     for k in range(len(p.peak_mw)):
         c0, down, up = cap0[k][:, None], lo[k][:, None], hi[k][:, None]
         corner = np.concatenate([(c0, down, up)[combo[k]] for combo in combos], axis=1)
-        cols.append(np.concatenate([c0, c0 + lam * (down - c0), c0 + lam * (up - c0), corner], axis=1))
-    return tuple(cols)
+        cols.append(np.concatenate([c0, c0 + lam_down * (down - c0), c0 + lam_up * (up - c0), corner], axis=1))
+    return tuple(cols), lo, hi
 
 
 def _battery_candidates(p: SiteParams, s: State, x: Exo, fac, swing, b_ref, margin_mw: float) -> np.ndarray:
@@ -172,26 +215,53 @@ def _select(excess: np.ndarray, cap_cost: np.ndarray, distance: np.ndarray) -> t
     return np.argmax(mask, axis=1), code
 
 
-def _search(p: SiteParams, s: State, x: Exo, floors: tuple, b0, cap0: tuple,
-            margin_mw: float) -> tuple[np.ndarray, tuple, np.ndarray]:
-    """Battery set-points (N,), caps per class and GAVE_UP codes chosen for sites (N,) whose realized
-    proposal (``b0`` MW, ``cap0``) breaks the contract."""
-    lo, hi = _reachable_caps(p, s, x, floors)
-    caps = _cap_candidates(p, cap0, lo, hi)  # (N, C)
+def _judge(p: SiteParams, s: State, x: Exo, floors: tuple, caps: tuple, b0, margin_mw: float):
+    """Battery candidates (N, C, B) for the (N, C) cap candidates ``caps`` and their contract excess (3, N, C, B)."""
     s2, x2 = _map(s, lambda v: v[:, None]), _map(x, lambda v: v[:, None])
     floors2 = tuple(f[:, None] for f in floors)
     _, fixed = physics.step(p, s2, Action(0.0 * caps[0], caps, floors2), x2, NUMPY)
-    s3, x3 = _map(s2, lambda v: v[..., None]), _map(x2, lambda v: v[..., None])
     batt = _battery_candidates(p, s2, x2, np.asarray(fixed.facility_power_mw), np.asarray(fixed.facility_swing_mw),
-                               b0[:, None], margin_mw)  # (N, C, B)
-    caps3 = tuple(c[..., None] for c in caps)
-    _, out = physics.step(p, s3, Action(batt, caps3, tuple(f[..., None] for f in floors2)), x3, NUMPY)
+                               b0[:, None], margin_mw)
+    s3, x3 = _map(s2, lambda v: v[..., None]), _map(x2, lambda v: v[..., None])
+    action = Action(batt, tuple(c[..., None] for c in caps), tuple(f[..., None] for f in floors2))
+    _, out = physics.step(p, s3, action, x3, NUMPY)
+    return batt, contract_excess(p, s3, out, margin_mw)
+
+
+def _closest_cap(excess: np.ndarray) -> np.ndarray:
+    """Per site, the cap candidate (axis 2 of (3, N, C, B) ``excess``) with the least total excess over the
+    contract (MW): where a search around it starts."""
+    total = np.maximum(excess, 0.0).sum(axis=0).reshape(excess.shape[1], -1)
+    return np.argmin(total, axis=1) // excess.shape[3]
+
+
+def _search(p: SiteParams, s: State, x: Exo, floors: tuple, b0, cap0: tuple,
+            margin_mw: float) -> tuple[np.ndarray, tuple, np.ndarray]:
+    """Battery set-points (N,), caps per class and GAVE_UP codes chosen for sites (N,) whose realized
+    proposal (``b0`` MW, ``cap0``) breaks the contract. Where no candidate meets the whole contract, one
+    class's cap at a time moves around the closest candidate, on finer steps each round (ZOOM_*)."""
+    caps, lo, hi = _cap_candidates(p, s, x, floors, cap0, margin_mw)  # (N, C)
+    batt, excess = _judge(p, s, x, floors, caps, b0, margin_mw)
+    rows, width = np.arange(len(b0)), ZOOM_WIDTH
+    t = np.delete(np.linspace(-1.0, 1.0, ZOOM_POINTS), ZOOM_POINTS // 2)[None, :]
+    for _ in range(ZOOM_ROUNDS):
+        if meets(excess).all(axis=0).reshape(len(b0), -1).any(axis=1).all():
+            break
+        best = [c[rows, _closest_cap(excess)][:, None] for c in caps]
+        new = []
+        for k in range(len(caps)):  # move one class at a time
+            moved = [np.repeat(c, t.shape[1], axis=1) for c in best]
+            moved[k] = np.clip(best[k] + width * t * (hi[k] - lo[k])[:, None], lo[k][:, None], hi[k][:, None])
+            new.append(moved)
+        new_caps = tuple(np.concatenate([m[k] for m in new], axis=1) for k in range(len(caps)))
+        new_batt, new_excess = _judge(p, s, x, floors, new_caps, b0, margin_mw)
+        caps = tuple(np.concatenate([c, c_new], axis=1) for c, c_new in zip(caps, new_caps))
+        batt, excess = np.concatenate([batt, new_batt], axis=1), np.concatenate([excess, new_excess], axis=2)
+        width *= ZOOM_SHRINK
     n, m = batt.shape[0], batt.shape[1] * batt.shape[2]
-    excess = contract_excess(p, s3, out, margin_mw).reshape(3, n, m)
     cap_cost = sum(pk * np.abs(c - c0[:, None]) for pk, c, c0 in zip(p.peak_mw, caps, cap0))
     cap_cost = np.broadcast_to(np.asarray(cap_cost)[..., None], batt.shape).reshape(n, m)
-    pick, code = _select(excess, cap_cost, np.abs(batt - b0[:, None, None]).reshape(n, m))
-    rows = np.arange(n)
+    pick, code = _select(excess.reshape(3, n, m), cap_cost, np.abs(batt - b0[:, None, None]).reshape(n, m))
     return batt.reshape(n, m)[rows, pick], tuple(c[rows, pick // batt.shape[2]] for c in caps), code
 
 
