@@ -42,7 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--controllers", default=None,
                         help=f"comma-separated names (default: {DEFAULT_CONTROLLERS}; ppo only where a policy "
                              "is shipped in models/<scenario id>/; ppo:RUN_DIR for a run dir; onnx:EXPORT_DIR for a "
-                             "policy exported by export.py, run by agents/runtime.py)")
+                             "policy exported by export.py, run by agents/runtime.py; NAME+shield: NAME behind the "
+                             "safety filter cpm_env/shield.py)")
     parser.add_argument("--seeds", default=None,
                         help=f"held-out seeds, e.g. 100-119 (default {DEFAULT_SEEDS}; a sweep: its file's)")
     parser.add_argument("--out", type=Path, default=None,

@@ -7,6 +7,7 @@ through this module, so each fact has one owner:
 - :class:`State`, the dynamic state, and :func:`initial_state`, the one an episode starts from,
 - :func:`swinging_steps` and :func:`class_swings`, which steps and classes swing within the step,
   decided from the data (never from a workload's kind); :func:`cpm_env.physics.step` uses them,
+- :func:`class_levels`, a class's high and low levels from its observed mean and swing,
 - :func:`lowest_high_mw`, how deep a class can be capped without leaving its two-level shape,
 - :func:`curve_segments`, :func:`throughput` and :func:`work_per_throughput`, the piecewise-linear
   throughput curve and compute per unit of it, and :func:`work_estimate`, the work a class demands.
@@ -136,6 +137,12 @@ def class_swings(high_mw, low_mw, duty):
     ``min(low, high-phase power)``), so a cap moves its whole power and it adds no swing.
     """
     return swinging_steps(duty) & (low_mw < high_mw)
+
+
+def class_levels(mean_mw, swing_mw, duty):
+    """A class's high and low levels (MW) from its observed step mean and swing (the inverse of
+    :func:`cpm_env.spaces.exo_features`): ``high = mean + (1 - duty) * swing``, ``low = mean - duty * swing``."""
+    return mean_mw + (1 - duty) * swing_mw, mean_mw - duty * swing_mw
 
 
 def lowest_high_mw(p: SiteParams, k: int, high_mw, low_mw, duty):

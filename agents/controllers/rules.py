@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.controllers.base import RuleController
+from cpm_env.site import class_levels
 
 
 class _Demand:
@@ -25,8 +26,9 @@ class _Demand:
         self.duty = np.clip(v(obs, "duty"), 0.0, 1.0)
         self.mean = [v(obs, f"demand_{n}") for n in ctrl.class_names]
         self.swing = [v(obs, f"swing_{n}") for n in ctrl.class_names]
-        self.high = [m + (1 - self.duty) * s for m, s in zip(self.mean, self.swing)]
-        self.low = [m - self.duty * s for m, s in zip(self.mean, self.swing)]
+        levels = [class_levels(m, s, self.duty) for m, s in zip(self.mean, self.swing)]
+        self.high = [h for h, _ in levels]
+        self.low = [lo for _, lo in levels]
         self.limit = v(obs, "grid_limit")
         self.import_prev = v(obs, "grid_import_prev")
         self.soc = v(obs, "soc")

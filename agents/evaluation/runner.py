@@ -15,6 +15,7 @@ from cpm_env.vec_env import CpmVecEnv
 DEFAULT_CONTROLLERS = "static_cap,peak_shaving,shave_then_cap,greedy,mpc,ppo,oracle"
 RAMP_TOLERANCE_MW = 1e-6  # ramp excess below 1 W is LP solver tolerance, not a violation
 DR_TOLERANCE_MWH = 1e-6  # a demand-response step is met if its import above the window's limit is below this
+SHIELD_SUFFIX = "shield"  # NAME+shield: the controller behind the safety filter
 TRACE_KEYS = ("grid_import_mw", "grid_import_peak_mw", "grid_limit_mw", "facility_power_mw", "battery_power_mw", "soc")
 
 
@@ -45,7 +46,17 @@ def check_names(names: list[str], where: str) -> list[str]:
 
 def make_controller(name: str, site: Site, allow_other_scenario: bool = False) -> Controller:
     """Build a named controller for a site; unknown names list the available ones. A ``ppo`` policy
-    trained on another scenario is refused unless ``allow_other_scenario``."""
+    trained on another scenario is refused unless ``allow_other_scenario``. ``NAME+shield`` is ``NAME``
+    with its actions passed through the safety filter (:mod:`agents.controllers.shielded`); any other
+    suffix is a one-line error."""
+    if "+" in name:
+        base, _, suffix = name.partition("+")
+        if suffix != SHIELD_SUFFIX:
+            raise ValueError(f"controller {name!r}: unknown suffix +{suffix}: the allowed suffix is +{SHIELD_SUFFIX} "
+                             f"(once), e.g. greedy+{SHIELD_SUFFIX}")
+        from agents.controllers.shielded import Shielded
+
+        return Shielded(make_controller(base, site, allow_other_scenario), site, name)
     from agents.controllers.mpc import MPC
     from agents.controllers.oracle import Oracle
     from agents.controllers.rules import RULES
@@ -95,6 +106,7 @@ class EpisodeTotals:
         self.overshoot_max, self.ramp_count, self.ramp_mw, self.swing_mwh = z(), z(), z(), z()
         self.discharged, self.charged, self.grid_mwh, self.burn = z(), z(), z(), z()
         self.dr_steps, self.dr_met, self.dr_over_mwh, self.energy_cost_usd = z(), z(), z(), z()
+        self.shield_steps, self.shield_mw = z(), z()
 
     def add(self, out, dt_h: float, in_dr: np.ndarray, price_usd_per_mwh: float | None = None) -> None:
         """Add one step's outputs; ``in_dr`` marks the episodes inside a demand-response window."""
@@ -117,6 +129,12 @@ class EpisodeTotals:
             self.energy_cost_usd += price_usd_per_mwh * out.grid_import_mw * dt_h
 
 
+    def add_shield(self, report) -> None:
+        """Add one step's safety-filter report (:class:`cpm_env.shield.Report`)."""
+        self.shield_steps += report.intervened
+        self.shield_mw += np.where(report.intervened, report.delta_mw, 0.0)
+
+
 def record_trace(trace: dict[str, list[float]], venv: CpmVecEnv) -> None:
     """Append the first episode's last step (powers in MW, SoC and caps as fractions) to ``trace``."""
     out = venv.last_outputs
@@ -126,8 +144,11 @@ def record_trace(trace: dict[str, list[float]], venv: CpmVecEnv) -> None:
         trace.setdefault(f"cap_{name}", []).append(float(cap[0]))
 
 
-def episode_rows(totals: EpisodeTotals, venv: CpmVecEnv, seeds: list[int], label: str, priced: bool) -> pd.DataFrame:
-    """One row of KPIs per episode (the columns of episodes.csv), from a batch's totals."""
+def episode_rows(totals: EpisodeTotals, venv: CpmVecEnv, seeds: list[int], label: str, priced: bool,
+                 shielded: bool = False) -> pd.DataFrame:
+    """One row of KPIs per episode (the columns of episodes.csv), from a batch's totals; a shielded
+    controller's rows also get ``shield_interventions`` (steps where the filter changed the action)
+    and ``shield_delta_mw`` (mean over those steps of |battery change| + IT MW of cap change)."""
     cfg, p = venv.config, venv.params
     cycles = totals.discharged / p.capacity_mwh if p.capacity_mwh > 0 else np.zeros(len(seeds))
     return pd.DataFrame({
@@ -155,6 +176,8 @@ def episode_rows(totals: EpisodeTotals, venv: CpmVecEnv, seeds: list[int], label
                                       np.nan),
         "dr_over_limit_mwh": totals.dr_over_mwh,
         **({"energy_cost_usd": totals.energy_cost_usd} if priced else {}),
+        **({"shield_interventions": totals.shield_steps.astype(int),
+            "shield_delta_mw": totals.shield_mw / np.maximum(totals.shield_steps, 1)} if shielded else {}),
     })
 
 
@@ -174,6 +197,9 @@ def run_controller(controller: Controller, venv: CpmVecEnv, seeds: list[int], la
     ep = venv.episode
     for t in range(venv.config.n_steps):
         action, _ = controller.predict(obs, deterministic=True)
+        report = getattr(controller, "last_report", None)
+        if report is not None:
+            totals.add_shield(report)
         obs, _, _, _ = venv.step(action)
         in_dr = ((ep.dr_start_step <= t) & (t < ep.dr_end_step)).any(axis=1)  # a demand-response window
         totals.add(venv.last_outputs, venv.params.dt_h, in_dr,
@@ -182,5 +208,6 @@ def run_controller(controller: Controller, venv: CpmVecEnv, seeds: list[int], la
             record_trace(trace, venv)
         if progress is not None:
             progress.update(len(seeds))
-    return episode_rows(totals, venv, seeds, label, price_usd_per_mwh is not None)
+    return episode_rows(totals, venv, seeds, label, price_usd_per_mwh is not None,
+                        shielded=hasattr(controller, "last_report"))
 

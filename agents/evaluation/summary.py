@@ -49,9 +49,12 @@ def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
             "dr_over_limit_mwh": g.dr_over_limit_mwh.mean(),
             "pct_oracle_reward": pct_reward,
             "pct_oracle_compute": pct_compute,
+            **{k: g[k].mean() if k in g else float("nan") for k in SHIELD_KPIS},
         })
     return pd.DataFrame(rows)
 
+
+SHIELD_KPIS = ("shield_interventions", "shield_delta_mw")  # only shielded controllers' rows have them
 
 LEGEND = (
     "reward: compute units per episode (1 = 1 MW of GPUs at full speed for 1 h), net of penalties, higher is "
@@ -89,6 +92,14 @@ def markdown_table(summary: pd.DataFrame) -> str:
                   "| energy over the window limit (MWh) |", "|" + "---|" * 5]
         lines += [f"| {r.scenario} | {r.controller} | {r.dr_window_h:.2f} | {_num(r.dr_compliance_pct, '.1f')} "
                   f"| {r.dr_over_limit_mwh:.3f} |" for r in summary.itertuples()]
+    if summary.shield_interventions.notna().any():
+        lines += ["", "Safety filter (NAME+shield; n/a: no filter)", "",
+                  "| scenario | controller | interventions (steps per episode) | mean change per intervention (MW) |",
+                  "|" + "---|" * 4]
+        lines += [f"| {r.scenario} | {r.controller} | {_num(r.shield_interventions, '.1f')} "
+                  f"| {_num(r.shield_delta_mw, '.3f')} |" for r in summary.itertuples()]
+        lines += ["", "mean change: |battery set-point change| + IT MW at TDP of cap change, over the steps where the "
+                  "filter changed the action."]
     return "\n".join(lines)
 
 

@@ -1,0 +1,300 @@
+"""Safety filter: the set-points nearest to a proposal that keep the coming step inside the grid contract.
+
+:func:`shield` takes a batch of sites' telemetry (the site's :class:`~cpm_env.site.State` and the
+step's :class:`~cpm_env.physics.Exo`, as decoded from the observation by :func:`observed_step`) and
+proposed set-points (:class:`~cpm_env.physics.Action`, physical units), and returns set-points plus a
+:class:`Report` per site. Every candidate is judged by :func:`cpm_env.physics.step` itself, so the
+filter predicts exactly what the env will do with the decoded telemetry.
+
+The contract, in priority order (:data:`CONSTRAINTS`):
+
+1. ``limit``: the high-phase import at most the import limit,
+2. ``ramp``: the step-mean import within the ramp limit of last step's,
+3. ``band``: the residual swing at the meter within the oscillation band (battery power left for smoothing).
+
+SoC bounds, the battery's power rating and the cap slew are kept by construction: every candidate
+set-point is one the physics realizes unchanged. Each threshold is tightened by ``margin_mw`` (at
+most half of it), so that the float32 rounding of the observation cannot turn a boundary set-point
+into a violation.
+
+Search: a proposal that meets the whole contract passes unchanged. Otherwise, for each cap candidate
+(the proposal's caps first; then uniform moves of every class towards its lowest or highest reachable
+cap, 16 steps each way plus the exact points where the mean import can sit on a ramp bound; then
+every per-class combination of lowest, proposed and highest reachable cap; where none meets the whole
+contract, rounds of one-class-at-a-time moves around the closest one) the battery set-points
+that can bound a feasible interval are computed in closed form (the range ends, the roots of each
+constraint on every linear piece of the inner loop's smoothing, the pieces' breakpoints), and all
+are checked with the physics. The filter takes, among the candidates
+meeting the most of the contract in priority order, the one that
+
+- if a constraint had to be given up, minimizes its excess,
+- then moves the caps least (IT MW at TDP: battery moves are preferred to compute cuts),
+- then moves the battery least (MW, from the proposal as the physics would realize it).
+
+Where no candidate meets the whole contract, it keeps the constraints in priority order as far as any
+candidate can (lexicographically: ``limit`` before ``ramp`` before ``band``, :func:`contract_score`), so
+it gives up ``band`` first, then ``ramp``, then ``limit``; the report's ``gave_up`` names the most
+important constraint given up (:data:`GAVE_UP`). Floors are kept as proposed.
+
+Units: MW, MWh, h, caps and floors as fractions of TDP. Imports only the site model and the physics.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import NamedTuple
+
+import numpy as np
+
+from cpm_env import physics
+from cpm_env.ops import NUMPY
+from cpm_env.physics import Action, Exo, Outputs
+from cpm_env.site import SiteParams, State, class_levels
+
+CONSTRAINTS = ("limit", "ramp", "band")  # priority order: the first is given up last
+GAVE_UP = ("none", "band", "ramp", "limit")  # Report.gave_up code -> the most important constraint given up
+MARGIN_MW = 1e-3  # default tightening of every threshold (MW)
+CAP_STEPS = 16  # uniform cap moves per direction
+# where no candidate meets the whole contract: rounds of one-class-at-a-time cap moves around the closest
+# candidate, ZOOM_POINTS - 1 per class within ZOOM_WIDTH of the reachable range, narrowed by ZOOM_SHRINK each round
+ZOOM_ROUNDS, ZOOM_POINTS, ZOOM_WIDTH, ZOOM_SHRINK = 5, 9, 0.5, 0.3
+_EPS = 1e-9  # MW: an excess up to this counts as met (rounding of the closed-form roots)
+_TINY = 1e-12
+
+
+class Report(NamedTuple):
+    """What the filter did, per site (arrays over the batch)."""
+
+    intervened: np.ndarray  # bool: the returned set-points differ from the proposal as realized
+    battery_delta_mw: np.ndarray  # returned minus realized proposed battery power (MW)
+    cap_delta: tuple[np.ndarray, ...]  # per class, returned minus realized proposed cap (fraction of TDP)
+    delta_mw: np.ndarray  # |battery delta| + sum over classes of peak x |cap delta| (MW)
+    gave_up: np.ndarray  # int index into GAVE_UP
+
+
+def observed_step(p: SiteParams, mean_mw, swing_mw, duty, limit_mw, import_mw, soc, caps, floors) -> tuple[State, Exo]:
+    """The state and step the observation describes (arrays over a batch; per-class tuples for
+    ``mean_mw``, ``swing_mw`` (uncapped IT MW), ``caps`` and ``floors`` (in force)). Compute is not
+    observed and does not enter the contract: the step's work is set to zero."""
+    levels = [class_levels(m, s, duty) for m, s in zip(mean_mw, swing_mw)]
+    zero = tuple(0.0 * duty for _ in levels)
+    exo = Exo(tuple(h for h, _ in levels), tuple(lo for _, lo in levels), zero, zero, duty, limit_mw)
+    return State(soc * p.capacity_mwh, import_mw, tuple(caps), tuple(floors)), exo
+
+
+def contract_excess(p: SiteParams, s: State, out: Outputs, margin_mw: float = MARGIN_MW) -> np.ndarray:
+    """Excess (MW) of a step's outputs over each tightened threshold, stacked in :data:`CONSTRAINTS`
+    order on a new first axis; the constraint is met where the excess is at most ``_EPS``."""
+    return np.stack([
+        np.asarray(out.grid_import_peak_mw - out.grid_limit_mw + margin_mw),
+        np.abs(out.grid_import_mw - s.import_mw) - p.ramp_step_mw + min(margin_mw, 0.5 * p.ramp_step_mw),
+        np.asarray(out.residual_swing_mw - p.swing_band_mw + min(margin_mw, 0.5 * p.swing_band_mw)),
+    ])
+
+
+def meets(excess: np.ndarray) -> np.ndarray:
+    """Per constraint (first axis, :data:`CONSTRAINTS` order), whether it is met."""
+    return excess <= _EPS
+
+
+def _map(tree, fn):
+    """Apply ``fn`` to every array in a State/Exo/Action (per-class tuples included)."""
+    return type(tree)(*(tuple(fn(v) for v in f) if isinstance(f, tuple) else fn(f) for f in tree))
+
+
+def _reachable_caps(p: SiteParams, s: State, x: Exo, floors) -> tuple[tuple, tuple]:
+    """Lowest and highest caps per class the physics realizes this step (cap_min, 1 and the slew)."""
+    def realized(c):
+        ones = np.ones_like(np.asarray(x.duty, dtype=float))
+        return physics.step(p, s, Action(0.0 * ones, tuple(c * ones for _ in p.peak_mw), floors), x, NUMPY)[0].caps
+    return realized(0.0), realized(2.0)
+
+
+def _ramp_roots(p: SiteParams, s: State, x: Exo, floors: tuple, cap0: tuple, end: tuple,
+                margin_mw: float) -> np.ndarray:
+    """(N, 4) fractions of the uniform cap move from ``cap0`` to ``end`` at which the mean import sits
+    on a (tightened) ramp bound with the battery at either end of its range (0 where none). The facility
+    mean is monotone along the move and linear between the points where a class's cap crosses its high
+    or low level, so the roots are exact."""
+    lam = [np.broadcast_to(np.linspace(0.0, 1.0, CAP_STEPS + 1), (len(cap0[0]), CAP_STEPS + 1))]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for k, peak in enumerate(p.peak_mw):
+            for level in (x.high_mw[k], x.low_mw[k]):
+                lam.append(((level / peak - cap0[k]) / (end[k] - cap0[k]))[:, None])
+    grid = np.sort(np.clip(np.nan_to_num(np.concatenate(lam, axis=1), nan=0.0), 0.0, 1.0), axis=1)  # (N, S)
+    caps = tuple(c[:, None] + grid * (e - c)[:, None] for c, e in zip(cap0, end))
+    col = lambda v: v[:, None]  # noqa: E731
+    _, out = physics.step(p, _map(s, col), Action(0.0 * grid, caps, tuple(map(col, floors))), _map(x, col), NUMPY)
+    pmax, ramp = p.battery_power_mw, p.ramp_step_mw - min(margin_mw, 0.5 * p.ramp_step_mw)
+    b_lo = physics.battery_setpoint(p, s.energy_mwh, -pmax, np.inf, NUMPY)
+    b_hi = physics.battery_setpoint(p, s.energy_mwh, pmax, np.inf, NUMPY)
+    targets = np.stack([s.import_mw - ramp + b_lo, s.import_mw - ramp + b_hi,
+                        s.import_mw + ramp + b_lo, s.import_mw + ramp + b_hi], axis=1)  # facility means
+    diff = np.asarray(out.facility_power_mw)[:, None, :] - targets[:, :, None]  # (N, 4, S)
+    change = diff[..., :-1] * diff[..., 1:] <= 0.0
+    j = np.argmax(change, axis=-1)[..., None]
+    f0, f1 = np.take_along_axis(diff, j, -1)[..., 0], np.take_along_axis(diff, j + 1, -1)[..., 0]
+    lam4 = np.repeat(grid[:, None, :], 4, axis=1)
+    l0, l1 = np.take_along_axis(lam4, j, -1)[..., 0], np.take_along_axis(lam4, j + 1, -1)[..., 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        root = np.where(f1 != f0, l0 - f0 * (l1 - l0) / (f1 - f0), l0)
+    return np.where(change.any(axis=-1), root, 0.0)
+
+
+def _cap_candidates(p: SiteParams, s: State, x: Exo, floors: tuple, cap0: tuple, margin_mw: float) -> tuple:
+    """Per class, (N, C) candidate caps: the realized proposal ``cap0`` first; uniform moves of every class
+    towards its lowest and its highest reachable cap (:data:`CAP_STEPS` each way, and where the import
+    meets a ramp bound, :func:`_ramp_roots`); every per-class combination of lowest, proposed and highest.
+    Also the reachable bounds per class (N,)."""
+    lo, hi = _reachable_caps(p, s, x, floors)
+    steps = np.linspace(0.0, 1.0, CAP_STEPS + 1)[None, 1:]
+    lam_down = np.concatenate([np.broadcast_to(steps, (len(cap0[0]), CAP_STEPS)),
+                               _ramp_roots(p, s, x, floors, cap0, lo, margin_mw)], axis=1)
+    lam_up = np.concatenate([np.broadcast_to(steps, (len(cap0[0]), CAP_STEPS)),
+                             _ramp_roots(p, s, x, floors, cap0, hi, margin_mw)], axis=1)
+    combos = list(itertools.product(range(3), repeat=len(p.peak_mw)))
+    cols = []
+    for k in range(len(p.peak_mw)):
+        c0, down, up = cap0[k][:, None], lo[k][:, None], hi[k][:, None]
+        corner = np.concatenate([(c0, down, up)[combo[k]] for combo in combos], axis=1)
+        cols.append(np.concatenate([c0, c0 + lam_down * (down - c0), c0 + lam_up * (up - c0), corner], axis=1))
+    return tuple(cols), lo, hi
+
+
+def _battery_candidates(p: SiteParams, s: State, x: Exo, fac, swing, b_ref, margin_mw: float) -> np.ndarray:
+    """Battery set-points (MW, last axis) that include every end of the feasible set of each
+    constraint, for facility mean ``fac`` and IT swing ``swing`` (MW): the realizable range's ends,
+    ``b_ref``, the roots of each constraint on each linear piece of the inner loop's smoothing
+    (:func:`cpm_env.physics.smoothing_limits`) and the pieces' breakpoints; all inside the range."""
+    e, d = s.energy_mwh, x.duty
+    d_lo, pmax = 1.0 - d, p.battery_power_mw
+    b_lo = physics.battery_setpoint(p, e, -pmax, fac, NUMPY)
+    b_hi = physics.battery_setpoint(p, e, pmax, fac, NUMPY)
+    d_hi_safe, d_lo_safe = np.maximum(d, _TINY), np.maximum(d_lo, _TINY)
+    loss_slope = d * d_lo * (1.0 / p.eta_discharge - p.eta_charge)
+    ls_safe = np.maximum(loss_slope, _TINY)
+    has_energy_piece = loss_slope > _TINY
+    # smoothing u(b) = max(min(pieces), 0), piece i = alpha_i + beta_i * b
+    alpha = [0.0 * d, swing, pmax / d_lo_safe, pmax / d_hi_safe,
+             np.where(has_energy_piece, (e - p.energy_min_mwh) / p.dt_h / ls_safe, np.nan)]
+    beta = [0.0 * d, 0.0 * d, -1.0 / d_lo_safe, 1.0 / d_hi_safe,
+            np.where(has_energy_piece, -(d / p.eta_discharge + d_lo * p.eta_charge) / ls_safe, np.nan)]
+    ramp = p.ramp_step_mw - min(margin_mw, 0.5 * p.ramp_step_mw)
+    band_need = swing - (p.swing_band_mw - min(margin_mw, 0.5 * p.swing_band_mw))  # u must reach this
+    limit_need = fac + d_lo * swing - (x.limit_mw - margin_mw)  # b + d_lo * u must reach this
+    cands = [b_lo, b_hi, b_ref, fac - s.import_mw - ramp, fac - s.import_mw + ramp]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for i, j in itertools.combinations(range(len(alpha)), 2):
+            cands.append((alpha[j] - alpha[i]) / (beta[i] - beta[j]))
+        for a_i, b_i in zip(alpha, beta):
+            cands.append((band_need - a_i) / b_i)
+            cands.append((limit_need - d_lo * a_i) / (1.0 + d_lo * b_i))
+    out = np.stack(np.broadcast_arrays(*cands), axis=-1)
+    b_lo, b_hi = np.asarray(b_lo)[..., None], np.asarray(b_hi)[..., None]
+    return np.clip(np.where(np.isfinite(out), out, b_lo), b_lo, b_hi)
+
+
+def contract_score(excess: np.ndarray) -> np.ndarray:
+    """Which constraints are met, as one number ordered by priority: 4 x limit + 2 x ramp + 1 x band."""
+    return np.tensordot(np.array([4, 2, 1]), meets(excess).astype(int), axes=1)
+
+
+def _select(excess: np.ndarray, cap_cost: np.ndarray, distance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the chosen candidate per site (candidates on the last axis of (3, N, M) ``excess`` and
+    (N, M) costs) and the :data:`GAVE_UP` code: meet the most of the contract in priority order,
+    then the least excess of the first constraint given up, the least cap move, the least battery move."""
+    score = contract_score(excess)
+    best = score.max(axis=1)
+    code = np.select([best < 4, best < 6, best < 7], [3, 2, 1], 0)  # first constraint not met
+    rows = np.arange(excess.shape[1])
+    mask = score == best[:, None]
+    given_up = np.stack([np.zeros_like(excess[0]), excess[2], excess[1], excess[0]])[code, rows]
+    for key, tol in ((given_up, _EPS), (cap_cost, _EPS), (distance, 0.0)):
+        masked = np.where(mask, key, np.inf)
+        mask = mask & (masked <= masked.min(axis=1, keepdims=True) + tol)
+    return np.argmax(mask, axis=1), code
+
+
+def _judge(p: SiteParams, s: State, x: Exo, floors: tuple, caps: tuple, b0, margin_mw: float):
+    """Battery candidates (N, C, B) for the (N, C) cap candidates ``caps`` and their contract excess (3, N, C, B)."""
+    s2, x2 = _map(s, lambda v: v[:, None]), _map(x, lambda v: v[:, None])
+    floors2 = tuple(f[:, None] for f in floors)
+    _, fixed = physics.step(p, s2, Action(0.0 * caps[0], caps, floors2), x2, NUMPY)
+    batt = _battery_candidates(p, s2, x2, np.asarray(fixed.facility_power_mw), np.asarray(fixed.facility_swing_mw),
+                               b0[:, None], margin_mw)
+    s3, x3 = _map(s2, lambda v: v[..., None]), _map(x2, lambda v: v[..., None])
+    action = Action(batt, tuple(c[..., None] for c in caps), tuple(f[..., None] for f in floors2))
+    _, out = physics.step(p, s3, action, x3, NUMPY)
+    return batt, contract_excess(p, s3, out, margin_mw)
+
+
+def _closest_cap(excess: np.ndarray) -> np.ndarray:
+    """Per site, the cap candidate (axis 2 of (3, N, C, B) ``excess``) with the least total excess over the
+    contract (MW): where a search around it starts."""
+    total = np.maximum(excess, 0.0).sum(axis=0).reshape(excess.shape[1], -1)
+    return np.argmin(total, axis=1) // excess.shape[3]
+
+
+def _search(p: SiteParams, s: State, x: Exo, floors: tuple, b0, cap0: tuple,
+            margin_mw: float) -> tuple[np.ndarray, tuple, np.ndarray]:
+    """Battery set-points (N,), caps per class and GAVE_UP codes chosen for sites (N,) whose realized
+    proposal (``b0`` MW, ``cap0``) breaks the contract. Where no candidate meets the whole contract, one
+    class's cap at a time moves around the closest candidate, on finer steps each round (ZOOM_*)."""
+    caps, lo, hi = _cap_candidates(p, s, x, floors, cap0, margin_mw)  # (N, C)
+    batt, excess = _judge(p, s, x, floors, caps, b0, margin_mw)
+    rows, width = np.arange(len(b0)), ZOOM_WIDTH
+    t = np.delete(np.linspace(-1.0, 1.0, ZOOM_POINTS), ZOOM_POINTS // 2)[None, :]
+    for _ in range(ZOOM_ROUNDS):
+        if meets(excess).all(axis=0).reshape(len(b0), -1).any(axis=1).all():
+            break
+        best = [c[rows, _closest_cap(excess)][:, None] for c in caps]
+        new = []
+        for k in range(len(caps)):  # move one class at a time
+            moved = [np.repeat(c, t.shape[1], axis=1) for c in best]
+            moved[k] = np.clip(best[k] + width * t * (hi[k] - lo[k])[:, None], lo[k][:, None], hi[k][:, None])
+            new.append(moved)
+        new_caps = tuple(np.concatenate([m[k] for m in new], axis=1) for k in range(len(caps)))
+        new_batt, new_excess = _judge(p, s, x, floors, new_caps, b0, margin_mw)
+        caps = tuple(np.concatenate([c, c_new], axis=1) for c, c_new in zip(caps, new_caps))
+        batt, excess = np.concatenate([batt, new_batt], axis=1), np.concatenate([excess, new_excess], axis=2)
+        width *= ZOOM_SHRINK
+    n, m = batt.shape[0], batt.shape[1] * batt.shape[2]
+    cap_cost = sum(pk * np.abs(c - c0[:, None]) for pk, c, c0 in zip(p.peak_mw, caps, cap0))
+    cap_cost = np.broadcast_to(np.asarray(cap_cost)[..., None], batt.shape).reshape(n, m)
+    pick, code = _select(excess.reshape(3, n, m), cap_cost, np.abs(batt - b0[:, None, None]).reshape(n, m))
+    return batt.reshape(n, m)[rows, pick], tuple(c[rows, pick // batt.shape[2]] for c in caps), code
+
+
+def shield(p: SiteParams, s: State, x: Exo, a: Action, margin_mw: float = MARGIN_MW) -> tuple[Action, Report]:
+    """The set-points nearest to proposal ``a`` that keep the coming step inside the contract (see the
+    module doc), and what the filter did. Floats or arrays over a batch; floors pass through."""
+    shape = np.broadcast_shapes(*(np.shape(v) for t in (s, x, a) for f in t
+                                  for v in (f if isinstance(f, tuple) else (f,))))
+    n = int(np.prod(shape))
+    s, x, a = (_map(t, lambda v: np.broadcast_to(np.asarray(v, dtype=float), shape).reshape(n).copy())
+               for t in (s, x, a))
+    s1, out = physics.step(p, s, a, x, NUMPY)
+    b0 = np.broadcast_to(out.battery_power_mw, (n,))
+    bad = np.flatnonzero(~meets(contract_excess(p, s, out, margin_mw)).all(axis=0))
+    cap0 = [np.broadcast_to(c, (n,)) for c in s1.caps]
+    floors = [np.asarray(f) for f in a.floors]
+    battery, caps, code = b0.copy(), [c.copy() for c in cap0], np.zeros(n, dtype=int)
+    if bad.size:
+        take = lambda v: v[bad]  # noqa: E731
+        battery[bad], new_caps, code[bad] = _search(p, _map(s, take), _map(x, take), tuple(f[bad] for f in floors),
+                                                    b0[bad], tuple(c[bad] for c in cap0), margin_mw)
+        for c, new in zip(caps, new_caps):
+            c[bad] = new
+    d_battery = battery - b0
+    d_caps = tuple(c - c0 for c, c0 in zip(caps, cap0))
+    intervened = (d_battery != 0) | np.any(np.stack([dc != 0 for dc in d_caps]), axis=0)
+
+    def keep(new, old) -> np.ndarray:
+        return np.asarray(np.where(intervened, new, old)).reshape(shape)
+
+    safe = Action(keep(battery, a.battery_mw), tuple(keep(c, c0) for c, c0 in zip(caps, a.caps)),
+                  tuple(f.reshape(shape) for f in floors))
+    delta = np.abs(d_battery) + sum(pk * np.abs(dc) for pk, dc in zip(p.peak_mw, d_caps))
+    report = Report(intervened.reshape(shape), d_battery.reshape(shape), tuple(dc.reshape(shape) for dc in d_caps),
+                    np.asarray(delta).reshape(shape), code.reshape(shape))
+    return safe, report

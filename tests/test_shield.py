@@ -1,0 +1,169 @@
+"""The safety filter (cpm_env/shield.py, NAME+shield): property tests on random sites, states and
+proposals against a brute force over set-points, and the evaluation's end-to-end use of it."""
+
+import copy
+import itertools
+import re
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+import cpm_env
+import evaluate
+from agents.controllers.shielded import Shielded
+from agents.evaluation.runner import make_controller
+from cpm_env import physics, spaces
+from cpm_env.ops import NUMPY
+from cpm_env.shield import CONSTRAINTS, contract_excess, contract_score, meets
+from cpm_env.vec_env import make_vec
+
+N_ENVS = 3
+DEFAULT = yaml.safe_load(cpm_env.DEFAULT_SCENARIO.read_text())
+
+
+class Fixed:
+    """A controller that proposes the given actions."""
+
+    def __init__(self, actions):
+        self.actions = actions
+
+    def predict(self, observation, state=None, episode_start=None, deterministic=True):
+        return self.actions, state
+
+
+sites = st.fixed_dictionaries({
+    "battery": st.sampled_from([{"capacity_mwh": 0.0, "power_mw": 0.0}, {"capacity_mwh": 5.0, "power_mw": 5.0},
+                                {"capacity_mwh": 50.0, "power_mw": 25.0}, {"capacity_mwh": 20.0, "power_mw": 40.0}]),
+    "ramp": st.sampled_from([0.5, 3.0, 10.0]),
+    "band": st.sampled_from([1.0, 5.0, 20.0]),
+    "over": st.floats(1.0, 1.6),
+    "slew": st.sampled_from([0.5, 0.001]),
+    "floor": st.sampled_from([0.0, 0.3]),
+})
+
+
+def _site_overrides(site: dict) -> dict:
+    classes = copy.deepcopy(DEFAULT["site"]["gpu_classes"])  # a list in an override replaces the base's
+    for c in classes:
+        c["cap_slew_per_s"] = site["slew"]
+    classes[0]["floor_max"] = site["floor"]
+    return {"duration_h": 0.5, "battery": site["battery"], "site": {"oversubscription": site["over"],
+                                                                    "gpu_classes": classes},
+            "grid": {"ramp_limit_mw_per_min": site["ramp"], "swing_band_mw": site["band"]}}
+
+
+def _rollout(site: dict, seed: int, steps: int):
+    """A batch of sites after ``steps`` random actions, and its observation."""
+    venv = make_vec(n_envs=N_ENVS, seed=seed, scenario=_site_overrides(site))
+    rng = np.random.default_rng(seed)
+    obs = venv.reset()
+    for _ in range(steps):
+        obs, *_ = venv.step(rng.uniform(-1, 1, (N_ENVS, len(venv.action_names))))
+    return venv, obs
+
+
+def _judge(ctrl: Shielded, obs, actions):
+    """The contract's excess (3, N, ...) of ``actions`` (N, ..., n_actions) on the observed step."""
+    p, idx = ctrl.params, ctrl.site.floor_idx
+    s, x = ctrl._telemetry(obs)
+    extra = actions.ndim - 2
+    s, x = (type(t)(*(tuple(np.reshape(v, v.shape + (1,) * extra) for v in f) if isinstance(f, tuple)
+                      else np.reshape(f, f.shape + (1,) * extra) for f in t)) for t in (s, x))
+    a = np.clip(actions.astype(np.float64), -1, 1)
+    phys = spaces.to_physical([a[..., j] for j in range(a.shape[-1])], p, idx, NUMPY)
+    new, out = physics.step(p, s, phys, x, NUMPY)
+    return contract_excess(p, s, out), new
+
+
+def _grid(ctrl: Shielded, proposal: np.ndarray, n_battery: int = 61, n_caps: int = 6) -> np.ndarray:
+    """Brute-force actions (N, G, n_actions): battery set-points x per-class caps, proposal's floors."""
+    n_cls = len(ctrl.site.class_names)
+    rows = [[b, *caps] for b in np.linspace(-1, 1, n_battery)
+            for caps in itertools.product(np.linspace(-1, 1, n_caps), repeat=n_cls)]
+    grid = np.broadcast_to(np.array(rows)[None], (len(proposal), len(rows), 1 + n_cls))
+    floors = np.broadcast_to(proposal[:, None, 1 + n_cls:], (len(proposal), len(rows), proposal.shape[1] - 1 - n_cls))
+    return np.concatenate([grid, floors], axis=2)
+
+
+@given(site=sites, seed=st.integers(0, 10_000), steps=st.integers(0, 25),
+       kind=st.sampled_from(["uniform", "extreme", "idle"]))
+def test_filter_is_safe_nearest_and_passes_safe_actions(site, seed, steps, kind):
+    venv, obs = _rollout(site, seed, steps)
+    rng = np.random.default_rng(seed + 1)
+    n_act = len(venv.action_names)
+    proposal = {"uniform": rng.uniform(-1, 1, (N_ENVS, n_act)),
+                "extreme": rng.choice([-1.0, 1.0], (N_ENVS, n_act)),
+                "idle": np.tile(np.r_[0.0, np.ones(n_act - 1)], (N_ENVS, 1))}[kind].astype(np.float32)
+    ctrl = Shielded(Fixed(proposal), venv.site, "fixed+shield")
+    filtered, _ = ctrl.predict(obs)
+    report = ctrl.last_report
+    # (1) inside the action space
+    assert filtered.shape == proposal.shape and np.all(np.abs(filtered) <= 1.0)
+    # (2) a proposal inside the contract passes unchanged, bit for bit
+    ex_prop, new_prop = _judge(ctrl, obs, proposal.astype(np.float64))
+    safe = meets(ex_prop).all(axis=0)
+    assert np.array_equal(filtered[safe], proposal[safe])
+    assert not report.intervened[safe].any()
+    # (3) no action on the grid meets more of the contract (limit, then ramp, then band) than the filtered one
+    ex_f, new_f = _judge(ctrl, obs, filtered.astype(np.float64))
+    grid = _grid(ctrl, proposal.astype(np.float64))
+    ex_g, new_g = _judge(ctrl, obs, grid)
+    assert np.all(contract_score(ex_g).max(axis=1) <= contract_score(ex_f)), (
+        contract_score(ex_g).max(axis=1), contract_score(ex_f), report.gave_up)
+    # (4) where the proposal's caps with some battery set-point meet the contract, the caps are kept
+    same_caps = np.all([np.isclose(c_g, c_p[:, None], atol=1e-9) for c_g, c_p in zip(new_g.caps, new_prop.caps)],
+                       axis=0)
+    battery_fix = (meets(ex_g).all(axis=0) & same_caps).any(axis=1)
+    for c_f, c_p in zip(new_f.caps, new_prop.caps):
+        assert np.allclose(c_f[battery_fix], c_p[battery_fix], atol=1e-6)
+    # the env agrees with the filter: where it gave nothing up, the step is inside the contract
+    venv.step(filtered)
+    out = venv.last_outputs
+    kept = report.gave_up == 0
+    for name in ("over_limit_mwh", "ramp_excess_mw", "swing_excess_mw"):
+        assert np.all(np.asarray(out.__getattribute__(name))[kept] == 0.0), name
+
+
+def test_gave_up_codes_name_the_constraints():
+    from cpm_env.shield import GAVE_UP
+
+    assert CONSTRAINTS == ("limit", "ramp", "band") and GAVE_UP == ("none", "band", "ramp", "limit")
+
+
+def test_shielded_controllers_run_in_evaluate_and_report_kpis(tmp_path, short_scenario, capsys):
+    rc = evaluate.main(["--scenario", str(short_scenario(hours=1.0)), "--controllers",
+                        "greedy,greedy+shield,static_cap+shield", "--seeds", "1-2", "--out", str(tmp_path / "e")])
+    assert rc == 0
+    table = capsys.readouterr().out
+    assert "Safety filter" in table and "| greedy+shield |" in table
+    import pandas as pd
+
+    rows = pd.read_csv(tmp_path / "e" / "episodes.csv")
+    shielded = rows[rows.controller.str.endswith("+shield")]
+    assert (shielded.shield_interventions >= 0).all() and shielded.shield_delta_mw.notna().all()
+    assert rows[rows.controller == "greedy"].shield_interventions.isna().all()
+    assert (rows[rows.controller == "static_cap+shield"].violation_mwh == 0).all()
+
+
+@pytest.mark.parametrize("name, message", [
+    ("greedy+bar", "controller 'greedy+bar': unknown suffix +bar: the allowed suffix is +shield"),
+    ("greedy+shield+shield", "unknown suffix +shield+shield"),
+    ("nope+shield", "controller 'nope' unknown"),
+])
+def test_bad_suffix_or_controller_is_a_one_line_error(name, message):
+    venv = make_vec(n_envs=1, scenario={"duration_h": 0.5})
+    with pytest.raises(ValueError, match=re.escape(message)) as err:
+        make_controller(name, venv.site)
+    assert "\n" not in str(err.value)
+
+
+def test_shield_refuses_a_site_whose_observation_lacks_its_entries():
+    venv = make_vec(n_envs=1, scenario={"duration_h": 0.5})
+    venv.site.obs_names = [n for n in venv.site.obs_names if n != "soc"]
+    with pytest.raises(ValueError, match=r"^controller 'greedy\+shield': \+shield cannot apply to DataCenter-v0: "
+                                         r"its observation lacks soc") as err:
+        make_controller("greedy+shield", venv.site)
+    assert "\n" not in str(err.value)
