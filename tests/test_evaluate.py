@@ -98,9 +98,10 @@ def test_parse_seeds_ranges_lists_and_one_line_errors():
 
 
 def test_default_controllers_include_ppo_only_where_a_policy_is_shipped():
-    assert "ppo" in controller_names(None, "DataCenter-v0")
-    assert "ppo" not in controller_names(None, "NoBattery-v0") and "oracle" in controller_names(None, "NoBattery-v0")
-    assert controller_names(" greedy, ppo ", "NoBattery-v0") == ["greedy", "ppo"]  # asked for: kept
+    assert "ppo" in controller_names(None, "DataCenter-v0") and "ppo" in controller_names(None, "NoBattery-v0")
+    no_policy = "DataCenter-Foresight-v0"  # configs/studies/foresight/DataCenter-v0.yml: no models/ folder
+    assert "ppo" not in controller_names(None, no_policy) and "oracle" in controller_names(None, no_policy)
+    assert controller_names(" greedy, ppo ", no_policy) == ["greedy", "ppo"]  # asked for: kept
 
 
 def test_ppo_from_another_scenario_needs_allow_other_scenario(tmp_path, short_scenario, capsys):

@@ -77,7 +77,7 @@ EXPECTED = {
     "cpm_env/DemandResponse-v0": {**BASE, "n_timesteps": 10_000_000},
     "cpm_env/FastRamp-v0": {**BASE, "n_timesteps": 10_000_000, "gamma": 0.999,
                             "policy_kwargs": {"net_arch": [64, 64], "log_std_init": -3.5}},
-    "cpm_env/NoBattery-v0": BASE,
+    "cpm_env/NoBattery-v0": {**BASE, "n_timesteps": 10_000_000},
     "my-scenario": BASE,  # a scenario file's id without a block: the default block
 }
 
