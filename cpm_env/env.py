@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 
 from cpm_env import physics, spaces
+from cpm_env import shield as safety
 from cpm_env.episode import Episode
 from cpm_env.ops import SCALAR
 from cpm_env.physics import Exo
@@ -73,7 +74,10 @@ class CpmEnv(gym.Env):
     ``gym.make("cpm_env/DataCenter-v0", scenario=...)`` where ``scenario`` is a dict of
     overrides (``{"battery": {"capacity_mwh": 0}}``), a YAML path, or a ``ScenarioConfig``.
     ``info`` of every step carries the :class:`cpm_env.physics.Outputs` KPIs in physical
-    units plus ``cap_<class>`` and ``floor_<class>``.
+    units plus ``cap_<class>`` and ``floor_<class>``. ``shield=True`` passes every action through
+    the safety filter (:func:`cpm_env.shield.shield`, on the true state) before the physics, so an
+    agent trains inside the safe set and the reward is that of what the site did; ``info`` then
+    adds ``shield_intervened`` (bool) and ``shield_delta_mw`` (MW the filter moved).
 
     ## Version History
     * v0: initial release.
@@ -81,7 +85,11 @@ class CpmEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, scenario: ScenarioLike = None, base: str | Path | None = None, render_mode=None):
+    def __init__(self, scenario: ScenarioLike = None, base: str | Path | None = None, render_mode=None,
+                 shield: bool = False):
+        if not isinstance(shield, bool):
+            raise ValueError(f"shield = {shield!r}: must be true or false")
+        self.shield = shield
         self.site = Site(scenario, base)
         self.config = self.site.config
         self.params = self.site.params
@@ -133,6 +141,10 @@ class CpmEnv(gym.Env):
         p, t = self.params, self._t
         phys = spaces.to_physical(a, p, self.site.floor_idx, SCALAR)
         exo = Exo(*self._exo_rows[t])
+        report = None
+        if self.shield:
+            phys, report = safety.shield(p, self.state, exo, phys)
+            phys = physics.Action(float(phys.battery_mw), tuple(map(float, phys.caps)), tuple(map(float, phys.floors)))
         self.state, out = physics.step(p, self.state, phys, exo, SCALAR)
         self._battery_mw = out.battery_power_mw
         self._t = t + 1
@@ -141,4 +153,7 @@ class CpmEnv(gym.Env):
             info[f"cap_{name}"] = c
             info[f"floor_{name}"] = f
         info["step"] = t
+        if report is not None:
+            info["shield_intervened"] = bool(report.intervened)
+            info["shield_delta_mw"] = float(report.delta_mw)
         return self._observation(), float(out.reward), False, self._t >= self._n_steps, info

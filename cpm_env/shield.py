@@ -245,7 +245,8 @@ def _search(p: SiteParams, s: State, x: Exo, floors: tuple, b0, cap0: tuple,
     rows, width = np.arange(len(b0)), ZOOM_WIDTH
     t = np.delete(np.linspace(-1.0, 1.0, ZOOM_POINTS), ZOOM_POINTS // 2)[None, :]
     for _ in range(ZOOM_ROUNDS):
-        if meets(excess).all(axis=0).reshape(len(b0), -1).any(axis=1).all():
+        done = meets(excess).all(axis=0).reshape(len(b0), -1).any(axis=1)  # a site with a candidate meeting it all
+        if done.all():
             break
         best = [c[rows, _closest_cap(excess)][:, None] for c in caps]
         new = []
@@ -255,6 +256,7 @@ def _search(p: SiteParams, s: State, x: Exo, floors: tuple, b0, cap0: tuple,
             new.append(moved)
         new_caps = tuple(np.concatenate([m[k] for m in new], axis=1) for k in range(len(caps)))
         new_batt, new_excess = _judge(p, s, x, floors, new_caps, b0, margin_mw)
+        new_excess[:, done] = np.inf  # searched only where needed, so a site's choice never depends on its batch
         caps = tuple(np.concatenate([c, c_new], axis=1) for c, c_new in zip(caps, new_caps))
         batt, excess = np.concatenate([batt, new_batt], axis=1), np.concatenate([excess, new_excess], axis=2)
         width *= ZOOM_SHRINK

@@ -23,6 +23,7 @@ from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from cpm_env import physics, spaces
+from cpm_env import shield as safety
 from cpm_env.config import scenario_file
 from cpm_env.episode import Episode
 from cpm_env.ops import NUMPY
@@ -38,9 +39,12 @@ class CpmVecEnv(VecEnv):
     """N sites of one scenario in one numpy batch."""
 
     def __init__(self, scenario: ScenarioLike = None, n_envs: int = 1, base: str | Path | None = None,
-                 kpis_in_info: bool = False):
+                 kpis_in_info: bool = False, shield: bool = False):
         if not isinstance(n_envs, int) or n_envs < 1:
             raise ValueError(f"n_envs = {n_envs!r}: must be an integer >= 1")
+        if not isinstance(shield, bool):
+            raise ValueError(f"shield = {shield!r}: must be true or false")
+        self.shield = shield  # as CpmEnv's: actions through the safety filter before the physics
         self.site = Site(scenario, base)
         self.site.episodes.check_batch(n_envs)
         self.config, self.params = self.site.config, self.site.params
@@ -71,6 +75,7 @@ class CpmVecEnv(VecEnv):
         self._t = 0
         self._returns = np.zeros(n)
         self._kpi_sums = {name: np.zeros(n) for name in EPISODE_KPIS}
+        self._shield_steps = np.zeros(n)  # steps the safety filter changed the action, this episode
         self._t_start = time.perf_counter()
 
     def _observation(self) -> np.ndarray:
@@ -114,6 +119,9 @@ class CpmVecEnv(VecEnv):
         exo = Exo(tuple(self._high[j, t] for j in range(k)), tuple(self._low[j, t] for j in range(k)),
                   tuple(self._work[j, t] for j in range(k)), tuple(self._wpt[j, t] for j in range(k)),
                   self._duty[t], self._limit[t])
+        if self.shield:
+            phys, report = safety.shield(p, self.state, exo, phys)
+            self._shield_steps += report.intervened
         self.state, out = physics.step(p, self.state, phys, exo, NUMPY)
         self.last_outputs = out
         self._battery_mw = np.asarray(out.battery_power_mw)
@@ -140,6 +148,8 @@ class CpmVecEnv(VecEnv):
             info["TimeLimit.truncated"] = True
             info["episode"] = {"r": float(self._returns[i]), "l": self._t, "t": elapsed,
                                **{name: float(v[i]) for name, v in self._kpi_sums.items()}}
+            if self.shield:
+                info["episode"]["shield_interventions"] = float(self._shield_steps[i])
         self._new_episodes()
         return self._observation(), rewards, np.ones(self.num_envs, dtype=bool), infos
 
@@ -169,12 +179,13 @@ class CpmVecEnv(VecEnv):
 
 
 def make_vec(env_id: str = "cpm_env/DataCenter-v0", n_envs: int = 1, seed: int | None = None,
-             scenario: ScenarioLike = None, kpis_in_info: bool = False) -> CpmVecEnv:
+             scenario: ScenarioLike = None, kpis_in_info: bool = False, shield: bool = False) -> CpmVecEnv:
     """Batched VecEnv of a registered id (or a scenario YAML path), seeded ``seed + i`` per env.
 
-    ``scenario`` takes the same overrides as ``gym.make(env_id, scenario=...)``.
+    ``scenario`` takes the same overrides as ``gym.make(env_id, scenario=...)``; ``shield`` passes
+    every action through the safety filter before the physics (as ``gym.make(env_id, shield=True)``).
     """
     base = scenario_file(env_id)
-    venv = CpmVecEnv(scenario, n_envs, base=base, kpis_in_info=kpis_in_info)
+    venv = CpmVecEnv(scenario, n_envs, base=base, kpis_in_info=kpis_in_info, shield=shield)
     venv.seed(seed)
     return venv

@@ -167,3 +167,47 @@ def test_shield_refuses_a_site_whose_observation_lacks_its_entries():
                                          r"its observation lacks soc") as err:
         make_controller("greedy+shield", venv.site)
     assert "\n" not in str(err.value)
+
+
+@given(site=sites, seed=st.integers(0, 10_000), steps=st.integers(0, 25))
+def test_a_sites_filtered_action_does_not_depend_on_its_batch(site, seed, steps):
+    """Row by row equals the batch: an env's training or evaluation never depends on its neighbours."""
+    venv, obs = _rollout(site, seed, steps)
+    proposal = np.random.default_rng(seed + 2).choice([-1.0, 1.0], (N_ENVS, len(venv.action_names)))
+    batch, _ = Shielded(Fixed(proposal), venv.site, "fixed+shield").predict(obs)
+    for i in range(N_ENVS):
+        alone, _ = Shielded(Fixed(proposal[i:i + 1]), venv.site, "fixed+shield").predict(obs[i:i + 1])
+        np.testing.assert_array_equal(alone[0], batch[i])
+
+
+def test_env_option_trains_through_the_filter():
+    """gym.make(..., shield=True) and make_vec(..., shield=True): the physics gets the filtered action (the
+    same in the single and the batched env) and the reward is that of what the site did."""
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env
+
+    over = {"duration_h": 1.0}
+    check_env(gym.make("cpm_env/DataCenter-v0", scenario=over, shield=True).unwrapped, skip_render_check=True)
+    venv = make_vec(n_envs=2, seed=3, scenario=over, shield=True)
+    plain = make_vec(n_envs=2, seed=3, scenario=over, kpis_in_info=True)
+    envs = [gym.make("cpm_env/DataCenter-v0", scenario=over, shield=True) for _ in range(2)]
+    obs_v, obs_p = venv.reset(), plain.reset()
+    for i, env in enumerate(envs):
+        np.testing.assert_allclose(env.reset(seed=3 + i)[0], obs_v[i])
+    rng, changed, differed = np.random.default_rng(0), 0, 0
+    for _ in range(60):
+        actions = rng.choice([-1.0, 1.0], (2, len(venv.action_names)))  # extreme: the filter must act
+        obs_v, rewards, dones, infos = venv.step(actions)
+        obs_p, *_ = plain.step(actions)
+        for i, env in enumerate(envs):
+            obs, reward, _, _, info = env.step(actions[i])
+            np.testing.assert_allclose(obs, obs_v[i] if not dones[i] else infos[i]["terminal_observation"], atol=1e-6)
+            assert reward == pytest.approx(float(rewards[i]), rel=1e-5, abs=1e-5)
+            changed += info["shield_intervened"]
+            if info["shield_intervened"]:
+                assert info["shield_delta_mw"] > 0
+        differed += not np.allclose(obs_v, obs_p)
+    assert changed > 0 and differed > 0  # it did act, and the physics saw its actions
+    assert infos[0]["episode"]["shield_interventions"] > 0
+    with pytest.raises(ValueError, match="shield = 'yes': must be true or false"):
+        gym.make("cpm_env/DataCenter-v0", shield="yes")
