@@ -150,7 +150,8 @@ def test_shielded_controllers_run_in_evaluate_and_report_kpis(tmp_path, short_sc
 
 @pytest.mark.parametrize("name, message", [
     ("greedy+bar", "controller 'greedy+bar': unknown suffix +bar: the allowed suffix is +shield"),
-    ("greedy+shield+shield", "unknown suffix +shield+shield"),
+    ("greedy+shield+shield", "controller 'greedy+shield+shield': +shield given twice: the allowed suffix is +shield"),
+    ("onnx:no/such+dir/export+shield", "onnx:no/such+dir/export: no/such+dir/export/policy.json: not found"),  # a path
     ("nope+shield", "controller 'nope' unknown"),
 ])
 def test_bad_suffix_or_controller_is_a_one_line_error(name, message):

@@ -48,12 +48,13 @@ def make_controller(name: str, site: Site, allow_other_scenario: bool = False) -
     """Build a named controller for a site; unknown names list the available ones. A ``ppo`` policy
     trained on another scenario is refused unless ``allow_other_scenario``. ``NAME+shield`` is ``NAME``
     with its actions passed through the safety filter (:mod:`agents.controllers.shielded`); any other
-    suffix is a one-line error."""
-    if "+" in name:
-        base, _, suffix = name.partition("+")
-        if suffix != SHIELD_SUFFIX:
-            raise ValueError(f"controller {name!r}: unknown suffix +{suffix}: the allowed suffix is +{SHIELD_SUFFIX} "
-                             f"(once), e.g. greedy+{SHIELD_SUFFIX}")
+    suffix is a one-line error. A ``+`` followed by a ``/`` belongs to a path (``onnx:runs/a+b/export``)."""
+    base, plus, suffix = name.rpartition("+")
+    if plus and "/" not in suffix:
+        if suffix != SHIELD_SUFFIX or base.endswith(f"+{SHIELD_SUFFIX}"):
+            what = f"+{suffix} given twice" if suffix == SHIELD_SUFFIX else f"unknown suffix +{suffix}"
+            raise ValueError(f"controller {name!r}: {what}: the allowed suffix is +{SHIELD_SUFFIX} (once), "
+                             f"e.g. greedy+{SHIELD_SUFFIX}")
         from agents.controllers.shielded import Shielded
 
         return Shielded(make_controller(base, site, allow_other_scenario), site, name)
