@@ -206,6 +206,7 @@ class PolicyController:
         self.safe_setpoints = safe
         self.telemetry_names, self._telemetry_idx, self._forecast_idx = _telemetry_layout(spec, self.obs_names)
         self.forecast = spec["forecast"]
+        self._demand_idx = self.obs_names.index(self.forecast["demand_entry"]) if self.forecast["enabled"] else -1
         self._obs_low, self._obs_high = self.obs_low.tolist(), self.obs_high.tolist()
         self._action_low, self._action_high = self.action_low.tolist(), self.action_high.tolist()
         self._action_sum = self.action_high + self.action_low
@@ -291,7 +292,7 @@ class PolicyController:
         obs[self._telemetry_idx] = self._telemetry_values(telemetry)
         fc = self.forecast
         if fc["enabled"]:
-            i = self.obs_names.index(fc["demand_entry"])
+            i = self._demand_idx
             demand_mw = obs[i] * self.obs_scale[i]
             forecast_mw = forecast_step_mw(fc["kind"], demand_mw, schedule_mw, fc["horizons_steps"])
             obs[self._forecast_idx] = forecast_entries(forecast_mw, fc["limit_mw"], fc["oversubscription"])

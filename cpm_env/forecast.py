@@ -107,6 +107,7 @@ class Persistence:
     """Causal: the last observed facility demand (that of the current step), flat over every horizon."""
 
     causal: ClassVar[bool] = True
+    reads_schedule: ClassVar[bool] = False
 
     def __init__(self, horizons_steps: Sequence[int]):
         self.horizons_steps = np.asarray(horizons_steps)
@@ -124,6 +125,7 @@ class SchedulePersistence:
     """
 
     causal: ClassVar[bool] = True
+    reads_schedule: ClassVar[bool] = True
 
     def __init__(self, horizons_steps: Sequence[int]):
         self.horizons_steps = np.asarray(horizons_steps)
@@ -133,6 +135,10 @@ class SchedulePersistence:
         return schedule_persistence_mw(inputs.demand_mw, inputs.scheduled_mw, self.horizons_steps)
 
 
+# the causal forecasters, which a deployed controller computes (forecast_step_mw), by kind
+STEP_FORECASTERS: dict[str, type[Persistence] | type[SchedulePersistence]] = {
+    "persistence": Persistence, "schedule_persistence": SchedulePersistence}
+SCHEDULE_KINDS = tuple(kind for kind, cls in STEP_FORECASTERS.items() if cls.reads_schedule)  # need the schedule
 FORECASTERS: dict[str, Callable[[ForecastConfig], Forecaster]] = {
     "oracle_noisy": lambda cfg: OracleNoisy(cfg.horizons_steps, cfg.noise_std_per_sqrt_h),
     "persistence": lambda cfg: Persistence(cfg.horizons_steps),
@@ -153,13 +159,6 @@ def forecast_entries(forecast_mw, limit_mw: float, oversubscription: float) -> n
     """
     return np.minimum(forecast_mw, 2 * oversubscription * limit_mw) / limit_mw
 
-
-# kind -> its whole-episode function as f(demand_mw, scheduled_mw, horizons_steps): the kinds forecast_step_mw computes
-STEP_FORECASTERS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {
-    "persistence": lambda demand_mw, scheduled_mw, horizons_steps: persistence_mw(demand_mw, horizons_steps),
-    "schedule_persistence": schedule_persistence_mw,
-}
-SCHEDULE_KINDS = ("schedule_persistence",)  # the kinds that need the schedule window
 
 
 def _schedule_window(schedule_mw, horizons_steps: Sequence[int]) -> np.ndarray:
@@ -198,13 +197,12 @@ def forecast_step_mw(kind: str, demand_mw: float, schedule_mw, horizons_steps: S
                if kind == "oracle_noisy" else "unknown")
         raise ValueError(f"forecast.kind = {kind!r}: {why}; a deployed controller computes "
                          f"{', '.join(STEP_FORECASTERS)}")
-    h = np.asarray(horizons_steps)
     if schedule_mw is None:
         if kind in SCHEDULE_KINDS:
             raise ValueError(f"schedule_mw: missing: forecast.kind = {kind!r} needs the scheduled facility demand (MW) "
-                             f"at steps t..t+{int(h.max())} (a site without a schedule passes zeros)")
+                             f"at steps t..t+{max(horizons_steps)} (a site without a schedule passes zeros)")
         window = np.zeros(1)
     else:
         window = _schedule_window(schedule_mw, horizons_steps)
-    demand = np.full((len(window), 1), float(demand_mw))  # the functions read row t's demand only at t
-    return STEP_FORECASTERS[kind](demand, window[:, None], h)[0, 0]
+    demand = np.full((len(window), 1), float(demand_mw))  # causal forecasters read row t's demand only at t
+    return STEP_FORECASTERS[kind](horizons_steps).forecast_mw(ForecastInputs(demand, window[:, None], 0.0), [])[0, 0]
