@@ -48,6 +48,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--n-envs", type=int, default=None, help="envs in the batch (default: n_envs)")
     parser.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY:VALUE",
                         help="override configs/ppo.yml, e.g. learning_rate:0.0001 n_steps:512")
+    parser.add_argument("--shield", action="store_true",
+                        help="train behind the safety filter (cpm_env.shield): every action filtered before the "
+                             "physics, evaluations too; recorded in the policy's manifest, so ppo:DIR and export.py "
+                             "apply it")
     parser.add_argument("--run-dir", type=Path, default=None,
                         help="default: runs/<scenario>_seed<seed>_<UTC time> (with --optimize: "
                              "runs/optuna/<study name>); must be empty or absent unless --overwrite")
@@ -75,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                 check_same_scenario(args.resume, args.scenario)
             # fresh episodes after the checkpoint: the generators' state is not saved
             venv = make_vec(str(args.resume / "scenario.yml"), int(hp["n_envs"]),
-                            seed=int(run_args["seed"]) + checkpoint[2])
+                            seed=int(run_args["seed"]) + checkpoint[2], shield=bool(run_args.get("shield", False)))
         else:
             scenario = args.scenario or DEFAULT_SCENARIO
             scenario_id = resolve_scenario(scenario).id
@@ -92,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 run_dir = args.run_dir or default_run_dir(scenario_id, args.seed)
                 check_fresh_run_dir(run_dir, args.overwrite)
-                venv = make_vec(scenario, hp["n_envs"], seed=args.seed)
+                venv = make_vec(scenario, hp["n_envs"], seed=args.seed, shield=args.shield)
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -107,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         from agents.learning.tune import optimize
 
         optimize(scenario, scenario_id, hp, args.n_trials, hp["n_timesteps"], args.seed, study_dir, args.storage,
-                 name)
+                 name, shield=args.shield)
         best = study_dir / "best_hyperparams.yml"
         print(best.read_text() if best.is_file() else "no trial finished (all pruned or failed)")
         return 0

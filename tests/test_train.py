@@ -86,6 +86,33 @@ def test_periodic_evaluation_rows(tmp_path, short_yml, capsys):
     assert any(tag.startswith("site/cap_") for tag in tags)
 
 
+def test_shielded_run_trains_evaluates_and_deploys_behind_the_filter(tmp_path, short_yml, monkeypatch):
+    from agents.controllers.shielded import Shielded
+    from agents.evaluation.runner import make_controller
+    from agents.learning import train as training
+    from cpm_env.scenario import Site
+
+    built = []
+    real = training.CpmVecEnv
+    monkeypatch.setattr(training, "CpmVecEnv", lambda *a, **k: built.append(k) or real(*a, **k))
+    run = tmp_path / "run"
+    assert train.main(["--scenario", short_yml, "--shield", "--timesteps", "256", "--run-dir", str(run)] + TINY
+                      + ["checkpoint_freq:128"]) == 0
+    assert built == [{"shield": True}]  # the evaluations run behind the filter too
+    for where in (run, run / "best", next((run / "checkpoints").glob("model_*_steps"))):
+        assert check_artifacts(where)["env_options"] == {"shield": True}, where
+    assert yaml.safe_load((run / "args.yml").read_text())["shield"] is True  # --resume rebuilds it
+    site = Site(short_yml)
+    controller = make_controller(f"ppo:{run}", site)  # the policy acts behind the filter it was trained behind
+    assert isinstance(controller, Shielded) and not isinstance(controller.inner, Shielded)
+    again = make_controller(f"ppo:{run}+shield", site)  # +shield adds nothing: filtered once
+    assert isinstance(again, Shielded) and not isinstance(again.inner, Shielded)
+    plain = tmp_path / "plain"
+    assert train.main(["--scenario", short_yml, "--timesteps", "128", "--run-dir", str(plain)] + TINY) == 0
+    assert check_artifacts(plain)["env_options"] == {"shield": False}
+    assert not isinstance(make_controller(f"ppo:{plain}", site), Shielded)
+
+
 def test_killed_run_resumes_to_its_total(tmp_path, short_yml):
     run, total = tmp_path / "run", 10_000
     cmd = [sys.executable, str(ROOT / "train.py"), "--scenario", short_yml, "--timesteps", str(total),

@@ -47,8 +47,10 @@ def check_names(names: list[str], where: str) -> list[str]:
 def make_controller(name: str, site: Site, allow_other_scenario: bool = False) -> Controller:
     """Build a named controller for a site; unknown names list the available ones. A ``ppo`` policy
     trained on another scenario is refused unless ``allow_other_scenario``. ``NAME+shield`` is ``NAME``
-    with its actions passed through the safety filter (:mod:`agents.controllers.shielded`); any other
-    suffix is a one-line error. A ``+`` followed by a ``/`` belongs to a path (``onnx:runs/a+b/export``)."""
+    with its actions passed through the safety filter (:mod:`agents.controllers.shielded`); a ``ppo``
+    policy trained behind the filter (its manifest's ``env_options``) always runs behind it, so
+    ``+shield`` changes nothing there. Any other suffix is a one-line error. A ``+`` followed by a ``/``
+    belongs to a path (``onnx:runs/a+b/export``)."""
     base, plus, suffix = name.rpartition("+")
     if plus and "/" not in suffix:
         if suffix != SHIELD_SUFFIX or base.endswith(f"+{SHIELD_SUFFIX}"):
@@ -57,17 +59,24 @@ def make_controller(name: str, site: Site, allow_other_scenario: bool = False) -
                              f"e.g. greedy+{SHIELD_SUFFIX}")
         from agents.controllers.shielded import Shielded
 
-        return Shielded(make_controller(base, site, allow_other_scenario), site, name)
+        inner = make_controller(base, site, allow_other_scenario)
+        return inner if isinstance(inner, Shielded) else Shielded(inner, site, name)
     from agents.controllers.mpc import MPC
     from agents.controllers.oracle import Oracle
     from agents.controllers.rules import RULES
 
     available = {**RULES, "mpc": MPC, "oracle": Oracle}
     if name == "ppo" or name.startswith("ppo:"):
+        from agents.learning.artifacts import env_options
         from agents.learning.ppo import PPOController, shipped_model_dir
 
-        return PPOController(name[4:] if name.startswith("ppo:") else shipped_model_dir(site), site,
-                             allow_other_scenario=allow_other_scenario)
+        policy = PPOController(name[4:] if name.startswith("ppo:") else shipped_model_dir(site), site,
+                               allow_other_scenario=allow_other_scenario)
+        if env_options(policy.manifest)["shield"]:  # trained behind the filter: it acts behind it
+            from agents.controllers.shielded import Shielded
+
+            return Shielded(policy, site, name)
+        return policy
     if name.startswith("onnx:"):
         return onnx_controller(name[5:], site)
     if name not in available:

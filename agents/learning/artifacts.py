@@ -5,7 +5,7 @@ env steps the policy was trained for and the scenario it was trained on (id and 
 of its canonical JSON)::
 
     {"format": "cpm-artifacts", "format_version": 1, "num_timesteps": 10002432,
-     "scenario": {"id": "DataCenter-v0", "sha256": "..."},
+     "scenario": {"id": "DataCenter-v0", "sha256": "..."}, "env_options": {"shield": false},
      "files": {"policy.npz": {"sha256": "...", "bytes": 123}, ...}, "written_utc": "..."}
 
 Every file is written to a temporary name and moved into place (:func:`write_atomic`); the
@@ -32,6 +32,14 @@ from agents.files import sha256_json, write_atomic
 MANIFEST = "manifest.json"
 FORMAT, FORMAT_VERSION = "cpm-artifacts", 1
 CONVERT_HINT = "python -m agents.learning.convert"
+# the env's options a policy was trained with, at their defaults; ``shield``: every action passed
+# through the safety filter (cpm_env.shield) before the physics, so the policy acts behind it
+ENV_OPTIONS: dict[str, Any] = {"shield": False}
+
+
+def env_options(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The env options a sealed set was trained with (a manifest without them: the defaults)."""
+    return {**ENV_OPTIONS, **(manifest.get("env_options") or {})}
 
 
 def sha256_file(path: Path) -> str:
@@ -60,10 +68,12 @@ def begin_set(directory: Path) -> None:
     (directory / MANIFEST).unlink(missing_ok=True)
 
 
-def write_manifest(directory: Path, files: Iterable[str], num_timesteps: int, scenario: Mapping[str, Any]) -> dict:
+def write_manifest(directory: Path, files: Iterable[str], num_timesteps: int, scenario: Mapping[str, Any],
+                   env_options: Mapping[str, Any] | None = None) -> dict:
     """Seal the set: hash ``files`` (names in ``directory``) and write ``directory/manifest.json`` last.
 
-    ``scenario`` is the plain dict of the scenario the policy was trained on. Returns the manifest.
+    ``scenario`` is the plain dict of the scenario the policy was trained on, ``env_options`` the
+    env's options in training (:data:`ENV_OPTIONS`; missing ones are their defaults). Returns the manifest.
     """
     entries = {}
     for name in sorted(set(files)):
@@ -71,7 +81,8 @@ def write_manifest(directory: Path, files: Iterable[str], num_timesteps: int, sc
         entries[name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "num_timesteps": int(num_timesteps),
                 "scenario": {"id": scenario.get("id"), "sha256": scenario_sha256(scenario)},
-                "files": entries, "written_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                "env_options": {**ENV_OPTIONS, **(env_options or {})}, "files": entries,
+                "written_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     write_json_atomic(directory / MANIFEST, manifest)
     return manifest
 

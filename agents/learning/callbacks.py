@@ -105,6 +105,11 @@ def _scenario(model) -> dict:
     return scenario_to_dict(model.get_env().unwrapped.config)
 
 
+def _env_options(model) -> dict:
+    """The training env's options, recorded in the manifest (``env_options``)."""
+    return {"shield": bool(model.get_env().unwrapped.shield)}
+
+
 def save_policy(model, directory: Path, extra: tuple[str, ...] = ()) -> dict:
     """A final model or ``best/`` as a sealed set: SB3's ``model.zip`` and (if the model trains on a
     VecNormalize) ``vecnormalize.pkl``, the pickle-free ``policy.npz``, ``policy_spec.json`` and
@@ -113,7 +118,7 @@ def save_policy(model, directory: Path, extra: tuple[str, ...] = ()) -> dict:
     begin_set(directory)
     names = [*extra, *save_policy_files(model, model.get_vec_normalize_env(), directory)]
     names += _save_sb3_files(model, directory)
-    return write_manifest(directory, names, model.num_timesteps, _scenario(model))
+    return write_manifest(directory, names, model.num_timesteps, _scenario(model), _env_options(model))
 
 
 def save_checkpoint(model, checkpoints: Path) -> Path:
@@ -121,7 +126,7 @@ def save_checkpoint(model, checkpoints: Path) -> Path:
     ``manifest.json`` (last), written beside and renamed into place; what ``--resume`` loads."""
     directory = checkpoints / f"model_{model.num_timesteps}_steps"
     write_set_folder(directory, lambda tmp: write_manifest(tmp, _save_sb3_files(model, tmp), model.num_timesteps,
-                                                           _scenario(model)))
+                                                           _scenario(model), _env_options(model)))
     return directory
 
 
