@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from stable_baselines3 import PPO
@@ -27,7 +28,7 @@ PPO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ppo.yml"
 # keys of configs/ppo.yml that are not PPO constructor arguments: RL Zoo's (in the default and
 # scenario blocks) and train.py's own (in the ``train.py`` block, which RL Zoo never reads)
 ZOO_KEYS = {"n_envs", "n_timesteps", "policy", "normalize"}
-TRAIN_KEYS = {"eval_freq", "eval_seeds", "checkpoint_freq"}
+TRAIN_KEYS = {"eval_freq", "eval_seeds", "checkpoint_freq", "init_action"}
 TRAIN_BLOCK = "train.py"
 RUN_KEYS = ZOO_KEYS | TRAIN_KEYS
 RUN_FILES = ("config.yml", "args.yml", "scenario.yml")  # sealed with the run dir's final model
@@ -105,6 +106,11 @@ def check_hyperparam(key: str, value: Any, where: str) -> None:
                              f"{', '.join(sorted(POLICY_KWARGS))}, e.g. {{'net_arch': [64, 64]}}")
     elif key == "eval_seeds":
         parse_seeds(str(value), f"{where}: eval_seeds")
+    elif key == "init_action":
+        from agents.controllers.rules import RULES
+
+        if value is not None and value not in RULES:
+            raise ValueError(f"{where}: {key} = {value!r}: must be null or a rule: {', '.join(sorted(RULES))}")
     elif key == "policy":
         if value != "MlpPolicy":
             raise ValueError(f"{where}: {key} = {value!r}: only 'MlpPolicy' is supported")
@@ -171,12 +177,30 @@ def train(venv: CpmVecEnv, hp: dict[str, Any], timesteps: int, seed: int, run_di
     env = VecNormalize(venv, gamma=kwargs.get("gamma", 0.99)) if hp.get("normalize", True) else venv
     model = PPO(hp.get("policy", "MlpPolicy"), env, seed=seed, device="cpu", verbose=0,
                 tensorboard_log=str(run_dir / "tb"), **kwargs)
+    if hp.get("init_action"):
+        start_at_rule(model, venv, hp["init_action"], seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     if run_args is not None:
         write_atomic(run_dir / "args.yml", yaml.safe_dump(run_args, sort_keys=False).encode())
     write_atomic(run_dir / "config.yml", yaml.safe_dump(hp, sort_keys=False).encode())
     write_atomic(run_dir / "scenario.yml", yaml.safe_dump(scenario_to_dict(venv.config), sort_keys=False).encode())
     return _learn(model, hp, timesteps, run_dir, on_eval, progress_bar, reset=True)
+
+
+def start_at_rule(model: PPO, venv: CpmVecEnv, rule: str, seed: int, n_probe: int = 64) -> np.ndarray:
+    """Set the policy's action-layer bias to ``rule``'s mean action on the first observations of
+    ``n_probe`` fresh episodes (seeded ``seed``), so that the freshly built policy, whose action-layer
+    weights are ~0 (SB3's orthogonal init, gain 0.01), starts at that rule's set-points rather than at
+    the middle of every action range. Returns the bias (actions in [-1, 1], clipped to +-0.95)."""
+    from agents.evaluation.runner import make_controller
+
+    probe = CpmVecEnv(venv.config, n_probe)
+    probe.seed(seed)
+    actions, _ = make_controller(rule, venv.site).predict(probe.reset())
+    bias = np.clip(np.mean(np.atleast_2d(actions), axis=0), -0.95, 0.95)
+    with torch.no_grad():
+        model.policy.action_net.bias.copy_(torch.as_tensor(bias, dtype=model.policy.action_net.bias.dtype))
+    return bias
 
 
 def _learn(model: PPO, hp: dict[str, Any], timesteps: int, run_dir: Path, on_eval, progress_bar: bool,
