@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -166,3 +167,20 @@ def test_optimize_shares_a_study_in_any_storage(tmp_path, short_yml):
     assert all(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in study.trials)
     best = yaml.safe_load((tmp_path / "study" / "best_hyperparams.yml").read_text())
     assert set(best["Short-v0"]) >= {"learning_rate", "n_steps", "gamma", "policy_kwargs"}
+
+
+def test_init_action_starts_the_policy_at_the_rule(one_torch_thread, capsys):
+    from agents.evaluation.runner import make_controller
+    from agents.learning.train import start_at_rule
+    from cpm_env.vec_env import make_vec
+
+    venv = make_vec("cpm_env/DataCenter-v0", 4, seed=0)
+    model = PPO("MlpPolicy", venv, policy_kwargs={"net_arch": [16]}, device="cpu", seed=0)
+    obs = venv.reset()
+    bias = start_at_rule(model, venv, "static_cap", seed=0)
+    rule, _ = make_controller("static_cap", venv.site).predict(obs)
+    assert np.abs(bias - rule.mean(axis=0)).max() < 1e-6 and abs(bias[1]) > 0.3  # the static cap is not mid-range
+    assert np.abs(model.predict(obs, deterministic=True)[0] - rule).max() < 0.05
+    assert train.main(["--hyperparams", "init_action:nonsense"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "init_action = 'nonsense'" in err and "static_cap" in err
