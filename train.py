@@ -34,6 +34,7 @@ from agents.learning.callbacks import final_evaluation_line
 from agents.learning.rundir import check_fresh_run_dir, check_name, default_run_dir
 from agents.learning.train import check_resumable, check_same_scenario, resume, run_hyperparams, train
 from cpm_env.config import ConfigError, resolve_scenario
+from cpm_env.spaces import BATTERY_ACTIONS
 from cpm_env.vec_env import make_vec
 
 DEFAULT_SCENARIO = "cpm_env/DataCenter-v0"
@@ -52,6 +53,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="train behind the safety filter (cpm_env.shield): every action filtered before the "
                              "physics, evaluations too; recorded in the policy's manifest, so ppo:DIR and export.py "
                              "apply it")
+    parser.add_argument("--battery-action", choices=BATTERY_ACTIONS, default="power",
+                        help="what the policy's first action sets: the battery's power (default) or import_change, "
+                             "the change of the grid import per step in units of the ramp limit (0 holds it); "
+                             "recorded in the manifest, so ppo:DIR and export.py convert it to battery set-points")
     parser.add_argument("--run-dir", type=Path, default=None,
                         help="default: runs/<scenario>_seed<seed>_<UTC time> (with --optimize: "
                              "runs/optuna/<study name>); must be empty or absent unless --overwrite")
@@ -79,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                 check_same_scenario(args.resume, args.scenario)
             # fresh episodes after the checkpoint: the generators' state is not saved
             venv = make_vec(str(args.resume / "scenario.yml"), int(hp["n_envs"]),
-                            seed=int(run_args["seed"]) + checkpoint[2], shield=bool(run_args.get("shield", False)))
+                            seed=int(run_args["seed"]) + checkpoint[2], shield=bool(run_args.get("shield", False)),
+                            battery_action=run_args.get("battery_action", "power"))
         else:
             scenario = args.scenario or DEFAULT_SCENARIO
             scenario_id = resolve_scenario(scenario).id
@@ -96,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 run_dir = args.run_dir or default_run_dir(scenario_id, args.seed)
                 check_fresh_run_dir(run_dir, args.overwrite)
-                venv = make_vec(scenario, hp["n_envs"], seed=args.seed, shield=args.shield)
+                venv = make_vec(scenario, hp["n_envs"], seed=args.seed, shield=args.shield,
+                                battery_action=args.battery_action)
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -111,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         from agents.learning.tune import optimize
 
         optimize(scenario, scenario_id, hp, args.n_trials, hp["n_timesteps"], args.seed, study_dir, args.storage,
-                 name, shield=args.shield)
+                 name, shield=args.shield, battery_action=args.battery_action)
         best = study_dir / "best_hyperparams.yml"
         print(best.read_text() if best.is_file() else "no trial finished (all pruned or failed)")
         return 0

@@ -78,6 +78,9 @@ class CpmEnv(gym.Env):
     the safety filter (:func:`cpm_env.shield.shield`, on the true state) before the physics, so an
     agent trains inside the safe set and the reward is that of what the site did; ``info`` then
     adds ``shield_intervened`` (bool) and ``shield_delta_mw`` (MW the filter moved).
+    ``battery_action="import_change"`` makes the first action entry the change of the step-mean
+    grid import (``a * ramp_step_mw`` MW; 0 holds it) instead of the battery's power; the battery
+    set-point is what that takes at the step's caps (see :mod:`cpm_env.spaces`).
 
     ## Version History
     * v0: initial release.
@@ -86,15 +89,18 @@ class CpmEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, scenario: ScenarioLike = None, base: str | Path | None = None, render_mode=None,
-                 shield: bool = False):
+                 shield: bool = False, battery_action: str = "power"):
         if not isinstance(shield, bool):
             raise ValueError(f"shield = {shield!r}: must be true or false")
         self.shield = shield
+        self.battery_action = spaces.check_battery_action(battery_action)
         self.site = Site(scenario, base)
         self.config = self.site.config
         self.params = self.site.params
         self.obs_names = self.site.obs_names
-        self.action_names = self.site.action_names
+        self.action_names = [spaces.battery_action_feature(self.params, battery_action,
+                                                           self.site.action_features[0]).name,
+                             *self.site.action_names[1:]]
         self.observation_space = self.site.observation_space
         self.action_space = self.site.action_space
         self.render_mode = render_mode
@@ -139,8 +145,11 @@ class CpmEnv(gym.Env):
                 spaces.check_finite_action(np.asarray(action))
         a = [-1.0 if v < -1.0 else (1.0 if v > 1.0 else float(v)) for v in a]
         p, t = self.params, self._t
-        phys = spaces.to_physical(a, p, self.site.floor_idx, SCALAR)
         exo = Exo(*self._exo_rows[t])
+        if self.battery_action == "power":
+            phys = spaces.to_physical(a, p, self.site.floor_idx, SCALAR)
+        else:
+            phys = spaces.to_physical_import(a, p, self.site.floor_idx, self.state, exo, SCALAR)
         report = None
         if self.shield:
             phys, report = safety.shield(p, self.state, exo, phys)

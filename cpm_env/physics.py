@@ -130,6 +130,15 @@ def battery_setpoint(p: SiteParams, energy_mwh, setpoint_mw, facility_mw, ops):
     return b
 
 
+def battery_for_import(p: SiteParams, s: State, a: Action, x: Exo, import_mw, ops) -> Action:
+    """``a`` with its battery set-point (MW, + discharge) replaced by the one that puts the step-mean
+    grid import at ``import_mw`` (MW) with the caps and floors ``a`` gets this step (slew included):
+    the facility's mean power minus ``import_mw``. :func:`step` still applies the battery's power,
+    energy and export limits, so where they bind the import lands elsewhere."""
+    gpu = _gpu_levers(p, s, a, x, ops)
+    return Action(p.pue * gpu.it_mean - import_mw, a.caps, a.floors)
+
+
 def smoothing_limits(p: SiteParams, energy_mwh, battery_mw, swing_mw, duty, ops) -> tuple:
     """What bounds the inner loop's smoothing (MW peak-to-peak absorbed) around net power ``battery_mw``:
     the swing itself, the power left in the high phase (discharging) and in the low phase

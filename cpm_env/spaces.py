@@ -11,6 +11,14 @@ affinely to physical set-points:
 - ``battery``: ``a * power_mw`` (MW, + discharge into the site),
 - ``cap_<class>``: ``cap_min + (a + 1) / 2 * (1 - cap_min)`` (fraction of TDP),
 - ``floor_<class>`` (only classes with ``floor_max > 0``): ``(a + 1) / 2 * floor_max``.
+
+The env option ``battery_action`` (:data:`BATTERY_ACTIONS`) chooses what the first entry sets:
+``"power"`` (the default) the battery as above; ``"import_change"`` the step-mean grid import,
+``import_prev + a * ramp_step_mw`` (MW): ``a = 0`` holds last step's import, ``+-1`` moves it by the
+ramp limit, and the battery set-point is whatever that takes at the step's caps
+(:func:`cpm_env.physics.battery_for_import`, :func:`to_physical_import`). Controllers, the
+evaluation and the exported runtime always speak ``"power"``; a policy trained with
+``"import_change"`` has its actions converted to it.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from gymnasium import spaces as gym_spaces
 
 from cpm_env.config import ScenarioConfig
 from cpm_env.forecast import forecast_entries
-from cpm_env.physics import Action
+from cpm_env.physics import Action, battery_for_import
 from cpm_env.site import SiteParams, State, swinging_steps
 
 
@@ -37,6 +45,7 @@ class Feature(NamedTuple):
     description: str
 
 
+BATTERY_ACTIONS = ("power", "import_change")  # what the first action entry sets (env option battery_action)
 FACILITY_DEMAND = "facility_demand"  # the entry holding the demand the forecasters read (cpm_env.forecast)
 
 
@@ -120,6 +129,31 @@ def action_features(cfg: ScenarioConfig, p: SiteParams) -> list[Feature]:
         c = cfg.site.gpu_classes[k]
         feats.append(Feature(f"floor_{c.name}", "fraction of TDP", 1.0, 0.0, c.floor_max, f"power floor of {c.name}"))
     return feats
+
+
+def check_battery_action(value) -> str:
+    """``value`` if it is one of :data:`BATTERY_ACTIONS`, else a one-line ValueError."""
+    if value not in BATTERY_ACTIONS:
+        raise ValueError(f"battery_action = {value!r}: must be one of {', '.join(BATTERY_ACTIONS)}")
+    return value
+
+
+def battery_action_feature(p: SiteParams, battery_action: str, power: Feature) -> Feature:
+    """The first action entry under ``battery_action``: ``power`` (the scenario's battery entry) or
+    ``import_change`` (MW of step-mean import change, scale the ramp limit per step)."""
+    if check_battery_action(battery_action) == "power":
+        return power
+    r = p.ramp_step_mw
+    return Feature("import_change", "MW", r, -r, r,
+                   "change of the step-mean grid import from last step's (+ more import); the battery covers the "
+                   "rest at the step's caps")
+
+
+def to_physical_import(a: list | tuple, p: SiteParams, floor_idx: list[int], s: State, x, ops) -> Action:
+    """Actions in [-1, 1] under ``battery_action = "import_change"`` to physical set-points: caps and
+    floors as :func:`to_physical`, the battery set-point that moves the import by ``a[0] * ramp_step_mw``."""
+    phys = to_physical(a, p, floor_idx, ops)
+    return battery_for_import(p, s, phys, x, s.import_mw + a[0] * p.ramp_step_mw, ops)
 
 
 def observation_space(features: list[Feature]) -> gym_spaces.Box:

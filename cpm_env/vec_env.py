@@ -39,16 +39,20 @@ class CpmVecEnv(VecEnv):
     """N sites of one scenario in one numpy batch."""
 
     def __init__(self, scenario: ScenarioLike = None, n_envs: int = 1, base: str | Path | None = None,
-                 kpis_in_info: bool = False, shield: bool = False):
+                 kpis_in_info: bool = False, shield: bool = False, battery_action: str = "power"):
         if not isinstance(n_envs, int) or n_envs < 1:
             raise ValueError(f"n_envs = {n_envs!r}: must be an integer >= 1")
         if not isinstance(shield, bool):
             raise ValueError(f"shield = {shield!r}: must be true or false")
         self.shield = shield  # as CpmEnv's: actions through the safety filter before the physics
+        self.battery_action = spaces.check_battery_action(battery_action)  # as CpmEnv's
         self.site = Site(scenario, base)
         self.site.episodes.check_batch(n_envs)
         self.config, self.params = self.site.config, self.site.params
-        self.obs_names, self.action_names = self.site.obs_names, self.site.action_names
+        self.obs_names = self.site.obs_names
+        self.action_names = [spaces.battery_action_feature(self.params, battery_action,
+                                                           self.site.action_features[0]).name,
+                             *self.site.action_names[1:]]
         self.render_mode = None
         self.kpis_in_info = kpis_in_info
         self._rngs: list[np.random.Generator | None] = [None] * n_envs
@@ -114,11 +118,15 @@ class CpmVecEnv(VecEnv):
             spaces.check_finite_action(a)
         a = np.clip(a, -1.0, 1.0)
         p, t = self.params, self._t
-        phys = spaces.to_physical([a[:, j] for j in range(a.shape[1])], p, self.site.floor_idx, NUMPY)
         k = len(p.peak_mw)
         exo = Exo(tuple(self._high[j, t] for j in range(k)), tuple(self._low[j, t] for j in range(k)),
                   tuple(self._work[j, t] for j in range(k)), tuple(self._wpt[j, t] for j in range(k)),
                   self._duty[t], self._limit[t])
+        cols = [a[:, j] for j in range(a.shape[1])]
+        if self.battery_action == "power":
+            phys = spaces.to_physical(cols, p, self.site.floor_idx, NUMPY)
+        else:
+            phys = spaces.to_physical_import(cols, p, self.site.floor_idx, self.state, exo, NUMPY)
         if self.shield:
             phys, report = safety.shield(p, self.state, exo, phys)
             self._shield_steps += report.intervened
@@ -179,13 +187,16 @@ class CpmVecEnv(VecEnv):
 
 
 def make_vec(env_id: str = "cpm_env/DataCenter-v0", n_envs: int = 1, seed: int | None = None,
-             scenario: ScenarioLike = None, kpis_in_info: bool = False, shield: bool = False) -> CpmVecEnv:
+             scenario: ScenarioLike = None, kpis_in_info: bool = False, shield: bool = False,
+             battery_action: str = "power") -> CpmVecEnv:
     """Batched VecEnv of a registered id (or a scenario YAML path), seeded ``seed + i`` per env.
 
     ``scenario`` takes the same overrides as ``gym.make(env_id, scenario=...)``; ``shield`` passes
-    every action through the safety filter before the physics (as ``gym.make(env_id, shield=True)``).
+    every action through the safety filter before the physics (as ``gym.make(env_id, shield=True)``);
+    ``battery_action`` chooses what the first action entry sets (as ``gym.make``'s, :mod:`cpm_env.spaces`).
     """
     base = scenario_file(env_id)
-    venv = CpmVecEnv(scenario, n_envs, base=base, kpis_in_info=kpis_in_info, shield=shield)
+    venv = CpmVecEnv(scenario, n_envs, base=base, kpis_in_info=kpis_in_info, shield=shield,
+                     battery_action=battery_action)
     venv.seed(seed)
     return venv

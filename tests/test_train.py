@@ -99,9 +99,9 @@ def test_shielded_run_trains_evaluates_and_deploys_behind_the_filter(tmp_path, s
     run = tmp_path / "run"
     assert train.main(["--scenario", short_yml, "--shield", "--timesteps", "256", "--run-dir", str(run)] + TINY
                       + ["checkpoint_freq:128"]) == 0
-    assert built == [{"shield": True}]  # the evaluations run behind the filter too
+    assert built == [{"shield": True, "battery_action": "power"}]  # the evaluations run behind the filter too
     for where in (run, run / "best", next((run / "checkpoints").glob("model_*_steps"))):
-        assert check_artifacts(where)["env_options"] == {"shield": True}, where
+        assert check_artifacts(where)["env_options"] == {"shield": True, "battery_action": "power"}, where
     assert yaml.safe_load((run / "args.yml").read_text())["shield"] is True  # --resume rebuilds it
     site = Site(short_yml)
     controller = make_controller(f"ppo:{run}", site)  # the policy acts behind the filter it was trained behind
@@ -110,7 +110,7 @@ def test_shielded_run_trains_evaluates_and_deploys_behind_the_filter(tmp_path, s
     assert isinstance(again, Shielded) and not isinstance(again.inner, Shielded)
     plain = tmp_path / "plain"
     assert train.main(["--scenario", short_yml, "--timesteps", "128", "--run-dir", str(plain)] + TINY) == 0
-    assert check_artifacts(plain)["env_options"] == {"shield": False}
+    assert check_artifacts(plain)["env_options"] == {"shield": False, "battery_action": "power"}
     assert not isinstance(make_controller(f"ppo:{plain}", site), Shielded)
 
 

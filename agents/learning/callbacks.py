@@ -57,7 +57,10 @@ class PolicyEvalCallback(BaseCallback):
 
     def _init_callback(self) -> None:
         rule = make_controller(BEST_RULE, self.venv.site)
-        self.rule_reward = float(run_controller(rule, self.venv, self.seeds, BEST_RULE).reward.mean())
+        # rules set the battery's power: under another battery_action they run in a plain twin
+        rule_env = self.venv if self.venv.battery_action == "power" else CpmVecEnv(
+            self.venv.config, self.venv.num_envs, shield=self.venv.shield)
+        self.rule_reward = float(run_controller(rule, rule_env, self.seeds, BEST_RULE).reward.mean())
         self.last_eval = self.model.num_timesteps  # a resumed run starts at its checkpoint
         if self.csv_path.is_file():  # a resumed run: keep its history and its best reward
             with self.csv_path.open() as f:
@@ -107,7 +110,8 @@ def _scenario(model) -> dict:
 
 def _env_options(model) -> dict:
     """The training env's options, recorded in the manifest (``env_options``)."""
-    return {"shield": bool(model.get_env().unwrapped.shield)}
+    venv = model.get_env().unwrapped
+    return {"shield": bool(venv.shield), "battery_action": venv.battery_action}
 
 
 def save_policy(model, directory: Path, extra: tuple[str, ...] = ()) -> dict:

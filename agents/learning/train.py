@@ -208,7 +208,8 @@ def _learn(model: PPO, hp: dict[str, Any], timesteps: int, run_dir: Path, on_eva
     """Learn ``timesteps`` more steps with KPI logging, checkpoints and evaluations; save the result."""
     venv = model.get_env().unwrapped
     seeds = parse_seeds(str(hp.get("eval_seeds", "10000-10004")), "eval_seeds")
-    evaluator = PolicyEvalCallback(CpmVecEnv(venv.config, len(seeds), shield=venv.shield), seeds,
+    evaluator = PolicyEvalCallback(CpmVecEnv(venv.config, len(seeds), shield=venv.shield,
+                                             battery_action=venv.battery_action), seeds,
                                    int(hp.get("eval_freq", 500_000)), run_dir, on_eval)
     checkpoints = CheckpointSetCallback(int(hp.get("checkpoint_freq", 100_000)), run_dir / "checkpoints")
     model.learn(timesteps, callback=[KpiLogger(), checkpoints, evaluator], progress_bar=progress_bar,
