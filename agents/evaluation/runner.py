@@ -207,7 +207,7 @@ def run_controller(controller: Controller, venv: CpmVecEnv, seeds: list[int], la
     ep = venv.episode
     for t in range(venv.config.n_steps):
         action, _ = controller.predict(obs, deterministic=True)
-        report = getattr(controller, "last_report", None)
+        report = getattr(controller, "last_shield_report", None)
         if report is not None:
             totals.add_shield(report)
         obs, _, _, _ = venv.step(action)
@@ -219,5 +219,5 @@ def run_controller(controller: Controller, venv: CpmVecEnv, seeds: list[int], la
         if progress is not None:
             progress.update(len(seeds))
     return episode_rows(totals, venv, seeds, label, price_usd_per_mwh is not None,
-                        shielded=hasattr(controller, "last_report"))
+                        shielded=getattr(controller, "last_shield_report", None) is not None)
 
