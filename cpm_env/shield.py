@@ -128,9 +128,9 @@ def observed_step(p: SiteParams, mean_mw, swing_mw, duty, limit_mw, import_mw, s
     """The state and step the observation describes (arrays over a batch; per-class tuples for
     ``mean_mw``, ``swing_mw`` (uncapped IT MW), ``caps`` and ``floors`` (in force)). Compute is not
     observed and does not enter the contract: the step's work is set to zero."""
-    levels = [class_levels(m, s, duty) for m, s in zip(mean_mw, swing_mw)]
-    zero = tuple(0.0 * duty for _ in levels)
-    exo = Exo(tuple(h for h, _ in levels), tuple(lo for _, lo in levels), zero, zero, duty, limit_mw)
+    highs, lows = zip(*[class_levels(m, s, duty) for m, s in zip(mean_mw, swing_mw)])
+    zero = (0.0 * duty,) * len(highs)
+    exo = Exo(highs, lows, zero, zero, duty, limit_mw)
     return State(soc * p.capacity_mwh, import_mw, tuple(caps), tuple(floors)), exo
 
 
@@ -342,13 +342,17 @@ def _plain_floats(*trees) -> bool:
     return True
 
 
-def _unchanged(a: Action) -> tuple[Action, Report]:
-    """:func:`shield`'s answer for one site whose proposal meets the contract: the proposal, no change
-    (0-d arrays, as the numpy path gives)."""
-    zero = np.zeros(())
-    safe = Action(np.array(a.battery_mw), tuple(np.array(c) for c in a.caps), tuple(np.array(f) for f in a.floors))
-    return safe, Report(np.zeros((), dtype=bool), zero, tuple(np.zeros(()) for _ in a.caps), zero.copy(),
-                        np.zeros((), dtype=int))
+def _no_change(n_classes: int, shared: bool) -> Report:
+    """The report of one site whose proposal passed unchanged, as 0-d arrays (read-only where ``shared``)."""
+    report = Report(np.zeros((), dtype=bool), np.zeros(()), tuple(np.zeros(()) for _ in range(n_classes)),
+                    np.zeros(()), np.zeros((), dtype=int))
+    if shared:
+        for v in (report.intervened, report.battery_delta_mw, *report.cap_delta, report.delta_mw, report.gave_up):
+            v.flags.writeable = False
+    return report
+
+
+_NO_CHANGE: dict[int, Report] = {}  # per number of classes, shield_site's report for a proposal that passed
 
 
 def shield(p: SiteParams, s: State, x: Exo, a: Action, margin_mw: float = MARGIN_MW) -> tuple[Action, Report]:
@@ -356,7 +360,26 @@ def shield(p: SiteParams, s: State, x: Exo, a: Action, margin_mw: float = MARGIN
     module doc), and what the filter did. Floats or arrays over a batch; floors pass through. One site
     in plain floats whose proposal meets the contract takes the fast path (the same answer)."""
     if _plain_floats(s, x, a) and proposal_meets_contract(p, s, x, a, margin_mw):
-        return _unchanged(a)
+        return Action(np.array(a.battery_mw), tuple(np.array(c) for c in a.caps),
+                      tuple(np.array(f) for f in a.floors)), _no_change(len(a.caps), shared=False)
+    return _shield_arrays(p, s, x, a, margin_mw)
+
+
+def shield_site(p: SiteParams, s: State, x: Exo, a: Action, margin_mw: float = MARGIN_MW) -> tuple[Action | None,
+                                                                                                    Report]:
+    """:func:`shield` for one site whose every value is a plain finite float of magnitude at most
+    ``_FAST_MAX`` (the caller's promise: the exported runtime's validated telemetry and set-points), for a
+    control loop: ``(None, report)`` where the proposal meets the contract (:func:`shield` returns it
+    unchanged; the report is shared and read-only), else :func:`shield`'s answer (0-d arrays)."""
+    if proposal_meets_contract(p, s, x, a, margin_mw):
+        n = len(a.caps)
+        return None, _NO_CHANGE.get(n) or _NO_CHANGE.setdefault(n, _no_change(n, shared=True))
+    return _shield_arrays(p, s, x, a, margin_mw)
+
+
+def _shield_arrays(p: SiteParams, s: State, x: Exo, a: Action, margin_mw: float) -> tuple[Action, Report]:
+    """:func:`shield` on numpy arrays: every site judged at once, the search only where the proposal breaks
+    the contract."""
     shape = np.broadcast_shapes(*(np.shape(v) for t in (s, x, a) for f in t
                                   for v in (f if isinstance(f, tuple) else (f,))))
     n = int(np.prod(shape))

@@ -25,6 +25,7 @@ from cpm_env.shield import (
     meets,
     proposal_meets_contract,
     shield,
+    shield_site,
 )
 from cpm_env.site import State
 from cpm_env.vec_env import make_vec
@@ -242,8 +243,8 @@ wild = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
 @given(site=sites, seed=st.integers(0, 10_000), steps=st.integers(0, 25),
        kind=st.sampled_from(["uniform", "extreme", "idle", "wild", "filtered"]))
 def test_one_site_in_floats_gets_the_batch_answer_bit_for_bit(site, seed, steps, kind):
-    """shield()'s fast path (one site in plain floats, judged with the scalar backend) answers exactly as the
-    numpy path for a batch; the decoder gives the same state and step from one row as from the batch.
+    """shield()'s fast path (one site in plain floats, judged with the scalar backend) and shield_site answer
+    exactly as the numpy path for a batch; the decoder gives the same state and step from one row as from the batch.
     ``filtered``: proposals the filter already chose, which mostly meet the contract (the fast path)."""
     venv, obs = _rollout(site, seed, steps)
     rng = np.random.default_rng(seed + 3)
@@ -271,6 +272,11 @@ def test_one_site_in_floats_gets_the_batch_answer_bit_for_bit(site, seed, steps,
         safe, report = shield(p, s_i, x_i, a_i)
         _assert_same(safe, batch[0], i)
         _assert_same(report, batch[1], i)
+        site_safe, site_report = shield_site(p, s_i, x_i, a_i)  # the runtime's entry: no arrays where a passes
+        _assert_same(site_report, batch[1], i)
+        assert (site_safe is None) == proposal_meets_contract(p, s_i, x_i, a_i)
+        if site_safe is not None:
+            _assert_same(site_safe, batch[0], i)
 
 
 @given(values=st.lists(wild, min_size=16, max_size=16))
