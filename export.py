@@ -1,6 +1,7 @@
 """Export a trained PPO policy to a standalone controller: DIR/policy.onnx + DIR/policy.json.
 
-    python export.py MODEL_OR_RUN_DIR --out DIR [--scenario ID_OR_YAML] [--parity-obs 10240] [--seed 0]
+    python export.py MODEL_OR_RUN_DIR --out DIR [--scenario ID_OR_YAML] [--shield | --no-shield]
+                     [--parity-obs 10240] [--seed 0]
 
 MODEL_OR_RUN_DIR is a sealed set (a run dir, its best/, or a shipped models/<id>/): its
 manifest.json must check, and only its pickle-free files (policy.npz, policy_spec.json,
@@ -8,7 +9,10 @@ normalizer.json) are read. The ONNX graph maps scaled observations to physical s
 (battery MW, caps and floors as fractions of TDP); policy.json is its contract, sealed by a
 checksum over the ONNX bytes and every other field. Nothing is written unless the graph
 reproduces the trained model on observations of real rollouts (max abs difference < 1e-5).
-Run it with agents/runtime.py (numpy + onnxruntime only): python -m agents.runtime DIR
+--shield makes the runtime pass the graph's set-points through the safety filter (cpm_env.shield;
+policy.json's shield section carries the site model it judges by); the default is what the policy
+was trained with (its manifest's env_options). Run it with agents/runtime.py (numpy + onnxruntime
+only): python -m agents.runtime DIR
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="registered id or scenario YAML (default: the run dir's scenario.yml)")
     parser.add_argument("--parity-obs", type=int, default=PARITY_OBSERVATIONS,
                         help=f"rollout observations for the parity check (default {PARITY_OBSERVATIONS}, min 10000)")
+    parser.add_argument("--shield", action=argparse.BooleanOptionalAction, default=None,
+                        help="the runtime passes the set-points through the safety filter (default: as the policy "
+                             "was trained, its manifest's env_options.shield)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the parity rollouts (>= 0)")
     return parser.parse_args(argv)
 
@@ -37,7 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        spec = export_policy(args.source, args.out, args.scenario, args.parity_obs, args.seed)
+        spec = export_policy(args.source, args.out, args.scenario, args.parity_obs, args.seed, shield=args.shield)
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -46,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.out / 'policy.json'} for {spec['scenario']['id']}")
     print(f"parity: max abs difference {parity['max_abs_diff']:.2g} (< {PARITY_TOLERANCE:g}) over "
           f"{parity['observations']} rollout observations")
+    filt = spec["shield"]
+    trained = "behind it" if filt["trained_behind_filter"] else "without it"
+    print(f"safety filter: {'on' if filt['enabled'] else 'off'} (the policy was trained {trained})")
     return 0
 
 

@@ -26,6 +26,17 @@ battery idle at 0 MW, caps at the safe cap documented in ``safe_action_rule``, f
 and sets ``last_fallback_reason`` to a one-line reason (also logged as a warning on the
 ``agents.runtime`` logger); it is ``None`` after a good step.
 
+Safety filter: where ``policy.json``'s ``shield`` section is enabled, every set-point the policy
+gives passes through :func:`cpm_env.shield.shield` (one decision through its single-site entry
+:func:`cpm_env.shield.shield_site`, the same answer), on the state and step the observation describes
+(decoded by :func:`cpm_env.shield.decode_observation`, as ``NAME+shield`` in evaluation does, with the
+site model of ``shield.site_params``): the nearest set-points that keep the coming step inside the
+grid contract. ``last_shield_report`` holds its :class:`cpm_env.shield.Report` (``intervened``,
+``delta_mw`` in MW, ``gave_up`` as an index into ``shield.gave_up``); ``None`` when the filter did
+not run (disabled, or the step fell back). If the filter raises, or returns set-points that are not
+finite or outside the action bounds (telemetry the physics does not reach, e.g. a SoC above its
+maximum), the step gets the safe action, unfiltered, with a one-line reason.
+
 Telemetry mode: :meth:`PolicyController.act_telemetry` (``telemetry, schedule_mw=None``) takes
 every observation entry except the ``forecast_<h>`` ones (a list in ``policy.json`` order, or a
 dict ``{name: value}``, same scaled units) and computes the forecast entries itself with the
@@ -41,13 +52,15 @@ observation vector the same way (and raises a one-line ValueError instead).
 
 JSON-lines loop: each stdin line is a JSON list of numbers, an object ``{"obs": [...]}``, or
 ``{"telemetry": [...] or {name: value}, "schedule_mw": [...]}`` (telemetry mode); each gives one
-stdout line ``{"setpoints": {name: value}, "fallback": reason or null}``,
-flushed at once. Malformed lines get the safe action; blank lines are skipped; fallbacks are
-also logged to stderr with a timestamp. A reader that closes the pipe ends the loop quietly
+stdout line ``{"setpoints": {name: value}, "fallback": reason or null}`` (with the filter enabled
+also ``"shield": {"intervened": bool, "delta_mw": MW, "gave_up": "none" | "band" | "ramp" | "limit"}``,
+null on a fallback), flushed at once. Malformed lines get the safe action; blank lines are skipped;
+fallbacks are also logged to stderr with a timestamp. A reader that closes the pipe ends the loop quietly
 (exit 0); an unwritable stdout (closed, disk full) ends it with one line on stderr (exit 1).
 
 ``act_batch`` does the same for a batch, row by row, and ``predict`` offers SB3's interface
-(actions in [-1, 1]) so ``evaluate.py --controllers onnx:DIR`` runs the exported policy.
+(actions in [-1, 1]) so ``evaluate.py --controllers onnx:DIR`` runs the exported policy (behind its
+filter where enabled: the same as ``ppo+shield``).
 """
 
 from __future__ import annotations
@@ -60,13 +73,17 @@ import os
 import sys
 from operator import le
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import onnxruntime as ort
 
 from cpm_env.forecast import forecast_entries, forecast_step_mw
+from cpm_env.physics import action_from_setpoints, setpoint_columns
+from cpm_env.shield import CONSTRAINTS, GAVE_UP, Report, decode_observation, required_entries, shield, shield_site
+from cpm_env.site import SiteParams, params_from_json
 
-SCHEMA_VERSION = 3  # 2: policy.json sealed by checksum.sha256; 3: its forecast section
+SCHEMA_VERSION = 4  # 2: policy.json sealed by checksum.sha256; 3: its forecast section; 4: its shield section
 ONNX_FILE = "policy.onnx"
 SIDECAR_FILE = "policy.json"
 INPUT_DTYPE = "tensor(float)"
@@ -159,13 +176,61 @@ def _telemetry_layout(spec: dict, obs_names: list[str]) -> tuple[list[str], np.n
     return names, np.array([obs_names.index(n) for n in names]), np.array([obs_names.index(n) for n in entries], int)
 
 
-class PolicyController:
-    """An exported policy behind input validation and a fail-safe action."""
+class SafetyFilter(NamedTuple):
+    """The sidecar's ``shield`` section as the runtime applies it."""
 
-    def __init__(self, spec: dict, model: bytes, threads: int = 1):
+    params: SiteParams
+    margin_mw: float
+    floor_idx: list[int]  # GPU classes whose floor is an action
+    index: list[int]  # observation positions of the entries the filter decodes (required_entries order)
+    scale: list[float]  # their scales
+
+
+def _safety_filter(spec: dict, obs_names: list[str], obs_scale: np.ndarray, n_actions: int) -> SafetyFilter | None:
+    """The sidecar's ``shield`` section, checked (None where it is disabled); one-line ValueError naming the field."""
+    enabled = _field(spec, "shield.enabled")
+    if not isinstance(enabled, bool):
+        raise ValueError(f"{SIDECAR_FILE}: shield.enabled = {enabled!r}: must be true or false")
+    if not enabled:
+        return None
+    p = params_from_json(_field(spec, "shield.site_params"), f"{SIDECAR_FILE}: shield.site_params")
+    n = len(p.peak_mw)
+    margin = _field(spec, "shield.margin_mw")
+    if not (type(margin) in (int, float) and 0 <= margin < float("inf")):
+        raise ValueError(f"{SIDECAR_FILE}: shield.margin_mw = {margin!r}: must be a finite number >= 0 (MW)")
+    for key, ours in (("constraints", list(CONSTRAINTS)), ("gave_up", list(GAVE_UP))):
+        theirs = _field(spec, f"shield.{key}")
+        if theirs != ours:
+            raise ValueError(f"{SIDECAR_FILE}: shield.{key} = {theirs!r}: this runtime's filter has {ours}, in that "
+                             "order")
+    names, floor_idx = _field(spec, "shield.class_names"), _field(spec, "shield.floor_classes")
+    if not (isinstance(names, list) and len(names) == n and all(isinstance(c, str) and c for c in names)):
+        raise ValueError(f"{SIDECAR_FILE}: shield.class_names = {names!r}: must be {n} names (one per GPU class "
+                         "of shield.site_params)")
+    if not (isinstance(floor_idx, list) and all(type(k) is int for k in floor_idx)
+            and floor_idx == sorted(set(floor_idx)) and all(0 <= k < n for k in floor_idx)):
+        raise ValueError(f"{SIDECAR_FILE}: shield.floor_classes = {floor_idx!r}: must be increasing class indices "
+                         f"in [0, {n})")
+    if n_actions != 1 + n + len(floor_idx):
+        raise ValueError(f"{SIDECAR_FILE}: actions has {n_actions} entries: the safety filter (shield.class_names, "
+                         f"shield.floor_classes) reads battery, {n} caps and {len(floor_idx)} floors")
+    entries, expected = _field(spec, "shield.entries"), required_entries(names, floor_idx)
+    if entries != expected or not all(e in obs_names for e in entries):
+        raise ValueError(f"{SIDECAR_FILE}: shield.entries = {entries!r}: must be the observation entries "
+                         f"{expected}")
+    index = [obs_names.index(e) for e in entries]
+    return SafetyFilter(p, float(margin), floor_idx, index, [float(obs_scale[i]) for i in index])
+
+
+class PolicyController:
+    """An exported policy behind input validation, its safety filter and a fail-safe action."""
+
+    def __init__(self, spec: dict, model: bytes, threads: int = 1, shield: bool = True):
         """Check ``model`` (the ONNX file's bytes) against the sidecar ``spec`` and open it.
 
         ``threads`` is onnxruntime's intra-op thread count; 1 is fastest for single observations.
+        ``shield=False`` runs the bare policy even where ``policy.json`` enables the safety filter (the
+        section is still checked): export.py's parity check compares the graph alone.
         """
         version = _field(spec, "schema_version")
         if version != SCHEMA_VERSION:
@@ -204,6 +269,9 @@ class PolicyController:
                 raise ValueError(f"{SIDECAR_FILE}: actions[{i}] ({name}) safe = {float(safe[i])!r}: outside its "
                                  f"bounds [{float(self.action_low[i])!r}, {float(self.action_high[i])!r}]")
         self.safe_setpoints = safe
+        safety_filter = _safety_filter(spec, self.obs_names, self.obs_scale, len(actions))
+        self.safety_filter = safety_filter if shield else None  # None: the bare policy
+        self.last_shield_report: Report | None = None
         self.telemetry_names, self._telemetry_idx, self._forecast_idx = _telemetry_layout(spec, self.obs_names)
         self.forecast = spec["forecast"]
         self._demand_idx = self.obs_names.index(self.forecast["demand_entry"]) if self.forecast["enabled"] else -1
@@ -237,8 +305,9 @@ class PolicyController:
                                  f"with {n} entries of {dtype}")
 
     @classmethod
-    def load(cls, directory: str | Path, threads: int = 1) -> PolicyController:
-        """Open ``directory/policy.onnx`` after checking it against ``directory/policy.json``."""
+    def load(cls, directory: str | Path, threads: int = 1, shield: bool = True) -> PolicyController:
+        """Open ``directory/policy.onnx`` after checking it against ``directory/policy.json`` (``shield``: as
+        in the constructor)."""
         directory = Path(directory)
         if directory.exists() and not directory.is_dir():
             raise ValueError(f"{directory}: is a file, not a folder: pass the folder export.py wrote "
@@ -252,7 +321,7 @@ class PolicyController:
             raise ValueError(f"{directory / SIDECAR_FILE}: not valid JSON ({err})") from None
         if not isinstance(spec, dict):
             raise ValueError(f"{directory / SIDECAR_FILE}: must hold a JSON object, not {type(spec).__name__}")
-        return cls(spec, model, threads)
+        return cls(spec, model, threads, shield)
 
     # ------------------------------------------------------------------ control loop
     def act(self, obs) -> np.ndarray:
@@ -276,6 +345,27 @@ class PolicyController:
                 return self._fallback(f"policy output {w} outside the action bounds")
         except Exception as err:  # the control loop must get an action whatever went wrong
             return self._fallback(_one_line(err))
+        if self.safety_filter is not None:
+            return self._filtered(w, y)
+        self.last_fallback_reason = None
+        return y
+
+    def _filtered(self, w: list[float], y: np.ndarray) -> np.ndarray:
+        """The policy's set-points ``w`` (== ``y``) for the observation in the feed, through the safety filter."""
+        f = self.safety_filter
+        assert f is not None
+        try:  # validated observation and set-points: plain finite floats, as shield_site requires
+            s, x = decode_observation(f.params, self._feed[0], f.index, f.scale, f.floor_idx)
+            safe, report = shield_site(f.params, s, x, action_from_setpoints(w, len(f.params.peak_mw), f.floor_idx),
+                                       f.margin_mw)
+            if safe is not None and report.intervened:
+                y = np.array(setpoint_columns(safe, f.floor_idx), dtype=np.float64)
+                v = y.tolist()
+                if not (all(map(le, self._action_low, v)) and all(map(le, v, self._action_high))):
+                    return self._fallback(f"safety filter output {v} not finite or outside the action bounds")
+        except Exception as err:  # the control loop must get an action whatever went wrong
+            return self._fallback(f"safety filter: {_one_line(err)}")
+        self.last_shield_report = report
         self.last_fallback_reason = None
         return y
 
@@ -348,51 +438,116 @@ class PolicyController:
             y[~good] = self.safe_setpoints
         except Exception as err:
             return self._fallback_rows(len(x), _one_line(err))
-        bad = np.flatnonzero(~(ok & good))
+        self.last_shield_report = None
+        kept, filter_why = self._filter_batch(x, y, ok & good) if self.safety_filter is not None else (ok, "")
+        bad = np.flatnonzero(~(ok & good & kept))
         self.last_fallback_reason = None
         if len(bad):
             first = bad[0]
-            why = self._range_reason(x[first]) if not ok[first] else "policy output outside the action bounds"
+            why = (self._range_reason(x[first]) if not ok[first] else
+                   "policy output outside the action bounds" if not good[first] else filter_why)
             self.last_fallback_reason = f"{len(bad)} of {len(x)} rows fell back; row {first}: {why}"
             log.warning("fail-safe action: %s", self.last_fallback_reason)
         return y
 
+    def _filter_batch(self, obs: np.ndarray, y: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, str]:
+        """Pass the set-points ``y`` (N, n_actions) of the ``rows`` (mask) through the safety filter, in place;
+        rows whose filtered set-points are not finite or outside the action bounds (every row, if it raises)
+        get the safe action. Returns the mask of rows kept and, for the others, a one-line reason. Sets
+        ``last_shield_report`` over all N rows (rows not filtered: ``intervened`` False, deltas 0)."""
+        f, n = self.safety_filter, len(y)
+        assert f is not None
+        idx = np.flatnonzero(rows)
+        kept, why = np.ones(n, dtype=bool), "safety filter output not finite or outside the action bounds"
+        if not len(idx):
+            return kept, why
+        try:
+            s, x = decode_observation(f.params, obs[idx], f.index, f.scale, f.floor_idx)
+            proposal = action_from_setpoints([y[idx, j] for j in range(y.shape[1])], len(f.params.peak_mw),
+                                             f.floor_idx)
+            safe, report = shield(f.params, s, x, proposal, f.margin_mw)
+            z = np.stack(setpoint_columns(safe, f.floor_idx), axis=1)
+            inside = ((z >= self.action_low) & (z <= self.action_high)).all(axis=1)
+        except Exception as err:  # the control loop must get an action whatever went wrong
+            kept[idx], why = False, f"safety filter: {_one_line(err)}"
+            y[idx] = self.safe_setpoints
+            return kept, why
+        y[idx] = np.where(inside[:, None], z, self.safe_setpoints)
+        kept[idx] = inside
+        used = idx[inside]
+
+        def spread(values: np.ndarray, fill) -> np.ndarray:
+            full = np.full(n, fill, dtype=values.dtype)
+            full[used] = values[inside]
+            return full
+
+        self.last_shield_report = Report(spread(report.intervened, False), spread(report.battery_delta_mw, 0.0),
+                                         tuple(spread(c, 0.0) for c in report.cap_delta),
+                                         spread(report.delta_mw, 0.0), spread(report.gave_up, 0))
+        return kept, why
+
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
         """SB3's interface (see agents/base.py): actions in [-1, 1], the inverse of the action
-        mapping, for one observation or a batch. The policy is deterministic either way."""
+        mapping, for one observation or a batch. The policy is deterministic either way. float32;
+        float64 with the safety filter enabled, where it changed the set-points exactly so (float32
+        would round them by up to ~1e-6 MW, across the boundaries it aims at; as ``NAME+shield``)."""
         x = np.asarray(observation)
         y = self.act_batch(x) if x.ndim == 2 else self.act(x)
-        return np.clip((2.0 * y - self._action_sum) / self._action_span, -1.0, 1.0).astype(np.float32), state
+        a = np.clip((2.0 * y - self._action_sum) / self._action_span, -1.0, 1.0)
+        out = a.astype(np.float32)
+        report = self.last_shield_report
+        if self.safety_filter is None:
+            return out, state
+        if report is None:
+            return out.astype(np.float64), state
+        return np.where(np.asarray(report.intervened)[..., None], a, out.astype(np.float64)), state
 
     def setpoint_dict(self, setpoints: np.ndarray) -> dict[str, float]:
         """``{action name: physical value}`` of one row of set-points."""
         return dict(zip(self.action_names, setpoints.tolist()))
 
     def respond(self, line: str) -> dict:
-        """One JSON-lines answer ``{"setpoints": {...}, "fallback": reason or None}`` to one input line."""
+        """One JSON-lines answer ``{"setpoints": {...}, "fallback": reason or None}`` to one input line
+        (and ``"shield": {...} or None`` with the safety filter enabled: :meth:`shield_summary`)."""
         try:
             data = json.loads(line)
         except Exception as err:  # ValueError, or RecursionError for absurdly nested input
-            return {"setpoints": self.setpoint_dict(self._fallback(f"line is not JSON: {_one_line(err)}")),
-                    "fallback": self.last_fallback_reason}
-        if not isinstance(data, dict):
-            setpoints = self.act(data)
-        elif ("obs" in data) == ("telemetry" in data):
-            setpoints = self._fallback("JSON object needs one of the fields 'obs' or 'telemetry' (with 'schedule_mw')")
-        elif "obs" in data:
-            setpoints = self.act(data["obs"])
+            setpoints = self._fallback(f"line is not JSON: {_one_line(err)}")
         else:
-            setpoints = self.act_telemetry(data["telemetry"], data.get("schedule_mw"))
-        return {"setpoints": self.setpoint_dict(setpoints), "fallback": self.last_fallback_reason}
+            setpoints = self._answer(data)
+        answer = {"setpoints": self.setpoint_dict(setpoints), "fallback": self.last_fallback_reason}
+        if self.safety_filter is not None:
+            answer["shield"] = self.shield_summary()
+        return answer
+
+    def shield_summary(self) -> dict | None:
+        """The last single decision's :attr:`last_shield_report` as JSON: ``{"intervened": bool, "delta_mw":
+        MW, "gave_up": "none" | "band" | "ramp" | "limit"}``; None where the filter did not run."""
+        r = self.last_shield_report
+        if r is None:
+            return None
+        return {"intervened": bool(r.intervened), "delta_mw": float(r.delta_mw), "gave_up": GAVE_UP[int(r.gave_up)]}
+
+    def _answer(self, data) -> np.ndarray:
+        """The set-points for one parsed JSON line."""
+        if not isinstance(data, dict):
+            return self.act(data)
+        if ("obs" in data) == ("telemetry" in data):
+            return self._fallback("JSON object needs one of the fields 'obs' or 'telemetry' (with 'schedule_mw')")
+        if "obs" in data:
+            return self.act(data["obs"])
+        return self.act_telemetry(data["telemetry"], data.get("schedule_mw"))
 
     # ------------------------------------------------------------------ failure paths
     def _fallback(self, reason: str) -> np.ndarray:
         self.last_fallback_reason = reason
+        self.last_shield_report = None
         log.warning("fail-safe action: %s", reason)
         return self.safe_setpoints.copy()
 
     def _fallback_rows(self, n: int, reason: str) -> np.ndarray:
         self.last_fallback_reason = f"all {n} rows fell back: {reason}"
+        self.last_shield_report = None
         log.warning("fail-safe action: %s", self.last_fallback_reason)
         return np.tile(self.safe_setpoints, (n, 1))
 

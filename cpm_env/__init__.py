@@ -6,8 +6,9 @@ the default site.
 
 On a controller host with only the runtime's packages (numpy and onnxruntime, no gymnasium or
 PyYAML) the package registers nothing and offers only its numpy-only modules
-(:data:`NUMPY_ONLY_MODULES`, which ``agents/runtime.py`` uses); any other ``cpm_env.<name>``
-raises a one-line AttributeError naming the missing package.
+(:data:`NUMPY_ONLY_MODULES`: the forecasters, the site model, the physics and its backends, and the
+safety filter, which ``agents/runtime.py`` uses); any other ``cpm_env.<name>`` raises a one-line
+AttributeError naming the missing package.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from importlib.util import find_spec
 
 __version__ = "0.1.0"
 
-NUMPY_ONLY_MODULES = ("forecast",)  # usable without gymnasium and PyYAML
+NUMPY_ONLY_MODULES = ("forecast", "ops", "physics", "shield", "site")  # usable without gymnasium and PyYAML
 _MISSING = [pip for module, pip in (("gymnasium", "gymnasium"), ("yaml", "PyYAML")) if find_spec(module) is None]
 
 if not _MISSING:
@@ -37,10 +38,16 @@ def __getattr__(name: str):
     Without gymnasium or PyYAML: the numpy-only modules, else a one-line error naming what is missing.
     """
     if _MISSING and not name.startswith("__"):
-        if name == "forecast":  # the one entry of NUMPY_ONLY_MODULES
-            from cpm_env import forecast
+        if name in NUMPY_ONLY_MODULES:
+            # each by name, so tools see them; ``import cpm_env.x`` binds the attribute without calling
+            # this function again (``from cpm_env import x`` would, endlessly)
+            import cpm_env.forecast
+            import cpm_env.ops
+            import cpm_env.physics
+            import cpm_env.shield
+            import cpm_env.site
 
-            return forecast
+            return getattr(cpm_env, name)
         raise AttributeError(f"cpm_env.{name}: needs {' and '.join(_MISSING)}, not installed: this install offers only "
                              f"cpm_env.{', cpm_env.'.join(NUMPY_ONLY_MODULES)} (the runtime's); install the project "
                              "with its dependencies for the rest")

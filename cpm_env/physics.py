@@ -17,6 +17,7 @@ Units: power MW, energy MWh, time h, caps and floors as fractions of TDP.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from cpm_env.site import PerClass, Scalar, SiteParams, State, swinging_steps
@@ -30,6 +31,20 @@ class Action(NamedTuple):
     battery_mw: Scalar  # + discharge into the site, - charge
     caps: PerClass  # cap targets, fraction of TDP
     floors: PerClass  # floor targets, fraction of TDP
+
+
+def setpoint_columns(action: Action, floor_idx: Sequence[int]) -> list:
+    """The set-points of an :class:`Action` in action-entry order (:mod:`cpm_env.spaces`): battery MW,
+    the cap of each class, the floor of each class in ``floor_idx`` (floats, arrays or tensors)."""
+    return [action.battery_mw, *action.caps, *(action.floors[k] for k in floor_idx)]
+
+
+def action_from_setpoints(setpoints: Sequence, n_classes: int, floor_idx: Sequence[int]) -> Action:
+    """Inverse of :func:`setpoint_columns`: the floors of classes not in ``floor_idx`` are 0."""
+    floors = [0.0 * setpoints[0]] * n_classes
+    for j, k in enumerate(floor_idx):
+        floors[k] = setpoints[1 + n_classes + j]
+    return Action(setpoints[0], tuple(setpoints[1:1 + n_classes]), tuple(floors))
 
 
 class Exo(NamedTuple):

@@ -36,20 +36,30 @@ candidate can (lexicographically: ``limit`` before ``ramp`` before ``band``, :fu
 it gives up ``band`` first, then ``ramp``, then ``limit``; the report's ``gave_up`` names the most
 important constraint given up (:data:`GAVE_UP`). Floors are kept as proposed.
 
-Units: MW, MWh, h, caps and floors as fractions of TDP. Imports only the site model and the physics.
+Fast path: a single site given as plain floats (the single env, the exported runtime) is first judged
+with the physics' scalar backend (:data:`cpm_env.ops.SCALAR`, bitwise the numpy one's on such inputs);
+only a proposal that breaks the contract runs the numpy search, so the result is the same as for a
+batch of one.
+
+A controller that holds only the observation vector decodes it with :func:`decode_observation` (the
+entries :func:`required_entries` names), as ``NAME+shield`` in evaluation and the exported runtime do.
+
+Units: MW, MWh, h, caps and floors as fractions of TDP. Imports numpy and, of the project, only the
+site model and the physics (a controller host runs it without gymnasium or PyYAML).
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 
 from cpm_env import physics
-from cpm_env.ops import NUMPY
+from cpm_env.ops import NUMPY, SCALAR
 from cpm_env.physics import Action, Exo, Outputs
-from cpm_env.site import SiteParams, State, class_levels
+from cpm_env.site import Scalar, SiteParams, State, class_levels
 
 CONSTRAINTS = ("limit", "ramp", "band")  # priority order: the first is given up last
 GAVE_UP = ("none", "band", "ramp", "limit")  # Report.gave_up code -> the most important constraint given up
@@ -60,6 +70,9 @@ CAP_STEPS = 16  # uniform cap moves per direction
 ZOOM_ROUNDS, ZOOM_POINTS, ZOOM_WIDTH, ZOOM_SHRINK = 5, 9, 0.5, 0.3
 _EPS = 1e-9  # MW: an excess up to this counts as met (rounding of the closed-form roots)
 _TINY = 1e-12
+# The fast path takes floats up to this magnitude (any real telemetry): no intermediate of the physics
+# then overflows to inf and on to NaN, where the scalar backend's min/max would differ from numpy's.
+_FAST_MAX = 1e100
 
 
 class Report(NamedTuple):
@@ -72,24 +85,67 @@ class Report(NamedTuple):
     gave_up: np.ndarray  # int index into GAVE_UP
 
 
+def required_entries(class_names: Sequence[str], floor_idx: Sequence[int]) -> list[str]:
+    """The observation entries (:mod:`cpm_env.spaces` names) the filter reads, in the order
+    :func:`decode_observation` takes them: per class the uncapped demand, then per class the swing,
+    ``duty``, ``grid_limit``, ``grid_import_prev``, ``soc``, per class the cap in force, and the floor in
+    force of each class in ``floor_idx`` (those whose floor is an action)."""
+    return ([f"demand_{n}" for n in class_names] + [f"swing_{n}" for n in class_names]
+            + ["duty", "grid_limit", "grid_import_prev", "soc"] + [f"cap_{n}_prev" for n in class_names]
+            + [f"floor_{class_names[k]}_prev" for k in floor_idx])
+
+
+def decode_observation(p: SiteParams, obs: np.ndarray, index: Sequence[int], scale: Sequence[float],
+                       floor_idx: Sequence[int]) -> tuple[State, Exo]:
+    """The state and step an observation describes, for :func:`shield`.
+
+    ``obs``: one observation (n_obs,), decoded to plain floats (the fast path), or a batch (N, n_obs),
+    decoded to arrays over it; its entries are read as float32, as the env observes them. ``index`` and
+    ``scale``: the position in ``obs`` and the scale (physical value = entry x scale) of each of
+    :func:`required_entries` (``floor_idx``), in its order. The duty is clipped to [0, 1]; floors of
+    classes without a floor action are 0.
+    """
+    obs = np.asarray(obs, dtype=np.float32)
+    n = len(p.peak_mw)
+    v: list
+    duty: Scalar
+    zero: Scalar
+    if obs.ndim == 1:
+        row = obs.tolist()
+        v = [row[i] * s for i, s in zip(index, scale)]
+        duty, zero = min(max(v[2 * n], 0.0), 1.0), 0.0
+    else:
+        v = [obs[:, i].astype(np.float64) * s for i, s in zip(index, scale)]
+        duty, zero = np.clip(v[2 * n], 0.0, 1.0), np.zeros(len(obs))
+    floors = [zero] * n
+    for j, k in enumerate(floor_idx):
+        floors[k] = v[3 * n + 4 + j]
+    return observed_step(p, v[:n], v[n:2 * n], duty, v[2 * n + 1], v[2 * n + 2], v[2 * n + 3], v[2 * n + 4:3 * n + 4],
+                         floors)
+
+
 def observed_step(p: SiteParams, mean_mw, swing_mw, duty, limit_mw, import_mw, soc, caps, floors) -> tuple[State, Exo]:
     """The state and step the observation describes (arrays over a batch; per-class tuples for
     ``mean_mw``, ``swing_mw`` (uncapped IT MW), ``caps`` and ``floors`` (in force)). Compute is not
     observed and does not enter the contract: the step's work is set to zero."""
-    levels = [class_levels(m, s, duty) for m, s in zip(mean_mw, swing_mw)]
-    zero = tuple(0.0 * duty for _ in levels)
-    exo = Exo(tuple(h for h, _ in levels), tuple(lo for _, lo in levels), zero, zero, duty, limit_mw)
+    highs, lows = zip(*[class_levels(m, s, duty) for m, s in zip(mean_mw, swing_mw)])
+    zero = (0.0 * duty,) * len(highs)
+    exo = Exo(highs, lows, zero, zero, duty, limit_mw)
     return State(soc * p.capacity_mwh, import_mw, tuple(caps), tuple(floors)), exo
 
 
+def contract_terms(p: SiteParams, s: State, out: Outputs, margin_mw: float, ops) -> tuple:
+    """Excess (MW) of a step's outputs over each tightened threshold, in :data:`CONSTRAINTS` order
+    (floats or arrays, as the outputs, with the matching ``ops`` backend); the constraint is met where
+    the excess is at most ``_EPS``."""
+    return (out.grid_import_peak_mw - out.grid_limit_mw + margin_mw,
+            ops.abs(out.grid_import_mw - s.import_mw) - p.ramp_step_mw + min(margin_mw, 0.5 * p.ramp_step_mw),
+            out.residual_swing_mw - p.swing_band_mw + min(margin_mw, 0.5 * p.swing_band_mw))
+
+
 def contract_excess(p: SiteParams, s: State, out: Outputs, margin_mw: float = MARGIN_MW) -> np.ndarray:
-    """Excess (MW) of a step's outputs over each tightened threshold, stacked in :data:`CONSTRAINTS`
-    order on a new first axis; the constraint is met where the excess is at most ``_EPS``."""
-    return np.stack([
-        np.asarray(out.grid_import_peak_mw - out.grid_limit_mw + margin_mw),
-        np.abs(out.grid_import_mw - s.import_mw) - p.ramp_step_mw + min(margin_mw, 0.5 * p.ramp_step_mw),
-        np.asarray(out.residual_swing_mw - p.swing_band_mw + min(margin_mw, 0.5 * p.swing_band_mw)),
-    ])
+    """:func:`contract_terms` of arrays, stacked on a new first axis."""
+    return np.stack([np.asarray(e) for e in contract_terms(p, s, out, margin_mw, NUMPY)])
 
 
 def meets(excess: np.ndarray) -> np.ndarray:
@@ -267,9 +323,63 @@ def _search(p: SiteParams, s: State, x: Exo, floors: tuple, b0, cap0: tuple,
     return batt.reshape(n, m)[rows, pick], tuple(c[rows, pick // batt.shape[2]] for c in caps), code
 
 
+def proposal_meets_contract(p: SiteParams, s: State, x: Exo, a: Action, margin_mw: float = MARGIN_MW) -> bool:
+    """Whether one site's proposal ``a`` (set-points as the physics takes them) keeps the coming step inside
+    the tightened contract, judged by :func:`cpm_env.physics.step` on the scalar backend: every value a
+    plain float of magnitude at most ``_FAST_MAX`` (as :func:`shield`'s fast path checks first)."""
+    _, out = physics.step(p, s, a, x, SCALAR)
+    return all(e <= _EPS for e in contract_terms(p, s, out, margin_mw, SCALAR))
+
+
+def _plain_floats(*trees) -> bool:
+    """Whether every value of these State/Exo/Action trees is a Python float within ``_FAST_MAX`` (NaN and
+    infinities are not): one site, on the fast path."""
+    for tree in trees:
+        for f in tree:
+            for v in (f if type(f) is tuple else (f,)):
+                if type(v) is not float or not -_FAST_MAX <= v <= _FAST_MAX:
+                    return False
+    return True
+
+
+def _no_change(n_classes: int, shared: bool) -> Report:
+    """The report of one site whose proposal passed unchanged, as 0-d arrays (read-only where ``shared``)."""
+    report = Report(np.zeros((), dtype=bool), np.zeros(()), tuple(np.zeros(()) for _ in range(n_classes)),
+                    np.zeros(()), np.zeros((), dtype=int))
+    if shared:
+        for v in (report.intervened, report.battery_delta_mw, *report.cap_delta, report.delta_mw, report.gave_up):
+            v.flags.writeable = False
+    return report
+
+
+_NO_CHANGE: dict[int, Report] = {}  # per number of classes, shield_site's report for a proposal that passed
+
+
 def shield(p: SiteParams, s: State, x: Exo, a: Action, margin_mw: float = MARGIN_MW) -> tuple[Action, Report]:
     """The set-points nearest to proposal ``a`` that keep the coming step inside the contract (see the
-    module doc), and what the filter did. Floats or arrays over a batch; floors pass through."""
+    module doc), and what the filter did. Floats or arrays over a batch; floors pass through. One site
+    in plain floats whose proposal meets the contract takes the fast path (the same answer)."""
+    if _plain_floats(s, x, a) and proposal_meets_contract(p, s, x, a, margin_mw):
+        return Action(np.array(a.battery_mw), tuple(np.array(c) for c in a.caps),
+                      tuple(np.array(f) for f in a.floors)), _no_change(len(a.caps), shared=False)
+    return _shield_arrays(p, s, x, a, margin_mw)
+
+
+def shield_site(p: SiteParams, s: State, x: Exo, a: Action, margin_mw: float = MARGIN_MW) -> tuple[Action | None,
+                                                                                                    Report]:
+    """:func:`shield` for one site whose every value is a plain finite float of magnitude at most
+    ``_FAST_MAX`` (the caller's promise: the exported runtime's validated telemetry and set-points), for a
+    control loop: ``(None, report)`` where the proposal meets the contract (:func:`shield` returns it
+    unchanged; the report is shared and read-only), else :func:`shield`'s answer (0-d arrays)."""
+    if proposal_meets_contract(p, s, x, a, margin_mw):
+        n = len(a.caps)
+        return None, _NO_CHANGE.get(n) or _NO_CHANGE.setdefault(n, _no_change(n, shared=True))
+    return _shield_arrays(p, s, x, a, margin_mw)
+
+
+def _shield_arrays(p: SiteParams, s: State, x: Exo, a: Action, margin_mw: float) -> tuple[Action, Report]:
+    """:func:`shield` on numpy arrays: every site judged at once, the search only where the proposal breaks
+    the contract."""
     shape = np.broadcast_shapes(*(np.shape(v) for t in (s, x, a) for f in t
                                   for v in (f if isinstance(f, tuple) else (f,))))
     n = int(np.prod(shape))

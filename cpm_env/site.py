@@ -10,19 +10,23 @@ through this module, so each fact has one owner:
 - :func:`class_levels`, a class's high and low levels from its observed mean and swing,
 - :func:`lowest_high_mw`, how deep a class can be capped without leaving its two-level shape,
 - :func:`curve_segments`, :func:`throughput` and :func:`work_per_throughput`, the piecewise-linear
-  throughput curve and compute per unit of it, and :func:`work_estimate`, the work a class demands.
+  throughput curve and compute per unit of it, and :func:`work_estimate`, the work a class demands,
+- :func:`params_to_json` and :func:`params_from_json`, the parameters as JSON (an exported
+  controller's ``policy.json`` carries them for its safety filter) and back, exactly.
 
-Pure functions on floats or numpy arrays; no learning code, no gymnasium.
+Pure functions on floats or numpy arrays; no learning code, no gymnasium. Imports numpy alone (the
+scenario config is only a type here), so a controller host runs the site model without PyYAML.
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias, get_args, get_origin, get_type_hints
 
 import numpy as np
 
-from cpm_env.config import ScenarioConfig
+if TYPE_CHECKING:
+    from cpm_env.config import ScenarioConfig
 
 # A per-site quantity: a float in the single env (ops.SCALAR), an array over the batch in the
 # batched env (ops.NUMPY); per-class quantities are tuples of them, one entry per GPU class.
@@ -109,6 +113,91 @@ def make_params(cfg: ScenarioConfig) -> SiteParams:
         w_burn=rew.burn_per_mwh,
         w_energy=w_energy,
     )
+
+
+def _kind(hint) -> tuple[type, int]:
+    """(float or bool, nesting depth) of a :class:`SiteParams` field's type: 0 for one value, 1 for one
+    per GPU class, 2 for a list per GPU class (the curves)."""
+    depth = 0
+    while get_origin(hint) is tuple:
+        hint, depth = get_args(hint)[0], depth + 1
+    return hint, depth
+
+
+PARAM_KINDS = {name: _kind(hint) for name, hint in get_type_hints(SiteParams).items()}
+POSITIVE_PARAMS = ("dt_h", "peak_mw", "eta_charge", "eta_discharge")  # the physics divides by them
+
+
+def params_to_json(p: SiteParams) -> dict:
+    """``p`` as a JSON object: field name -> number, bool, or list per GPU class (a list of lists for
+    the curves). JSON writes a float by its shortest repr, so :func:`params_from_json` rebuilds ``p`` exactly."""
+    def plain(value, base: type, depth: int):
+        return [plain(v, base, depth - 1) for v in value] if depth else base(value)
+
+    return {name: plain(getattr(p, name), *PARAM_KINDS[name]) for name in SiteParams._fields}
+
+
+def params_from_json(data, where: str = "site_params") -> SiteParams:
+    """The :class:`SiteParams` that :func:`params_to_json` wrote (units as in the field names).
+
+    Every field must be present, and no other: floats as finite numbers (> 0 for
+    :data:`POSITIVE_PARAMS`), flags as true/false, per-class fields as lists of one entry per GPU
+    class (as many as ``peak_mw``), each curve as at least two points with strictly increasing
+    ``curve_x``. Anything else is a one-line ValueError starting with ``where.<field>``.
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} = {data!r}: must be a JSON object of the SiteParams fields")
+    for name in data:
+        if name not in PARAM_KINDS:
+            raise ValueError(f"{where}.{name}: unknown field: the fields are {', '.join(SiteParams._fields)}")
+    for name in SiteParams._fields:
+        if name not in data:
+            raise ValueError(f"{where}.{name}: missing: the fields are {', '.join(SiteParams._fields)}")
+    peak = data["peak_mw"]
+    if not (isinstance(peak, list) and peak):
+        raise ValueError(f"{where}.peak_mw = {peak!r}: must be a non-empty list, one entry per GPU class")
+    values = {name: _param_value(data[name], *PARAM_KINDS[name], len(peak), f"{where}.{name}")
+              for name in SiteParams._fields}
+    for name in POSITIVE_PARAMS:
+        if not all(v > 0 for v in np.atleast_1d(values[name])):
+            raise ValueError(f"{where}.{name} = {data[name]!r}: must be > 0")
+    for k, (xs, ys) in enumerate(zip(values["curve_x"], values["curve_y"])):
+        if len(ys) != len(xs) or not all(a < b for a, b in zip(xs, xs[1:])):
+            raise ValueError(f"{where}.curve_x[{k}] = {data['curve_x'][k]!r}, curve_y[{k}] = {data['curve_y'][k]!r}: "
+                             "must be as many points each, curve_x strictly increasing")
+    return SiteParams(**values)
+
+
+def _param_value(value, base: type, depth: int, n_classes: int, field: str):
+    """One field of :func:`params_from_json`, checked and as :class:`SiteParams` holds it (tuples, floats)."""
+    def plain(v):
+        if base is bool:
+            return v if isinstance(v, bool) else None
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        return float(v) if ok else None
+
+    what = "true or false" if base is bool else "a finite number"
+    if depth == 0:
+        got = plain(value)
+        if got is None:
+            raise ValueError(f"{field} = {value!r}: must be {what}")
+        return got
+    rule = (f"one per GPU class ({n_classes}, as peak_mw), each {what}" if depth == 1 else
+            f"one per GPU class ({n_classes}, as peak_mw), each a list of at least 2 points, each {what}")
+    if not (isinstance(value, list) and len(value) == n_classes):
+        raise ValueError(f"{field} = {value!r}: must be a list of {rule}")
+    if depth == 1:
+        items = [plain(v) for v in value]
+        if None in items:
+            raise ValueError(f"{field} = {value!r}: must be a list of {rule}")
+        return tuple(items)
+    curves = []
+    for curve in value:
+        points = [plain(v) for v in curve] if isinstance(curve, list) and len(curve) >= 2 else [None]
+        if None in points:
+            raise ValueError(f"{field} = {value!r}: must be a list of {rule}")
+        curves.append(tuple(points))
+    return tuple(curves)
 
 
 def initial_state(p: SiteParams, limit_mw, demand_mw) -> State:

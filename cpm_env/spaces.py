@@ -227,11 +227,6 @@ def to_physical(a: list | tuple, p: SiteParams, floor_idx: list[int], ops) -> Ac
     return Action(a[0] * p.battery_power_mw, caps, tuple(floors))
 
 
-def setpoint_columns(action: Action, floor_idx: list[int]) -> list:
-    """The set-points of an :class:`Action` in action-entry order (floats, arrays or tensors)."""
-    return [action.battery_mw, *action.caps, *(action.floors[k] for k in floor_idx)]
-
-
 def from_physical(battery_mw, caps, floors, p: SiteParams, floor_idx: list[int]) -> np.ndarray:
     """Inverse of :func:`to_physical`: set-points (arrays of one shape, per class lists) ->
     actions in [-1, 1], float64, shape ``battery_mw.shape + (n_actions,)``."""

@@ -111,7 +111,7 @@ def test_export_cli_errors_are_one_line(tmp_path, capsys):
 
 
 def test_runtime_imports_neither_torch_nor_sb3_and_loads_no_pickle(exported):
-    """In the full install; without gymnasium it loads only cpm_env.forecast of cpm_env (test_runtime_forecast.py)."""
+    """In the full install; without gymnasium it loads only cpm_env's numpy-only modules (test_runtime_forecast.py)."""
     code = (
         "import json, pickle, sys\n"
         "def refuse(*a, **k): raise AssertionError('pickle loaded')\n"

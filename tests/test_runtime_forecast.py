@@ -210,9 +210,10 @@ def test_a_scenario_without_forecast_has_a_disabled_section(export_of):
     assert ctrl.telemetry_names == ctrl.obs_names
 
 
-def test_an_export_of_schema_2_is_refused(controller):
-    spec = {**controller.spec, "schema_version": 2}
-    with pytest.raises(ValueError, match="schema_version = 2: this runtime reads 3: re-export") as err:
+@pytest.mark.parametrize("old", [2, 3])  # 3: before the shield section
+def test_an_export_of_an_older_schema_is_refused(controller, old):
+    spec = {**controller.spec, "schema_version": old}
+    with pytest.raises(ValueError, match=f"schema_version = {old}: this runtime reads 4: re-export") as err:
         PolicyController(spec, b"")
     assert "\n" not in str(err.value)
 
@@ -260,6 +261,7 @@ def test_without_gymnasium_the_runtime_loads_only_its_modules(controller, good, 
     assert done.returncode == 0, done.stderr
     got = json.loads(done.stdout)
     assert got["fallback"] is None and got["heavy"] == []
-    assert got["modules"] == ["agents", "agents.runtime", "cpm_env", "cpm_env.forecast"]
+    assert got["modules"] == ["agents", "agents.runtime", "cpm_env", "cpm_env.forecast", "cpm_env.ops",
+                              "cpm_env.physics", "cpm_env.shield", "cpm_env.site"]
     assert got["missing"].startswith("cpm_env.env: needs gymnasium and PyYAML, not installed")
     np.testing.assert_array_equal(got["setpoints"], controller.act_telemetry(named, window))

@@ -17,7 +17,17 @@ from agents.controllers.shielded import Shielded
 from agents.evaluation.runner import make_controller
 from cpm_env import physics, spaces
 from cpm_env.ops import NUMPY
-from cpm_env.shield import CONSTRAINTS, contract_excess, contract_score, meets
+from cpm_env.shield import (
+    CONSTRAINTS,
+    contract_excess,
+    contract_score,
+    decode_observation,
+    meets,
+    proposal_meets_contract,
+    shield,
+    shield_site,
+)
+from cpm_env.site import State
 from cpm_env.vec_env import make_vec
 
 N_ENVS = 3
@@ -68,7 +78,7 @@ def _rollout(site: dict, seed: int, steps: int):
 def _judge(ctrl: Shielded, obs, actions):
     """The contract's excess (3, N, ...) of ``actions`` (N, ..., n_actions) on the observed step."""
     p, idx = ctrl.params, ctrl.site.floor_idx
-    s, x = ctrl._telemetry(obs)
+    s, x = ctrl.telemetry(obs)
     extra = actions.ndim - 2
     s, x = (type(t)(*(tuple(np.reshape(v, v.shape + (1,) * extra) for v in f) if isinstance(f, tuple)
                       else np.reshape(f, f.shape + (1,) * extra) for f in t)) for t in (s, x))
@@ -99,7 +109,7 @@ def test_filter_is_safe_nearest_and_passes_safe_actions(site, seed, steps, kind)
                 "idle": np.tile(np.r_[0.0, np.ones(n_act - 1)], (N_ENVS, 1))}[kind].astype(np.float32)
     ctrl = Shielded(Fixed(proposal), venv.site, "fixed+shield")
     filtered, _ = ctrl.predict(obs)
-    report = ctrl.last_report
+    report = ctrl.last_shield_report
     # (1) inside the action space
     assert filtered.shape == proposal.shape and np.all(np.abs(filtered) <= 1.0)
     # (2) a proposal inside the contract passes unchanged, bit for bit
@@ -212,3 +222,81 @@ def test_env_option_trains_through_the_filter():
     assert infos[0]["episode"]["shield_interventions"] > 0
     with pytest.raises(ValueError, match="shield = 'yes': must be true or false"):
         gym.make("cpm_env/DataCenter-v0", shield="yes")
+
+
+def _rows(tree, i: int):
+    """Site ``i`` of a State/Exo/Action over a batch, as plain floats (the fast path's input)."""
+    return type(tree)(*(tuple(float(v[i]) for v in f) if isinstance(f, tuple) else float(f[i]) for f in tree))
+
+
+def _assert_same(one, batch, i: int):
+    """``one`` (a State/Action/Report of 0-d arrays or floats) is row ``i`` of ``batch``, bit for bit, same dtypes."""
+    for f1, fb in zip(one, batch):
+        for v1, vb in zip(*((f1, fb) if isinstance(f1, tuple) else ((f1,), (fb,)))):
+            v1, vb = np.asarray(v1), np.asarray(vb)[i]
+            assert v1.dtype == vb.dtype and v1.tobytes() == vb.tobytes(), (v1, vb)
+
+
+wild = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
+
+
+@given(site=sites, seed=st.integers(0, 10_000), steps=st.integers(0, 25),
+       kind=st.sampled_from(["uniform", "extreme", "idle", "wild", "filtered"]))
+def test_one_site_in_floats_gets_the_batch_answer_bit_for_bit(site, seed, steps, kind):
+    """shield()'s fast path (one site in plain floats, judged with the scalar backend) and shield_site answer
+    exactly as the numpy path for a batch; the decoder gives the same state and step from one row as from the batch.
+    ``filtered``: proposals the filter already chose, which mostly meet the contract (the fast path)."""
+    venv, obs = _rollout(site, seed, steps)
+    rng = np.random.default_rng(seed + 3)
+    n_act = len(venv.action_names)
+    ctrl = Shielded(Fixed(None), venv.site, "fixed+shield")
+    p, idx = ctrl.params, venv.site.floor_idx
+    s, x = ctrl.telemetry(obs)
+    if kind == "wild":  # far outside anything the env reaches: energy, import and caps anywhere
+        s = State(rng.uniform(-20, 80, N_ENVS), rng.uniform(-200, 300, N_ENVS),
+                  tuple(rng.uniform(-0.5, 1.5, N_ENVS) for _ in s.caps), s.floors)
+    a = {"uniform": rng.uniform(-1, 1, (N_ENVS, n_act)), "extreme": rng.choice([-1.0, 1.0], (N_ENVS, n_act)),
+         "idle": np.tile(np.r_[0.0, np.ones(n_act - 1)], (N_ENVS, 1)), "wild": rng.uniform(-3, 3, (N_ENVS, n_act)),
+         "filtered": rng.uniform(-1, 1, (N_ENVS, n_act))}[kind]
+    proposal = spaces.to_physical([a[:, j] for j in range(n_act)], p, idx, NUMPY)
+    if kind == "filtered":
+        proposal = shield(p, s, x, proposal)[0]
+    batch = shield(p, s, x, proposal)
+    for i in range(N_ENVS):
+        if kind != "wild":
+            s_i, x_i = decode_observation(p, obs[i], ctrl.entry_index, ctrl.entry_scale, idx)
+            assert (s_i, x_i) == (_rows(s, i), _rows(x, i))  # floats equal to the batch's rows
+        s_i, x_i, a_i = _rows(s, i), _rows(x, i), _rows(proposal, i)
+        _, out = physics.step(p, s_i, a_i, x_i, NUMPY)
+        assert proposal_meets_contract(p, s_i, x_i, a_i) == bool(meets(contract_excess(p, s_i, out)).all())
+        safe, report = shield(p, s_i, x_i, a_i)
+        _assert_same(safe, batch[0], i)
+        _assert_same(report, batch[1], i)
+        site_safe, site_report = shield_site(p, s_i, x_i, a_i)  # the runtime's entry: no arrays where a passes
+        _assert_same(site_report, batch[1], i)
+        assert (site_safe is None) == proposal_meets_contract(p, s_i, x_i, a_i)
+        if site_safe is not None:
+            _assert_same(site_safe, batch[0], i)
+
+
+@given(values=st.lists(wild, min_size=16, max_size=16))
+def test_fast_path_takes_only_plain_finite_floats(values):
+    """Arrays, numpy scalars, NaN and infinities take the numpy path, with the same answer."""
+    p = make_vec(n_envs=1, scenario={"duration_h": 0.5}).site.params
+    v = iter(values)
+    s = State(next(v), next(v), (next(v), next(v)), (0.0, 0.0))
+    x = physics.Exo((abs(next(v)), abs(next(v))), (abs(next(v)), abs(next(v))), (0.0, 0.0), (0.0, 0.0),
+                    min(abs(next(v)) / 1e3, 1.0), abs(next(v)))
+    a = physics.Action(next(v), (next(v) / 1e3, next(v) / 1e3), (0.0, 0.0))
+    expected = shield(p, _map1(s), _map1(x), _map1(a))
+    for variant in (a, a._replace(battery_mw=np.float64(a.battery_mw)), a._replace(battery_mw=np.array(a.battery_mw))):
+        safe, report = shield(p, s, x, variant)
+        _assert_same(safe, expected[0], 0)
+        _assert_same(report, expected[1], 0)
+    for bad in (a._replace(battery_mw=float("nan")), a._replace(battery_mw=float("inf"))):
+        _assert_same(shield(p, s, x, bad)[0], shield(p, _map1(s), _map1(x), _map1(bad))[0], 0)
+
+
+def _map1(tree):
+    """A State/Exo/Action of floats as a batch of one."""
+    return type(tree)(*(tuple(np.array([v]) for v in f) if isinstance(f, tuple) else np.array([f]) for f in tree))

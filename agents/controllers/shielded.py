@@ -3,8 +3,9 @@
 The wrapper decodes the observation into the state and step it describes, maps the inner
 controller's actions to physical set-points, filters them and encodes the rows the filter changed
 (the others are returned exactly as the inner controller gave them, as float64: float32 would round
-the filter's set-points across the boundaries it aims at). ``last_report`` holds the
-filter's :class:`cpm_env.shield.Report` of the last batch, for the evaluation's KPIs.
+the filter's set-points across the boundaries it aims at). ``last_shield_report`` holds the
+filter's :class:`cpm_env.shield.Report` of the last batch, for the evaluation's KPIs. The decoding
+(:func:`cpm_env.shield.decode_observation`) is the exported runtime's (``agents/runtime.py``).
 """
 
 from __future__ import annotations
@@ -15,28 +16,23 @@ from agents.controllers.base import Controller, ObsView
 from cpm_env import spaces
 from cpm_env.ops import NUMPY
 from cpm_env.scenario import Site
-from cpm_env.shield import MARGIN_MW, Report, observed_step, shield
-
-
-def required_entries(site: Site) -> list[str]:
-    """The observation entries the filter reads to predict the coming step."""
-    names = site.class_names
-    return ([f"demand_{n}" for n in names] + [f"swing_{n}" for n in names]
-            + ["duty", "grid_limit", "grid_import_prev", "soc"] + [f"cap_{n}_prev" for n in names]
-            + [f"floor_{names[k]}_prev" for k in site.floor_idx])
+from cpm_env.shield import MARGIN_MW, Report, decode_observation, required_entries, shield
 
 
 class Shielded:
     """A controller whose actions pass through :func:`cpm_env.shield.shield` (see the module doc)."""
 
     def __init__(self, inner: Controller, site: Site, name: str, margin_mw: float = MARGIN_MW):
-        missing = [e for e in required_entries(site) if e not in site.obs_names]
+        entries = required_entries(site.class_names, site.floor_idx)
+        missing = [e for e in entries if e not in site.obs_names]
         if missing:
             raise ValueError(f"controller {name!r}: +shield cannot apply to {site.config.id}: its observation lacks "
-                             f"{', '.join(missing)} (the filter needs {', '.join(required_entries(site))})")
+                             f"{', '.join(missing)} (the filter needs {', '.join(entries)})")
         self.inner, self.site, self.params, self.margin_mw = inner, site, site.params, margin_mw
-        self.view = ObsView(site)
-        self.last_report: Report | None = None
+        view = ObsView(site)
+        self.entry_index = [view.index[e] for e in entries]
+        self.entry_scale = [view.scale[e] for e in entries]
+        self.last_shield_report: Report | None = None
 
     def __getattr__(self, name: str):
         """The inner controller's attributes (``start_episode``, solve times)."""
@@ -44,15 +40,9 @@ class Shielded:
             raise AttributeError(name)
         return getattr(self.inner, name)
 
-    def _telemetry(self, obs: np.ndarray):
-        v, site = self.view, self.site
-        floors = [np.zeros(len(obs)) for _ in site.class_names]
-        for k in site.floor_idx:
-            floors[k] = v(obs, f"floor_{site.class_names[k]}_prev")
-        return observed_step(self.params, [v(obs, f"demand_{n}") for n in site.class_names],
-                             [v(obs, f"swing_{n}") for n in site.class_names], np.clip(v(obs, "duty"), 0.0, 1.0),
-                             v(obs, "grid_limit"), v(obs, "grid_import_prev"), v(obs, "soc"),
-                             [v(obs, f"cap_{n}_prev") for n in site.class_names], floors)
+    def telemetry(self, obs: np.ndarray):
+        """The state and step (arrays over the batch) that observations (N, n_obs) describe."""
+        return decode_observation(self.params, obs, self.entry_index, self.entry_scale, self.site.floor_idx)
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
         actions, state = self.inner.predict(observation, state, episode_start, deterministic)
@@ -63,11 +53,11 @@ class Shielded:
         a = np.clip(out, -1.0, 1.0)
         p, floor_idx = self.params, self.site.floor_idx
         proposal = spaces.to_physical([a[:, j] for j in range(a.shape[1])], p, floor_idx, NUMPY)
-        s, x = self._telemetry(obs)
+        s, x = self.telemetry(obs)
         safe, report = shield(p, s, x, proposal, self.margin_mw)
         rows = report.intervened
         if rows.any():
             out[rows] = spaces.from_physical(safe.battery_mw[rows], [c[rows] for c in safe.caps],
                                              [f[rows] for f in safe.floors], p, floor_idx)
-        self.last_report = report
+        self.last_shield_report = report
         return (out[0] if single else out), state

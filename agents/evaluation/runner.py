@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from agents.controllers.base import Controller
 from cpm_env.scenario import Site
+from cpm_env.site import SiteParams
 from cpm_env.vec_env import CpmVecEnv
 
 DEFAULT_CONTROLLERS = "static_cap,peak_shaving,shave_then_cap,greedy,mpc,ppo,oracle"
@@ -48,9 +49,10 @@ def make_controller(name: str, site: Site, allow_other_scenario: bool = False) -
     """Build a named controller for a site; unknown names list the available ones. A ``ppo`` policy
     trained on another scenario is refused unless ``allow_other_scenario``. ``NAME+shield`` is ``NAME``
     with its actions passed through the safety filter (:mod:`agents.controllers.shielded`); a ``ppo``
-    policy trained behind the filter (its manifest's ``env_options``) always runs behind it, so
-    ``+shield`` changes nothing there. Any other suffix is a one-line error. A ``+`` followed by a ``/``
-    belongs to a path (``onnx:runs/a+b/export``)."""
+    policy trained behind the filter (its manifest's ``env_options``) always runs behind it, and so does
+    an ``onnx`` export whose ``policy.json`` enables it (in the runtime), so ``+shield`` changes nothing
+    there. Any other suffix is a one-line error. A ``+`` followed by a ``/`` belongs to a path
+    (``onnx:runs/a+b/export``)."""
     base, plus, suffix = name.rpartition("+")
     if plus and "/" not in suffix:
         if suffix != SHIELD_SUFFIX or base.endswith(f"+{SHIELD_SUFFIX}"):
@@ -60,7 +62,9 @@ def make_controller(name: str, site: Site, allow_other_scenario: bool = False) -
         from agents.controllers.shielded import Shielded
 
         inner = make_controller(base, site, allow_other_scenario)
-        return inner if isinstance(inner, Shielded) else Shielded(inner, site, name)
+        # an export whose runtime applies the filter says so (agents.runtime.PolicyController.safety_filter)
+        already = isinstance(inner, Shielded) or getattr(inner, "safety_filter", None) is not None
+        return inner if already else Shielded(inner, site, name)
     from agents.controllers.mpc import MPC
     from agents.controllers.oracle import Oracle
     from agents.controllers.rules import RULES
@@ -87,7 +91,8 @@ def make_controller(name: str, site: Site, allow_other_scenario: bool = False) -
 
 def onnx_controller(directory: str, site: Site) -> Controller:
     """A policy exported by export.py, run by agents.runtime; one-line error if its contract
-    (entry names, scales, bounds) is not this site's."""
+    (entry names, scales, bounds) or, with its safety filter on, the site model the filter judges by
+    is not this site's."""
     from agents.runtime import PolicyController
 
     try:
@@ -101,6 +106,10 @@ def onnx_controller(directory: str, site: Site) -> Controller:
             or actions != [(f.name, f.low, f.high) for f in site.action_features]):
         raise ValueError(f"onnx:{directory}: its observations or actions (names, scales, bounds) differ from "
                          f"{site.config.id}'s: export a policy trained on this scenario")
+    if ctrl.safety_filter is not None and ctrl.safety_filter.params != site.params:
+        name = next(n for n, a, b in zip(SiteParams._fields, ctrl.safety_filter.params, site.params) if a != b)
+        raise ValueError(f"onnx:{directory}: its safety filter's site model (policy.json shield.site_params) differs "
+                         f"from {site.config.id}'s in {name}: export the policy for this scenario")
     return ctrl
 
 
@@ -207,7 +216,7 @@ def run_controller(controller: Controller, venv: CpmVecEnv, seeds: list[int], la
     ep = venv.episode
     for t in range(venv.config.n_steps):
         action, _ = controller.predict(obs, deterministic=True)
-        report = getattr(controller, "last_report", None)
+        report = getattr(controller, "last_shield_report", None)
         if report is not None:
             totals.add_shield(report)
         obs, _, _, _ = venv.step(action)
@@ -219,5 +228,5 @@ def run_controller(controller: Controller, venv: CpmVecEnv, seeds: list[int], la
         if progress is not None:
             progress.update(len(seeds))
     return episode_rows(totals, venv, seeds, label, price_usd_per_mwh is not None,
-                        shielded=hasattr(controller, "last_report"))
+                        shielded=getattr(controller, "last_shield_report", None) is not None)
 

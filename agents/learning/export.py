@@ -10,6 +10,12 @@ onnxruntime's float32 tanh is off by up to ~4 ulp, which a 25 MW battery scale w
 to ~1e-5 MW. The outputs then differ from the trained model's only by its own float32
 rounding (a few 1e-6 MW for the shipped policy).
 
+The safety filter (:mod:`cpm_env.shield`) runs after the graph, in the runtime: ``policy.json``'s
+``shield`` section (:func:`shield_section`) says whether it is on (by default as the policy was
+trained: its manifest's ``env_options``) and carries the site model it judges by
+(:func:`cpm_env.site.params_to_json`) and the observation entries it decodes. Parity compares the
+graph alone, before any filter.
+
 Nothing is written until the graph, run through :class:`agents.runtime.PolicyController` on
 the observations of the model's own rollouts, reproduces the model's set-points (max abs
 difference below ``tolerance``, physical units). ``policy.json`` is sealed by
@@ -35,6 +41,7 @@ import torch
 
 from agents.controllers.rules import fit_cap
 from agents.files import write_atomic
+from agents.learning.artifacts import env_options
 from agents.learning.ppo import PPOController
 from agents.runtime import (
     INPUT_DTYPE,
@@ -50,7 +57,10 @@ from cpm_env import spaces
 from cpm_env.config import ForecastConfig, ScenarioConfig, read_yaml, scenario_to_dict
 from cpm_env.forecast import SCHEDULE_KINDS, STEP_FORECASTERS, make_forecaster
 from cpm_env.ops import NUMPY
+from cpm_env.physics import setpoint_columns
 from cpm_env.scenario import Site
+from cpm_env.shield import CONSTRAINTS, GAVE_UP, MARGIN_MW, required_entries
+from cpm_env.site import params_to_json
 from cpm_env.vec_env import CpmVecEnv, make_vec
 
 OPSET = 17  # onnxruntime >= 1.14 runs it
@@ -95,14 +105,14 @@ class PolicyGraph(torch.nn.Module):
         mean = self.action_net(self.actor.forward_actor(self.features(x.double())))
         a = torch.clamp(mean, -1.0, 1.0)
         action = spaces.to_physical([a[:, j] for j in range(a.shape[1])], self.params, self.floor_idx, NUMPY)
-        return torch.stack(spaces.setpoint_columns(action, self.floor_idx), dim=1)
+        return torch.stack(setpoint_columns(action, self.floor_idx), dim=1)
 
 
 def physical_setpoints(actions: np.ndarray, site: Site) -> np.ndarray:
     """Actions (N, n_actions) in [-1, 1] -> physical set-points (N, n_actions) float64, as the env maps them."""
     a = np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0)
     action = spaces.to_physical([a[:, j] for j in range(a.shape[1])], site.params, site.floor_idx, NUMPY)
-    return np.stack(spaces.setpoint_columns(action, site.floor_idx), axis=1)
+    return np.stack(setpoint_columns(action, site.floor_idx), axis=1)
 
 
 def rollout(controller: PPOController, venv: CpmVecEnv, n_obs: int) -> tuple[np.ndarray, np.ndarray]:
@@ -192,9 +202,38 @@ def forecast_section(cfg: ScenarioConfig) -> dict:
     }
 
 
-def sidecar(site: Site, run_dir: Path, manifest: dict, model: bytes) -> dict:
-    """The contract of an exported graph: entries, safe action, provenance (parity and checksum added later)."""
+def shield_section(site: Site, enabled: bool, trained_behind_filter: bool) -> dict:
+    """How the runtime applies the safety filter to the graph's set-points (``policy.json``'s ``shield``).
+
+    The site model the filter judges by (``site_params``, the one source: :func:`cpm_env.site.params_to_json`
+    of the scenario's :class:`cpm_env.site.SiteParams`), the tightening ``margin_mw`` (MW), the contract
+    in priority order, the GPU classes and which have a floor action, and the observation entries it
+    decodes (:func:`cpm_env.shield.required_entries`). One-line ValueError where the observation lacks one.
+    """
+    entries = required_entries(site.class_names, site.floor_idx)
+    missing = [e for e in entries if e not in site.obs_names]
+    if enabled and missing:
+        raise ValueError(f"--shield: the observation of {site.config.id} lacks {', '.join(missing)}: the safety "
+                         f"filter reads {', '.join(entries)}")
+    return {
+        "enabled": enabled,
+        "trained_behind_filter": trained_behind_filter,
+        "site_params": params_to_json(site.params),
+        "margin_mw": MARGIN_MW,
+        "constraints": list(CONSTRAINTS),
+        "gave_up": list(GAVE_UP),
+        "class_names": site.class_names,
+        "floor_classes": site.floor_idx,
+        "entries": entries,
+        "computed_by": "cpm_env.shield.decode_observation, then cpm_env.shield.shield",
+    }
+
+
+def sidecar(site: Site, run_dir: Path, manifest: dict, model: bytes, shield: bool | None = None) -> dict:
+    """The contract of an exported graph: entries, safe action, safety filter (``shield``: on or off; None:
+    as the policy was trained), provenance (parity and checksum added later)."""
     cfg = site.config
+    trained_behind_filter = bool(env_options(manifest)["shield"])
     safe, rule = safe_action(site)
     return {
         "schema_version": SCHEMA_VERSION,
@@ -206,6 +245,7 @@ def sidecar(site: Site, run_dir: Path, manifest: dict, model: bytes) -> dict:
                      "description": f.description} for i, (f, s) in enumerate(zip(site.action_features, safe))],
         "safe_action_rule": rule,
         "forecast": forecast_section(cfg),
+        "shield": shield_section(site, trained_behind_filter if shield is None else shield, trained_behind_filter),
         "onnx": {
             "file": ONNX_FILE,
             "sha256": sha256_hex(model),
@@ -226,13 +266,16 @@ def sidecar(site: Site, run_dir: Path, manifest: dict, model: bytes) -> dict:
 
 
 def export_policy(source: str | Path, out: str | Path, scenario: str | None = None,
-                  n_obs: int = PARITY_OBSERVATIONS, seed: int = 0, tolerance: float = PARITY_TOLERANCE) -> dict:
+                  n_obs: int = PARITY_OBSERVATIONS, seed: int = 0, tolerance: float = PARITY_TOLERANCE,
+                  shield: bool | None = None) -> dict:
     """Export ``source`` (a run dir, its ``best/``, or a file in one) to ``out/policy.onnx`` and ``out/policy.json``.
 
     The source must be a sealed artifact set (its manifest checks); only its pickle-free files are
-    read. ``scenario`` (registered id or YAML) defaults to the run dir's ``scenario.yml``. Parity
-    runs on ``n_obs`` observations of rollouts seeded ``seed``; raises :class:`ParityError`
-    (nothing written) when the max abs difference is not below ``tolerance``. Returns the sidecar.
+    read. ``scenario`` (registered id or YAML) defaults to the run dir's ``scenario.yml``. ``shield``:
+    whether the runtime passes the set-points through the safety filter (None: as the policy was
+    trained, its manifest's ``env_options``). Parity runs on ``n_obs`` observations of rollouts seeded
+    ``seed``; raises :class:`ParityError` (nothing written) when the max abs difference is not below
+    ``tolerance``. Returns the sidecar.
     """
     source, out = Path(source), Path(out)
     run_dir = source.parent if source.is_file() else source
@@ -253,20 +296,21 @@ def export_policy(source: str | Path, out: str | Path, scenario: str | None = No
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # SB3's small MLP runs several times slower with threads competing for cores
     try:
-        return _export(run_dir, out, scenario, n_obs, seed, tolerance)
+        return _export(run_dir, out, scenario, n_obs, seed, tolerance, shield)
     finally:
         torch.set_num_threads(threads)
 
 
-def _export(run_dir: Path, out: Path, scenario: str, n_obs: int, seed: int, tolerance: float) -> dict:
+def _export(run_dir: Path, out: Path, scenario: str, n_obs: int, seed: int, tolerance: float,
+            shield: bool | None) -> dict:
     venv = make_vec(scenario, PARITY_ENVS, seed=seed)
     controller = PPOController(run_dir, venv.site)
     model = onnx_bytes(PolicyGraph(controller, venv.site).eval(), venv.site)
-    spec = sidecar(venv.site, run_dir, controller.manifest, model)
+    spec = sidecar(venv.site, run_dir, controller.manifest, model, shield)
     obs, expected = rollout(controller, venv, n_obs)
     spec["parity"] = {"observations": len(obs), "rollout_envs": venv.num_envs, "seed": seed,
                       "max_abs_diff": None, "tolerance": tolerance}
-    runtime = PolicyController(seal(spec, model), model)
+    runtime = PolicyController(seal(spec, model), model, shield=False)  # the graph alone
     got = runtime.act_batch(obs)
     if runtime.last_fallback_reason is not None:
         raise ParityError(f"parity: the runtime rejected rollout observations of {venv.config.id} "
