@@ -52,3 +52,30 @@ def test_unknown_battery_action_is_a_one_line_error():
         cpm_env.CpmEnv(battery_action="grid")
     with pytest.raises(ValueError, match="battery_action"):
         make_vec("cpm_env/DataCenter-v0", 2, battery_action="grid")
+
+
+def test_a_policy_trained_on_import_change_acts_the_same_through_the_power_contract(tmp_path, short_scenario,
+                                                                                  one_torch_thread):
+    import train
+    from agents.controllers.import_change import ImportChangeActions
+    from agents.evaluation.runner import make_controller, run_controller
+    from agents.learning.artifacts import check_artifacts
+    from agents.learning.ppo import PPOController
+    from cpm_env.vec_env import CpmVecEnv
+
+    scenario, run = str(short_scenario(hours=1.0)), tmp_path / "run"
+    assert train.main(["--scenario", scenario, "--battery-action", "import_change", "--timesteps", "256",
+                       "--run-dir", str(run), "--n-envs", "2", "--hyperparams", "n_steps:64", "batch_size:64",
+                       "n_epochs:1", "eval_seeds:1-2"]) == 0
+    assert check_artifacts(run)["env_options"]["battery_action"] == "import_change"
+    plain = CpmVecEnv(scenario, 3)
+    controller = make_controller(f"ppo:{run}", plain.site)
+    assert isinstance(controller, ImportChangeActions)
+    converted = run_controller(controller, plain, [5, 6, 7], "ppo").reward.to_numpy()
+    raw, trained = PPOController(run, plain.site), CpmVecEnv(scenario, 3, battery_action="import_change")
+    trained.seed([5, 6, 7])
+    obs, total = trained.reset(), np.zeros(3)
+    for _ in range(trained.config.n_steps):
+        obs, reward, _, _ = trained.step(raw.predict(obs)[0])
+        total += reward
+    assert np.allclose(converted, total, rtol=1e-4, atol=1e-3)  # the observation's float32 rounding only

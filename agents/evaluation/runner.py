@@ -51,8 +51,9 @@ def make_controller(name: str, site: Site, allow_other_scenario: bool = False) -
     with its actions passed through the safety filter (:mod:`agents.controllers.shielded`); a ``ppo``
     policy trained behind the filter (its manifest's ``env_options``) always runs behind it, and so does
     an ``onnx`` export whose ``policy.json`` enables it (in the runtime), so ``+shield`` changes nothing
-    there. Any other suffix is a one-line error. A ``+`` followed by a ``/`` belongs to a path
-    (``onnx:runs/a+b/export``)."""
+    there. A ``ppo`` policy trained with ``battery_action = import_change`` has its actions converted to
+    battery power (:mod:`agents.controllers.import_change`). Any other suffix is a one-line error. A
+    ``+`` followed by a ``/`` belongs to a path (``onnx:runs/a+b/export``)."""
     base, plus, suffix = name.rpartition("+")
     if plus and "/" not in suffix:
         if suffix != SHIELD_SUFFIX or base.endswith(f"+{SHIELD_SUFFIX}"):
@@ -74,9 +75,14 @@ def make_controller(name: str, site: Site, allow_other_scenario: bool = False) -
         from agents.learning.artifacts import env_options
         from agents.learning.ppo import PPOController, shipped_model_dir
 
-        policy = PPOController(name[4:] if name.startswith("ppo:") else shipped_model_dir(site), site,
-                               allow_other_scenario=allow_other_scenario)
-        if env_options(policy.manifest)["shield"]:  # trained behind the filter: it acts behind it
+        policy: Controller = PPOController(name[4:] if name.startswith("ppo:") else shipped_model_dir(site), site,
+                                           allow_other_scenario=allow_other_scenario)
+        options = env_options(policy.manifest)
+        if options["battery_action"] != "power":  # its first entry moves the import: convert to battery power
+            from agents.controllers.import_change import ImportChangeActions
+
+            policy = ImportChangeActions(policy, site, name)
+        if options["shield"]:  # trained behind the filter: it acts behind it
             from agents.controllers.shielded import Shielded
 
             return Shielded(policy, site, name)

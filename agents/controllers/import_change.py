@@ -1,0 +1,52 @@
+"""A policy trained with ``battery_action="import_change"`` seen through the contract every controller speaks.
+
+Such a policy's first action entry moves the step-mean grid import by ``a * ramp_step_mw`` (MW) from
+last step's (:mod:`cpm_env.spaces`). The evaluation's env, the safety filter and the other
+controllers take the battery's power instead, so :class:`ImportChangeActions` converts: it decodes
+the observation into the state and step it describes (:func:`cpm_env.shield.decode_observation`,
+the filter's and the runtime's decoder), takes the battery set-point that puts the import there at
+the policy's caps (:func:`cpm_env.spaces.to_physical_import`) and encodes it as a power action.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agents.controllers.base import Controller, ObsView
+from cpm_env import spaces
+from cpm_env.ops import NUMPY
+from cpm_env.scenario import Site
+from cpm_env.shield import decode_observation, required_entries
+
+
+class ImportChangeActions:
+    """``inner``'s import-change actions as battery-power actions (float64, in [-1, 1]; see the module doc)."""
+
+    def __init__(self, inner: Controller, site: Site, name: str):
+        entries = required_entries(site.class_names, site.floor_idx)
+        missing = [e for e in entries if e not in site.obs_names]
+        if missing:
+            raise ValueError(f"controller {name!r}: trained with battery_action = import_change, but the observation "
+                             f"of {site.config.id} lacks {', '.join(missing)}, which the conversion reads")
+        self.inner, self.site, self.params = inner, site, site.params
+        view = ObsView(site)
+        self.entry_index = [view.index[e] for e in entries]
+        self.entry_scale = [view.scale[e] for e in entries]
+
+    def __getattr__(self, name: str):
+        """The inner controller's attributes (its manifest, for one)."""
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+        actions, state = self.inner.predict(observation, state, episode_start, deterministic)
+        single = np.ndim(actions) == 1
+        a = np.clip(np.array(np.atleast_2d(actions), dtype=np.float64), -1.0, 1.0)
+        obs = np.atleast_2d(np.asarray(observation, dtype=np.float32))
+        p, floor_idx = self.params, self.site.floor_idx
+        s, x = decode_observation(p, obs, self.entry_index, self.entry_scale, floor_idx)
+        phys = spaces.to_physical_import([a[:, j] for j in range(a.shape[1])], p, floor_idx, s, x, NUMPY)
+        pmax = p.battery_power_mw
+        a[:, 0] = np.clip(np.asarray(phys.battery_mw) / pmax, -1.0, 1.0) if pmax > 0 else 0.0
+        return (a[0] if single else a), state
