@@ -37,9 +37,10 @@ it gives up ``band`` first, then ``ramp``, then ``limit``; the report's ``gave_u
 important constraint given up (:data:`GAVE_UP`). Floors are kept as proposed.
 
 Fast path: a single site given as plain floats (the single env, the exported runtime) is first judged
-with the physics' scalar backend (:data:`cpm_env.ops.SCALAR`, bitwise the numpy one's on such inputs);
-only a proposal that breaks the contract runs the numpy search, so the result is the same as for a
-batch of one.
+with the physics' scalar backend (:data:`cpm_env.ops.SCALAR`, bitwise the numpy one's on such inputs:
+:func:`proposal_meets_contract`); only a proposal that breaks the contract runs the numpy search, so
+the result is the same as for a batch of one. :func:`shield_site` is that path for a control loop
+that already holds validated floats: it builds no arrays where the proposal passes.
 
 A controller that holds only the observation vector decodes it with :func:`decode_observation` (the
 entries :func:`required_entries` names), as ``NAME+shield`` in evaluation and the exported runtime do.

@@ -18,12 +18,12 @@ import export as export_cli
 from agents.evaluation.runner import make_controller, run_controller
 from agents.learning.export import export_policy
 from agents.runtime import PolicyController, seal
+from conftest import run_python
 from cpm_env.config import resolve_scenario, scenario_ids
 from cpm_env.scenario import Site
 from cpm_env.shield import GAVE_UP, MARGIN_MW, shield
 from cpm_env.site import SiteParams, make_params, params_from_json, params_to_json
 from cpm_env.vec_env import make_vec
-from tests.conftest import run_python
 
 
 @pytest.mark.parametrize("scenario", sorted(scenario_ids()))
