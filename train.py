@@ -49,14 +49,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--n-envs", type=int, default=None, help="envs in the batch (default: n_envs)")
     parser.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY:VALUE",
                         help="override configs/ppo.yml, e.g. learning_rate:0.0001 n_steps:512")
-    parser.add_argument("--shield", action="store_true",
+    parser.add_argument("--shield", action=argparse.BooleanOptionalAction, default=None,
                         help="train behind the safety filter (cpm_env.shield): every action filtered before the "
                              "physics, evaluations too; recorded in the policy's manifest, so ppo:DIR and export.py "
-                             "apply it")
-    parser.add_argument("--battery-action", choices=BATTERY_ACTIONS, default="power",
-                        help="what the policy's first action sets: the battery's power (default) or import_change, "
-                             "the change of the grid import per step in units of the ramp limit (0 holds it); "
-                             "recorded in the manifest, so ppo:DIR and export.py convert it to battery set-points")
+                             "apply it (default: configs/ppo.yml's shield for the scenario, else off)")
+    parser.add_argument("--battery-action", choices=BATTERY_ACTIONS, default=None,
+                        help="what the policy's first action sets: power, the battery's, or import_change, the "
+                             "change of the grid import per step in units of the ramp limit (0 holds it); recorded "
+                             "in the manifest, so ppo:DIR and export.py convert it to battery set-points (default: "
+                             "configs/ppo.yml's battery_action for the scenario, else power)")
     parser.add_argument("--run-dir", type=Path, default=None,
                         help="default: runs/<scenario>_seed<seed>_<UTC time> (with --optimize: "
                              "runs/optuna/<study name>); must be empty or absent unless --overwrite")
@@ -91,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
             scenario_id = resolve_scenario(scenario).id
             hp = run_hyperparams(scenario_id, args.hyperparams, args.n_envs, args.timesteps, args.optimize,
                                  args.n_trials)
+            # the env options: the command line's, else the config's for the scenario, else the defaults
+            args.shield = bool(hp.get("shield", False)) if args.shield is None else args.shield
+            args.battery_action = args.battery_action or hp.get("battery_action", "power")
+            hp.update(shield=args.shield, battery_action=args.battery_action)
             if args.optimize:
                 from agents.learning.tune import check_storage, check_study_dir  # optuna only where tuning
 

@@ -79,3 +79,12 @@ def test_a_policy_trained_on_import_change_acts_the_same_through_the_power_contr
         obs, reward, _, _ = trained.step(raw.predict(obs)[0])
         total += reward
     assert np.allclose(converted, total, rtol=1e-4, atol=1e-3)  # the observation's float32 rounding only
+
+
+def test_the_config_sets_it_per_scenario_and_a_bad_value_is_a_one_line_error():
+    from agents.learning.train import load_hyperparams
+
+    assert load_hyperparams("cpm_env/FastRamp-v0")["battery_action"] == "import_change"  # train.py: its sub-block
+    assert "battery_action" not in load_hyperparams("cpm_env/DataCenter-v0")  # the default, power
+    with pytest.raises(ValueError, match=r"battery_action = 'grid': must be one of power, import_change$"):
+        load_hyperparams("cpm_env/DataCenter-v0", ["battery_action:grid"])

@@ -16,7 +16,7 @@ import yaml
 from stable_baselines3 import PPO
 
 import cpm_env  # noqa: F401  (registers the cpm_env/... ids)
-from agents.learning.train import PPO_CONFIG, TRAIN_BLOCK, load_hyperparams
+from agents.learning.train import PPO_CONFIG, TRAIN_BLOCK, TRAIN_KEYS, load_hyperparams
 
 # the keys RL Zoo (rl_zoo3 2.x, ExperimentManager._preprocess_hyperparams) takes out of a block
 # before PPO(**rest): the run's settings and its env, wrapper and callback options
@@ -63,11 +63,11 @@ def test_zoo_blocks_hold_only_keys_rl_zoo_and_ppo_accept(env_id):
 def test_rl_zoo_and_train_py_use_the_same_hyperparameters(env_id):
     """RL Zoo's block (YAML merge keys, read by yaml.safe_load) is train.py's, less train.py's own keys."""
     train_hp = load_hyperparams(env_id)
-    own = set(zoo_table()[TRAIN_BLOCK])
-    assert zoo_block(env_id) == {k: v for k, v in train_hp.items() if k not in own}
+    assert zoo_block(env_id) == {k: v for k, v in train_hp.items() if k not in TRAIN_KEYS}
 
 
-# train.py's hyperparameters as configs/ppo.yml gave them before it became RL Zoo's layout
+# train.py's hyperparameters as configs/ppo.yml gave them before it became RL Zoo's layout (FastRamp-v0's
+# since issue 14: the action as an import change)
 BASE = {"n_envs": 16, "n_timesteps": 2_000_000, "policy": "MlpPolicy", "n_steps": 256, "batch_size": 1024,
         "n_epochs": 5, "learning_rate": 0.0003, "gamma": 0.99, "gae_lambda": 0.95, "clip_range": 0.2,
         "ent_coef": 0.0, "normalize": True, "eval_freq": 500_000, "eval_seeds": "10000-10004",
@@ -75,8 +75,9 @@ BASE = {"n_envs": 16, "n_timesteps": 2_000_000, "policy": "MlpPolicy", "n_steps"
 EXPECTED = {
     "cpm_env/DataCenter-v0": {**BASE, "n_timesteps": 10_000_000},
     "cpm_env/DemandResponse-v0": {**BASE, "n_timesteps": 10_000_000},
-    "cpm_env/FastRamp-v0": {**BASE, "n_timesteps": 10_000_000, "gamma": 0.999,
-                            "policy_kwargs": {"net_arch": [64, 64], "log_std_init": -3.5}},
+    "cpm_env/FastRamp-v0": {**BASE, "n_timesteps": 6_000_000, "gamma": 0.999, "eval_freq": 250_000,
+                            "policy_kwargs": {"net_arch": [64, 64], "log_std_init": -2.0},
+                            "battery_action": "import_change", "init_action": "static_cap"},
     "cpm_env/NoBattery-v0": {**BASE, "n_timesteps": 10_000_000},
     "my-scenario": BASE,  # a scenario file's id without a block: the default block
 }

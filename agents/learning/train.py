@@ -28,7 +28,7 @@ PPO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ppo.yml"
 # keys of configs/ppo.yml that are not PPO constructor arguments: RL Zoo's (in the default and
 # scenario blocks) and train.py's own (in the ``train.py`` block, which RL Zoo never reads)
 ZOO_KEYS = {"n_envs", "n_timesteps", "policy", "normalize"}
-TRAIN_KEYS = {"eval_freq", "eval_seeds", "checkpoint_freq", "init_action"}
+TRAIN_KEYS = {"eval_freq", "eval_seeds", "checkpoint_freq", "init_action", "battery_action", "shield"}
 TRAIN_BLOCK = "train.py"
 RUN_KEYS = ZOO_KEYS | TRAIN_KEYS
 RUN_FILES = ("config.yml", "args.yml", "scenario.yml")  # sealed with the run dir's final model
@@ -40,7 +40,9 @@ PPO_KEYS = {"learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_
 def load_hyperparams(scenario_id: str, overrides: list[str] | None = None, path: Path = PPO_CONFIG) -> dict[str, Any]:
     """configs/ppo.yml's default block, then the scenario's block (keyed by the full id, e.g.
     ``cpm_env/DataCenter-v0``, as RL Zoo reads it; matched on the part after the last ``/``),
-    then the ``train.py`` block (train.py's own settings), then ``key:value`` overrides.
+    then the ``train.py`` block (train.py's own settings, and its sub-block keyed by the scenario's full
+    id, matched the same way: that scenario's own settings, e.g. its env options), then ``key:value``
+    overrides.
 
     Raises ValueError naming the key and the valid ones for an unknown or malformed override,
     for a key in the file's blocks that RL Zoo (default and scenario blocks) or train.py (its
@@ -50,9 +52,14 @@ def load_hyperparams(scenario_id: str, overrides: list[str] | None = None, path:
     table = read_yaml(path, "hyperparameter blocks")
     blocks = {str(key).split("/")[-1]: block or {} for key, block in table.items() if key != TRAIN_BLOCK}
     hp: dict[str, Any] = {}
+    own = table.get(TRAIN_BLOCK) or {}
+    own_general = {key: value for key, value in own.items() if "/" not in str(key)}
+    own_scenario = {str(key).split("/")[-1]: block or {} for key, block in own.items() if "/" in str(key)}
     for name, block, allowed in (("default", blocks.get("default", {}), ZOO_KEYS | PPO_KEYS),
                                  (scenario_id, blocks.get(scenario_id.split("/")[-1], {}), ZOO_KEYS | PPO_KEYS),
-                                 (TRAIN_BLOCK, table.get(TRAIN_BLOCK) or {}, TRAIN_KEYS)):
+                                 (TRAIN_BLOCK, own_general, TRAIN_KEYS),
+                                 (f"{TRAIN_BLOCK}: {scenario_id}", own_scenario.get(scenario_id.split("/")[-1], {}),
+                                  TRAIN_KEYS)):
         unknown = sorted(set(block) - allowed)
         if unknown:
             raise ValueError(f"{path.name}: {name}: unknown key {unknown[0]!r}; valid keys there are "
@@ -111,6 +118,14 @@ def check_hyperparam(key: str, value: Any, where: str) -> None:
 
         if value is not None and value not in RULES:
             raise ValueError(f"{where}: {key} = {value!r}: must be null or a rule: {', '.join(sorted(RULES))}")
+    elif key == "battery_action":
+        from cpm_env.spaces import BATTERY_ACTIONS
+
+        if value not in BATTERY_ACTIONS:
+            raise ValueError(f"{where}: {key} = {value!r}: must be one of {', '.join(BATTERY_ACTIONS)}")
+    elif key == "shield":
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: {key} = {value!r}: must be true or false")
     elif key == "policy":
         if value != "MlpPolicy":
             raise ValueError(f"{where}: {key} = {value!r}: only 'MlpPolicy' is supported")
