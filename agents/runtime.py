@@ -7,11 +7,12 @@ The contract is sealed: ``checksum.sha256`` is the SHA-256 of the ONNX file's by
 the canonical JSON (sorted keys, no spaces) of every other field of ``policy.json``
 (:func:`sidecar_checksum`). :meth:`PolicyController.load` refuses (one-line ``ValueError``) a
 sidecar whose checksum does not match (a changed field or ONNX file), duplicate observation or
-action names, an observation scale that is not a positive finite number, a safe action outside
-its action bounds, or ONNX input/output names and shapes that differ from the sidecar. It never
-loads a pickle and imports neither torch, Stable-Baselines3 nor the simulator: of the project it
-imports only ``cpm_env.forecast`` (on a host without gymnasium the ``cpm_env`` package loads
-nothing else).
+action names, an observation scale that is not a positive finite number, bounds that are not
+``low < high`` (an action may have ``low == high``, its one set-point: the battery of a site without
+one), a safe action outside its action bounds, or ONNX input/output names and shapes that differ
+from the sidecar. It never loads a pickle and imports neither torch, Stable-Baselines3 nor the
+simulator: of the project it imports only the numpy-only ``cpm_env.forecast``, ``physics``,
+``shield`` and ``site`` (on a host without gymnasium the ``cpm_env`` package loads nothing else).
 
 Observations are the env's vector: entry ``i`` is ``physical_value / scale`` of the
 sidecar's ``observations[i]`` (float, inside its ``[low, high]``, which already include
@@ -150,6 +151,17 @@ def _check_names(names: list, section: str) -> None:
         seen.add(name)
 
 
+def _check_bounds(names: list[str], low: np.ndarray, high: np.ndarray, section: str, fixed: bool) -> None:
+    """One-line ValueError for an entry of ``section`` whose bounds are not ``low < high``, or ``low <= high``
+    where ``fixed`` entries are allowed (actions: ``low == high`` is an entry with one set-point, e.g. the
+    battery of a site without one, 0 MW to 0 MW)."""
+    for i, name in enumerate(names):
+        if not (low[i] <= high[i] if fixed else low[i] < high[i]):
+            allowed = "low <= high (low == high: one set-point)" if fixed else "low < high"
+            raise ValueError(f"{SIDECAR_FILE}: {section}[{i}] ({name}) low = {float(low[i])!r}, high = "
+                             f"{float(high[i])!r}: must have {allowed}")
+
+
 FORECAST_FIELDS = ("kind", "horizons_steps", "demand_entry", "limit_mw", "oversubscription")  # when enabled
 
 
@@ -262,8 +274,8 @@ class PolicyController:
             if not (np.isfinite(self.obs_scale[i]) and self.obs_scale[i] > 0):
                 raise ValueError(f"{SIDECAR_FILE}: observations[{i}] ({name}) scale = {float(self.obs_scale[i])!r}: "
                                  "must be a positive finite number")
-        if not (np.all(self.obs_low < self.obs_high) and np.all(self.action_low < self.action_high)):
-            raise ValueError(f"{SIDECAR_FILE}: bounds must have low < high")
+        _check_bounds(self.obs_names, self.obs_low, self.obs_high, "observations", fixed=False)
+        _check_bounds(self.action_names, self.action_low, self.action_high, "actions", fixed=True)
         for i, name in enumerate(self.action_names):
             if not self.action_low[i] <= safe[i] <= self.action_high[i]:
                 raise ValueError(f"{SIDECAR_FILE}: actions[{i}] ({name}) safe = {float(safe[i])!r}: outside its "
@@ -493,7 +505,9 @@ class PolicyController:
         would round them by up to ~1e-6 MW, across the boundaries it aims at; as ``NAME+shield``)."""
         x = np.asarray(observation)
         y = self.act_batch(x) if x.ndim == 2 else self.act(x)
-        a = np.clip((2.0 * y - self._action_sum) / self._action_span, -1.0, 1.0)
+        # a fixed entry (low == high: a site without a battery) has the one action 0
+        a = np.clip(np.divide(2.0 * y - self._action_sum, self._action_span, out=np.zeros_like(y),
+                              where=self._action_span > 0), -1.0, 1.0)
         out = a.astype(np.float32)
         report = self.last_shield_report
         if self.safety_filter is None:
