@@ -326,15 +326,14 @@ class PolicyController:
         if kind not in BATTERY_ACTIONS:
             raise ValueError(f"{SIDECAR_FILE}: battery_action.kind = {kind!r}: this runtime converts "
                              f"{', '.join(BATTERY_ACTIONS)}: re-export the policy with export.py")
-        self.battery_action = kind
-        readers = [who for who, reads in (("the safety filter", enabled),
-                                          ("the import_change conversion", kind == "import_change")) if reads]
-        site = _site_model(spec, self.obs_names, self.obs_scale, len(actions), " and ".join(readers)) if readers \
-            else None
+        self.battery_action, self._converts = kind, kind == "import_change"
+        readers = " and ".join(who for who, reads in (("the safety filter", enabled),
+                                                      ("the import_change conversion", self._converts)) if reads)
+        site = _site_model(spec, self.obs_names, self.obs_scale, len(actions), readers) if readers else None
         safety_filter = _safety_filter(spec, site) if enabled and site is not None else None
         self.safety_filter = safety_filter if shield else None  # None: the bare policy
         # the site model the filter and the conversion read; None where neither runs
-        self.site_model = site if self.safety_filter is not None or kind == "import_change" else None
+        self.site_model = site if self.safety_filter is not None or self._converts else None
         self.last_shield_report: Report | None = None
         # the graph's outputs: the set-points, but the import's change (MW) first under import_change
         self.output_low, self.output_high = _graph_output_bounds(spec, kind, self.action_low, self.action_high)
@@ -415,7 +414,7 @@ class PolicyController:
         except Exception as err:  # the control loop must get an action whatever went wrong
             return self._fallback(_one_line(err))
         decoded = None
-        if self.battery_action == "import_change":
+        if self._converts:
             try:
                 decoded = self._decode_feed()
                 w = self._battery_from_import(w, *decoded)
@@ -452,7 +451,8 @@ class PolicyController:
         f = self.safety_filter
         assert f is not None
         try:  # validated observation and set-points: plain finite floats, as shield_site requires
-            s, x = decoded or decode_observation(f.params, self._feed[0], f.index, f.scale, f.floor_idx)
+            s, x = decode_observation(f.params, self._feed[0], f.index, f.scale, f.floor_idx) if decoded is None \
+                else decoded
             safe, report = shield_site(f.params, s, x, action_from_setpoints(w, len(f.params.peak_mw), f.floor_idx),
                                        f.margin_mw)
             if safe is not None and report.intervened:
@@ -536,8 +536,7 @@ class PolicyController:
         except Exception as err:
             return self._fallback_rows(len(x), _one_line(err))
         self.last_shield_report = None
-        converted, convert_why = (self._convert_batch(x, y, ok & good) if self.battery_action == "import_change"
-                                  else (ok, ""))
+        converted, convert_why = self._convert_batch(x, y, ok & good) if self._converts else (ok, "")
         rows = ok & good & converted
         kept, filter_why = self._filter_batch(x, y, rows) if self.safety_filter is not None else (ok, "")
         bad = np.flatnonzero(~(rows & kept))
