@@ -9,6 +9,8 @@ normalizer.json) are read. The ONNX graph maps scaled observations to physical s
 (battery MW, caps and floors as fractions of TDP); policy.json is its contract, sealed by a
 checksum over the ONNX bytes and every other field. Nothing is written unless the graph
 reproduces the trained model on observations of real rollouts (max abs difference < 1e-5).
+A policy trained with --battery-action import_change outputs the change of the grid import (MW)
+first; policy.json's battery_action section says so, and the runtime answers battery MW all the same.
 --shield makes the runtime pass the graph's set-points through the safety filter (cpm_env.shield;
 policy.json's shield section carries the site model it judges by); the default is what the policy
 was trained with (its manifest's env_options). Run it with agents/runtime.py (numpy + onnxruntime
@@ -56,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     filt = spec["shield"]
     trained = "behind it" if filt["trained_behind_filter"] else "without it"
     print(f"safety filter: {'on' if filt['enabled'] else 'off'} (the policy was trained {trained})")
+    if spec["battery_action"]["kind"] == "import_change":
+        print("battery action: import_change (the graph's first output is the change of the grid import, MW; the "
+              "runtime answers the battery set-point)")
     return 0
 
 

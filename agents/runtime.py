@@ -7,11 +7,12 @@ The contract is sealed: ``checksum.sha256`` is the SHA-256 of the ONNX file's by
 the canonical JSON (sorted keys, no spaces) of every other field of ``policy.json``
 (:func:`sidecar_checksum`). :meth:`PolicyController.load` refuses (one-line ``ValueError``) a
 sidecar whose checksum does not match (a changed field or ONNX file), duplicate observation or
-action names, an observation scale that is not a positive finite number, a safe action outside
-its action bounds, or ONNX input/output names and shapes that differ from the sidecar. It never
-loads a pickle and imports neither torch, Stable-Baselines3 nor the simulator: of the project it
-imports only ``cpm_env.forecast`` (on a host without gymnasium the ``cpm_env`` package loads
-nothing else).
+action names, an observation scale that is not a positive finite number, bounds that are not
+``low < high`` (an action may have ``low == high``, its one set-point: the battery of a site without
+one), a safe action outside its action bounds, or ONNX input/output names and shapes that differ
+from the sidecar. It never loads a pickle and imports neither torch, Stable-Baselines3 nor the
+simulator: of the project it imports only the numpy-only ``cpm_env.forecast``, ``physics``,
+``shield`` and ``site`` (on a host without gymnasium the ``cpm_env`` package loads nothing else).
 
 Observations are the env's vector: entry ``i`` is ``physical_value / scale`` of the
 sidecar's ``observations[i]`` (float, inside its ``[low, high]``, which already include
@@ -19,12 +20,23 @@ slack). :meth:`PolicyController.act` returns physical set-points in the order of
 sidecar's ``actions`` (MW for ``battery``, + discharging; fractions of TDP for caps and
 floors), float64.
 
+Battery action: ``policy.json``'s ``battery_action.kind`` says what the graph's first output is. ``power``:
+the battery set-point itself. ``import_change`` (a policy trained with that env option): the change of the
+step-mean grid import from last step's, MW, inside ``battery_action.graph_output``'s bounds (+- the ramp
+limit per step); the runtime decodes the observation (:func:`cpm_env.shield.decode_observation`, the
+filter's decoder, with the site model of ``shield.site_params``, whether or not the filter is enabled) and
+answers the battery set-point that puts the import there at the graph's caps and floors
+(:func:`cpm_env.physics.battery_for_import`), clipped to the battery's bounds, as ``ppo:DIR`` does in
+evaluation; the safety filter, where enabled, comes after. Every output (``act``, ``act_batch``,
+``act_telemetry``, the JSON lines, ``predict``) is battery MW and caps for every policy.
+
 Fail-safe: ``act`` never raises. An observation of the wrong shape, not numeric, NaN or
-infinite, or outside its bounds, an onnxruntime error, or an output outside the action
-bounds yields the sidecar's safe action instead (each action entry's ``safe`` value:
-battery idle at 0 MW, caps at the safe cap documented in ``safe_action_rule``, floors off)
-and sets ``last_fallback_reason`` to a one-line reason (also logged as a warning on the
-``agents.runtime`` logger); it is ``None`` after a good step.
+infinite, or outside its bounds, an onnxruntime error, a graph output outside its bounds (the
+action bounds; ``graph_output``'s for the first under ``import_change``), or a conversion that fails
+yields the sidecar's safe action instead (each action entry's ``safe`` value: battery idle at
+0 MW, caps at the safe cap documented in ``safe_action_rule``, floors off) and sets
+``last_fallback_reason`` to a one-line reason (also logged as a warning on the ``agents.runtime``
+logger); it is ``None`` after a good step.
 
 Safety filter: where ``policy.json``'s ``shield`` section is enabled, every set-point the policy
 gives passes through :func:`cpm_env.shield.shield` (one decision through its single-site entry
@@ -69,6 +81,7 @@ import argparse
 import hashlib
 import json
 import logging
+import math
 import os
 import sys
 from operator import le
@@ -79,11 +92,13 @@ import numpy as np
 import onnxruntime as ort
 
 from cpm_env.forecast import forecast_entries, forecast_step_mw
-from cpm_env.physics import action_from_setpoints, setpoint_columns
+from cpm_env.ops import NUMPY, SCALAR
+from cpm_env.physics import Exo, action_from_setpoints, battery_for_import, setpoint_columns
 from cpm_env.shield import CONSTRAINTS, GAVE_UP, Report, decode_observation, required_entries, shield, shield_site
-from cpm_env.site import SiteParams, params_from_json
+from cpm_env.site import SiteParams, State, params_from_json
 
-SCHEMA_VERSION = 4  # 2: policy.json sealed by checksum.sha256; 3: its forecast section; 4: its shield section
+SCHEMA_VERSION = 5  # 2: sealed by checksum.sha256; 3: forecast section; 4: shield section; 5: battery_action section
+BATTERY_ACTIONS = ("power", "import_change")  # what graph output 0 may be (battery_action.kind); both give battery MW
 ONNX_FILE = "policy.onnx"
 SIDECAR_FILE = "policy.json"
 INPUT_DTYPE = "tensor(float)"
@@ -150,6 +165,17 @@ def _check_names(names: list, section: str) -> None:
         seen.add(name)
 
 
+def _check_bounds(names: list[str], low: np.ndarray, high: np.ndarray, section: str, fixed: bool) -> None:
+    """One-line ValueError for an entry of ``section`` whose bounds are not ``low < high``, or ``low <= high``
+    where ``fixed`` entries are allowed (actions: ``low == high`` is an entry with one set-point, e.g. the
+    battery of a site without one, 0 MW to 0 MW)."""
+    for i, name in enumerate(names):
+        if not (low[i] <= high[i] if fixed else low[i] < high[i]):
+            allowed = "low <= high (low == high: one set-point)" if fixed else "low < high"
+            raise ValueError(f"{SIDECAR_FILE}: {section}[{i}] ({name}) low = {float(low[i])!r}, high = "
+                             f"{float(high[i])!r}: must have {allowed}")
+
+
 FORECAST_FIELDS = ("kind", "horizons_steps", "demand_entry", "limit_mw", "oversubscription")  # when enabled
 
 
@@ -176,6 +202,16 @@ def _telemetry_layout(spec: dict, obs_names: list[str]) -> tuple[list[str], np.n
     return names, np.array([obs_names.index(n) for n in names]), np.array([obs_names.index(n) for n in entries], int)
 
 
+class SiteModel(NamedTuple):
+    """The site model and the decoded observation entries of the sidecar's ``shield`` section, which the safety
+    filter and the ``import_change`` conversion read (:func:`cpm_env.shield.decode_observation`'s arguments)."""
+
+    params: SiteParams
+    floor_idx: list[int]  # GPU classes whose floor is an action
+    index: list[int]  # observation positions of the entries decoded (required_entries order)
+    scale: list[float]  # their scales
+
+
 class SafetyFilter(NamedTuple):
     """The sidecar's ``shield`` section as the runtime applies it."""
 
@@ -186,23 +222,11 @@ class SafetyFilter(NamedTuple):
     scale: list[float]  # their scales
 
 
-def _safety_filter(spec: dict, obs_names: list[str], obs_scale: np.ndarray, n_actions: int) -> SafetyFilter | None:
-    """The sidecar's ``shield`` section, checked (None where it is disabled); one-line ValueError naming the field."""
-    enabled = _field(spec, "shield.enabled")
-    if not isinstance(enabled, bool):
-        raise ValueError(f"{SIDECAR_FILE}: shield.enabled = {enabled!r}: must be true or false")
-    if not enabled:
-        return None
+def _site_model(spec: dict, obs_names: list[str], obs_scale: np.ndarray, n_actions: int, reader: str) -> SiteModel:
+    """The sidecar's ``shield.site_params``, ``class_names``, ``floor_classes`` and ``entries``, checked against the
+    observations and actions; one-line ValueError naming the field (``reader``: who reads them, for the message)."""
     p = params_from_json(_field(spec, "shield.site_params"), f"{SIDECAR_FILE}: shield.site_params")
     n = len(p.peak_mw)
-    margin = _field(spec, "shield.margin_mw")
-    if not (type(margin) in (int, float) and 0 <= margin < float("inf")):
-        raise ValueError(f"{SIDECAR_FILE}: shield.margin_mw = {margin!r}: must be a finite number >= 0 (MW)")
-    for key, ours in (("constraints", list(CONSTRAINTS)), ("gave_up", list(GAVE_UP))):
-        theirs = _field(spec, f"shield.{key}")
-        if theirs != ours:
-            raise ValueError(f"{SIDECAR_FILE}: shield.{key} = {theirs!r}: this runtime's filter has {ours}, in that "
-                             "order")
     names, floor_idx = _field(spec, "shield.class_names"), _field(spec, "shield.floor_classes")
     if not (isinstance(names, list) and len(names) == n and all(isinstance(c, str) and c for c in names)):
         raise ValueError(f"{SIDECAR_FILE}: shield.class_names = {names!r}: must be {n} names (one per GPU class "
@@ -212,14 +236,41 @@ def _safety_filter(spec: dict, obs_names: list[str], obs_scale: np.ndarray, n_ac
         raise ValueError(f"{SIDECAR_FILE}: shield.floor_classes = {floor_idx!r}: must be increasing class indices "
                          f"in [0, {n})")
     if n_actions != 1 + n + len(floor_idx):
-        raise ValueError(f"{SIDECAR_FILE}: actions has {n_actions} entries: the safety filter (shield.class_names, "
+        raise ValueError(f"{SIDECAR_FILE}: actions has {n_actions} entries: {reader} (shield.class_names, "
                          f"shield.floor_classes) reads battery, {n} caps and {len(floor_idx)} floors")
     entries, expected = _field(spec, "shield.entries"), required_entries(names, floor_idx)
     if entries != expected or not all(e in obs_names for e in entries):
         raise ValueError(f"{SIDECAR_FILE}: shield.entries = {entries!r}: must be the observation entries "
                          f"{expected}")
     index = [obs_names.index(e) for e in entries]
-    return SafetyFilter(p, float(margin), floor_idx, index, [float(obs_scale[i]) for i in index])
+    return SiteModel(p, floor_idx, index, [float(obs_scale[i]) for i in index])
+
+
+def _safety_filter(spec: dict, model: SiteModel) -> SafetyFilter:
+    """The sidecar's enabled ``shield`` section on ``model``, checked; one-line ValueError naming the field."""
+    margin = _field(spec, "shield.margin_mw")
+    if not (type(margin) in (int, float) and 0 <= margin < float("inf")):
+        raise ValueError(f"{SIDECAR_FILE}: shield.margin_mw = {margin!r}: must be a finite number >= 0 (MW)")
+    for key, ours in (("constraints", list(CONSTRAINTS)), ("gave_up", list(GAVE_UP))):
+        theirs = _field(spec, f"shield.{key}")
+        if theirs != ours:
+            raise ValueError(f"{SIDECAR_FILE}: shield.{key} = {theirs!r}: this runtime's filter has {ours}, in that "
+                             "order")
+    return SafetyFilter(model.params, float(margin), model.floor_idx, model.index, model.scale)
+
+
+def _graph_output_bounds(spec: dict, kind: str, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds of the graph's outputs: the actions', but under ``import_change`` those of
+    ``battery_action.graph_output`` (the import's change, MW) for the first; one-line ValueError naming the field."""
+    if kind == "power":
+        return low, high
+    entry = _field(spec, "battery_action.graph_output")
+    if not isinstance(entry, dict):
+        raise ValueError(f"{SIDECAR_FILE}: battery_action.graph_output = {entry!r}: must be an entry with a name, "
+                         "unit, scale, low and high")
+    first_low, first_high = _columns([entry], ("low", "high"), "battery_action.graph_output")
+    _check_bounds([entry.get("name")], first_low, first_high, "battery_action.graph_output", fixed=True)
+    return np.concatenate([first_low, low[1:]]), np.concatenate([first_high, high[1:]])
 
 
 class PolicyController:
@@ -262,16 +313,33 @@ class PolicyController:
             if not (np.isfinite(self.obs_scale[i]) and self.obs_scale[i] > 0):
                 raise ValueError(f"{SIDECAR_FILE}: observations[{i}] ({name}) scale = {float(self.obs_scale[i])!r}: "
                                  "must be a positive finite number")
-        if not (np.all(self.obs_low < self.obs_high) and np.all(self.action_low < self.action_high)):
-            raise ValueError(f"{SIDECAR_FILE}: bounds must have low < high")
+        _check_bounds(self.obs_names, self.obs_low, self.obs_high, "observations", fixed=False)
+        _check_bounds(self.action_names, self.action_low, self.action_high, "actions", fixed=True)
         for i, name in enumerate(self.action_names):
             if not self.action_low[i] <= safe[i] <= self.action_high[i]:
                 raise ValueError(f"{SIDECAR_FILE}: actions[{i}] ({name}) safe = {float(safe[i])!r}: outside its "
                                  f"bounds [{float(self.action_low[i])!r}, {float(self.action_high[i])!r}]")
         self.safe_setpoints = safe
-        safety_filter = _safety_filter(spec, self.obs_names, self.obs_scale, len(actions))
+        enabled, kind = _field(spec, "shield.enabled"), _field(spec, "battery_action.kind")
+        if not isinstance(enabled, bool):
+            raise ValueError(f"{SIDECAR_FILE}: shield.enabled = {enabled!r}: must be true or false")
+        if kind not in BATTERY_ACTIONS:
+            raise ValueError(f"{SIDECAR_FILE}: battery_action.kind = {kind!r}: this runtime converts "
+                             f"{', '.join(BATTERY_ACTIONS)}: re-export the policy with export.py")
+        self.battery_action, self._converts = kind, kind == "import_change"
+        readers = " and ".join(who for who, reads in (("the safety filter", enabled),
+                                                      ("the import_change conversion", self._converts)) if reads)
+        site = _site_model(spec, self.obs_names, self.obs_scale, len(actions), readers) if readers else None
+        safety_filter = _safety_filter(spec, site) if enabled and site is not None else None
         self.safety_filter = safety_filter if shield else None  # None: the bare policy
+        # the site model the filter and the conversion read; None where neither runs
+        self.site_model = site if self.safety_filter is not None or self._converts else None
         self.last_shield_report: Report | None = None
+        # the graph's outputs: the set-points, but the import's change (MW) first under import_change
+        self.output_low, self.output_high = _graph_output_bounds(spec, kind, self.action_low, self.action_high)
+        self._output_low, self._output_high = self.output_low.tolist(), self.output_high.tolist()
+        self._output_where = "the action bounds" if kind == "power" else \
+            "the graph's output bounds (battery_action.graph_output, then actions)"
         self.telemetry_names, self._telemetry_idx, self._forecast_idx = _telemetry_layout(spec, self.obs_names)
         self.forecast = spec["forecast"]
         self._demand_idx = self.obs_names.index(self.forecast["demand_entry"]) if self.forecast["enabled"] else -1
@@ -341,21 +409,50 @@ class PolicyController:
             self._feed[0] = x
             y = self._session.run(self._output_names, self._inputs)[0][0]
             w = y.tolist()
-            if not (all(map(le, self._action_low, w)) and all(map(le, w, self._action_high))):
-                return self._fallback(f"policy output {w} outside the action bounds")
+            if not (all(map(le, self._output_low, w)) and all(map(le, w, self._output_high))):
+                return self._fallback(f"policy output {w} outside {self._output_where}")
         except Exception as err:  # the control loop must get an action whatever went wrong
             return self._fallback(_one_line(err))
+        decoded = None
+        if self._converts:
+            try:
+                decoded = self._decode_feed()
+                w = self._battery_from_import(w, *decoded)
+            except Exception as err:  # the control loop must get an action whatever went wrong
+                return self._fallback(f"import_change conversion: {_one_line(err)}")
+            y = np.array(w)
         if self.safety_filter is not None:
-            return self._filtered(w, y)
+            return self._filtered(w, y, decoded)
         self.last_fallback_reason = None
         return y
 
-    def _filtered(self, w: list[float], y: np.ndarray) -> np.ndarray:
-        """The policy's set-points ``w`` (== ``y``) for the observation in the feed, through the safety filter."""
+    def _decode_feed(self) -> tuple[State, Exo]:
+        """The state and step (plain floats) the observation in the feed describes, by the site model."""
+        m = self.site_model
+        assert m is not None
+        return decode_observation(m.params, self._feed[0], m.index, m.scale, m.floor_idx)
+
+    def _battery_from_import(self, w: list[float], s: State, x: Exo) -> list[float]:
+        """Graph outputs ``w`` (the import's change in MW, then caps and floors) on the decoded state ``s`` and
+        step ``x`` -> set-points: the battery MW that puts the step-mean import at last step's plus ``w[0]`` at
+        these caps and floors (:func:`cpm_env.physics.battery_for_import`), clipped to the battery's bounds;
+        ValueError if it is not finite."""
+        m = self.site_model
+        assert m is not None
+        a = action_from_setpoints(w, len(m.params.peak_mw), m.floor_idx)
+        battery_mw = battery_for_import(m.params, s, a, x, s.import_mw + w[0], SCALAR).battery_mw
+        if not math.isfinite(battery_mw):
+            raise ValueError(f"battery set-point {battery_mw!r} MW is not finite")
+        return [min(max(battery_mw, self._action_low[0]), self._action_high[0]), *w[1:]]
+
+    def _filtered(self, w: list[float], y: np.ndarray, decoded: tuple[State, Exo] | None) -> np.ndarray:
+        """The set-points ``w`` (== ``y``) for the observation in the feed (``decoded`` already, or None),
+        through the safety filter."""
         f = self.safety_filter
         assert f is not None
         try:  # validated observation and set-points: plain finite floats, as shield_site requires
-            s, x = decode_observation(f.params, self._feed[0], f.index, f.scale, f.floor_idx)
+            s, x = decode_observation(f.params, self._feed[0], f.index, f.scale, f.floor_idx) if decoded is None \
+                else decoded
             safe, report = shield_site(f.params, s, x, action_from_setpoints(w, len(f.params.peak_mw), f.floor_idx),
                                        f.margin_mw)
             if safe is not None and report.intervened:
@@ -434,21 +531,47 @@ class PolicyController:
             y = np.tile(self.safe_setpoints, (len(x), 1))
             if ok.any():
                 y[ok] = self._session.run(self._output_names, {self._input_name: x[ok].astype(np.float32)})[0]
-            good = ((y >= self.action_low) & (y <= self.action_high)).all(axis=1)
+            good = ((y >= self.output_low) & (y <= self.output_high)).all(axis=1)
             y[~good] = self.safe_setpoints
         except Exception as err:
             return self._fallback_rows(len(x), _one_line(err))
         self.last_shield_report = None
-        kept, filter_why = self._filter_batch(x, y, ok & good) if self.safety_filter is not None else (ok, "")
-        bad = np.flatnonzero(~(ok & good & kept))
+        converted, convert_why = self._convert_batch(x, y, ok & good) if self._converts else (ok, "")
+        rows = ok & good & converted
+        kept, filter_why = self._filter_batch(x, y, rows) if self.safety_filter is not None else (ok, "")
+        bad = np.flatnonzero(~(rows & kept))
         self.last_fallback_reason = None
         if len(bad):
             first = bad[0]
             why = (self._range_reason(x[first]) if not ok[first] else
-                   "policy output outside the action bounds" if not good[first] else filter_why)
+                   f"policy output outside {self._output_where}" if not good[first] else
+                   convert_why if not converted[first] else filter_why)
             self.last_fallback_reason = f"{len(bad)} of {len(x)} rows fell back; row {first}: {why}"
             log.warning("fail-safe action: %s", self.last_fallback_reason)
         return y
+
+    def _convert_batch(self, obs: np.ndarray, y: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, str]:
+        """Turn the graph outputs ``y`` (N, n_actions) of the ``rows`` (mask) into set-points, in place, as
+        :meth:`_battery_from_import` does one; rows whose battery set-point is not finite (every row, if it
+        raises) get the safe action. Returns the mask of rows kept and, for the others, a one-line reason."""
+        m, kept = self.site_model, np.ones(len(y), dtype=bool)
+        assert m is not None
+        idx = np.flatnonzero(rows)
+        if not len(idx):
+            return kept, ""
+        try:
+            s, x = decode_observation(m.params, obs[idx], m.index, m.scale, m.floor_idx)
+            a = action_from_setpoints([y[idx, j] for j in range(y.shape[1])], len(m.params.peak_mw), m.floor_idx)
+            battery_mw = np.asarray(battery_for_import(m.params, s, a, x, s.import_mw + y[idx, 0], NUMPY).battery_mw)
+        except Exception as err:  # the control loop must get an action whatever went wrong
+            kept[idx] = False
+            y[idx] = self.safe_setpoints
+            return kept, f"import_change conversion: {_one_line(err)}"
+        finite = np.isfinite(battery_mw)
+        y[idx, 0] = np.clip(battery_mw, self.action_low[0], self.action_high[0])
+        y[idx[~finite]] = self.safe_setpoints
+        kept[idx] = finite
+        return kept, "import_change conversion: battery set-point not finite"
 
     def _filter_batch(self, obs: np.ndarray, y: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, str]:
         """Pass the set-points ``y`` (N, n_actions) of the ``rows`` (mask) through the safety filter, in place;
@@ -493,7 +616,9 @@ class PolicyController:
         would round them by up to ~1e-6 MW, across the boundaries it aims at; as ``NAME+shield``)."""
         x = np.asarray(observation)
         y = self.act_batch(x) if x.ndim == 2 else self.act(x)
-        a = np.clip((2.0 * y - self._action_sum) / self._action_span, -1.0, 1.0)
+        # a fixed entry (low == high: a site without a battery) has the one action 0
+        a = np.clip(np.divide(2.0 * y - self._action_sum, self._action_span, out=np.zeros_like(y),
+                              where=self._action_span > 0), -1.0, 1.0)
         out = a.astype(np.float32)
         report = self.last_shield_report
         if self.safety_filter is None:

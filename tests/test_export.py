@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -287,3 +288,36 @@ def test_evaluate_refuses_an_export_of_another_scenario(exported):
     with pytest.raises(ValueError, match="differ from NoBattery-v0") as err:
         make_controller(f"onnx:{exported[0]}", site)
     assert "\n" not in str(err.value)
+
+
+def test_a_site_without_a_battery_exports_and_runs(tmp_path, one_torch_thread):
+    """NoBattery-v0's battery entry is 0 MW to 0 MW: one set-point, which the runtime accepts and answers."""
+    out = tmp_path / "policy"
+    assert export_cli.main([str(ROOT / "models" / "NoBattery-v0"), "--out", str(out)]) == 0
+    ctrl = PolicyController.load(out)
+    assert (ctrl.action_low[0], ctrl.action_high[0], ctrl.safe_setpoints[0]) == (0.0, 0.0, 0.0)
+    actions, _ = ctrl.predict(np.stack([mid_obs(ctrl)] * 2))
+    assert ctrl.last_fallback_reason is None and np.all(actions[:, 0] == 0) and np.all(np.isfinite(actions))
+    data = yaml.safe_load((ROOT / "models" / "NoBattery-v0" / "scenario.yml").read_text())
+    data.update({"id": "Short-v0", "duration_h": 2.0})
+    (tmp_path / "short.yml").write_text(yaml.safe_dump(data))
+    venv = make_vec(str(tmp_path / "short.yml"), 1)
+    ppo = make_controller(f"ppo:{ROOT / 'models' / 'NoBattery-v0'}", venv.site, allow_other_scenario=True)
+    a = run_controller(ppo, venv, [100], "x")
+    b = run_controller(make_controller(f"onnx:{out}", venv.site), venv, [100], "x")
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("section, entry, message", [
+    ("observations", 3, r"^policy.json: observations\[3\] \(swing_inference\) low = 0.5, high = 0.5: must have low < "
+                        r"high$"),
+    ("actions", 1, r"^policy.json: actions\[1\] \(cap_training\) low = 0.5, high = 0.25: must have low <= high "
+                   r"\(low == high: one set-point\)$"),
+])
+def test_load_refuses_bounds_that_hold_no_value(exported, tmp_path, section, entry, message):
+    path = _copy(exported, tmp_path)
+    spec = json.loads((path / "policy.json").read_text())
+    spec[section][entry].update(low=0.5, high=0.5 if section == "observations" else 0.25)
+    (path / "policy.json").write_text(json.dumps(seal(spec, (path / "policy.onnx").read_bytes())))
+    with pytest.raises(ValueError, match=message):
+        PolicyController.load(path)

@@ -20,13 +20,12 @@ import cpm_env
 import train
 from agents.learning.export import export_policy, forecast_section
 from agents.runtime import PolicyController
+from conftest import TINY_TRAINING
 from cpm_env.config import ForecastConfig, resolve_scenario
 from cpm_env.env import CpmEnv
 from cpm_env.forecast import STEP_FORECASTERS, ForecastInputs, forecast_step_mw, make_forecaster
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--timesteps", "256", "--n-envs", "2", "--hyperparams", "n_steps:64", "batch_size:64", "n_epochs:1",
-        "eval_seeds:1-2"]
 DURATION_H = 2.0  # 120 steps: half of them within the longest horizon (60) of the end
 
 
@@ -44,7 +43,7 @@ def export_of(tmp_path_factory):
             data["forecast"] = {"enabled": False} if kind == "disabled" else {**data["forecast"], "kind": kind}
             scenario = root / "short.yml"
             scenario.write_text(yaml.safe_dump(data))
-            assert train.main(["--scenario", str(scenario), "--run-dir", str(root / "run")] + TINY) == 0
+            assert train.main(["--scenario", str(scenario), "--run-dir", str(root / "run")] + TINY_TRAINING) == 0
             export_policy(root / "run", root / "export")
             done[kind] = root / "export", scenario
         return done[kind]
@@ -210,10 +209,10 @@ def test_a_scenario_without_forecast_has_a_disabled_section(export_of):
     assert ctrl.telemetry_names == ctrl.obs_names
 
 
-@pytest.mark.parametrize("old", [2, 3])  # 3: before the shield section
+@pytest.mark.parametrize("old", [2, 3, 4])  # 3: before the shield section; 4: before the battery_action section
 def test_an_export_of_an_older_schema_is_refused(controller, old):
     spec = {**controller.spec, "schema_version": old}
-    with pytest.raises(ValueError, match=f"schema_version = {old}: this runtime reads 4: re-export") as err:
+    with pytest.raises(ValueError, match=f"schema_version = {old}: this runtime reads 5: re-export") as err:
         PolicyController(spec, b"")
     assert "\n" not in str(err.value)
 

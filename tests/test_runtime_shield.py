@@ -132,7 +132,7 @@ def test_policy_json_records_the_filter(exports):
     assert section["class_names"] == ["training", "inference"] and section["floor_classes"] == []
     assert section["entries"] == ["demand_training", "demand_inference", "swing_training", "swing_inference", "duty",
                                   "grid_limit", "grid_import_prev", "soc", "cap_training_prev", "cap_inference_prev"]
-    assert spec["schema_version"] == 4 and json.loads((out / "policy.json").read_text()) == spec
+    assert spec["schema_version"] == 5 and json.loads((out / "policy.json").read_text()) == spec
     default = exports(shield=None)[1]["shield"]  # the default: as trained (no env_options: off)
     assert default["enabled"] is False and default["site_params"] == section["site_params"]
     assert PolicyController.load(exports(shield=None)[0]).safety_filter is None
@@ -323,20 +323,27 @@ def vectors(data, lows: np.ndarray, highs: np.ndarray) -> list[float]:
     return [data.draw(values(lo, hi)) for lo, hi in zip(lows, highs)]
 
 
+@pytest.fixture(scope="module", params=["DataCenter-v0", "import_change"])
+def fuzzed_export(request, exports, import_change_exports) -> Path:
+    """An export behind the filter: the shipped DataCenter-v0 policy, or a tiny one trained with
+    battery_action = import_change (the runtime converts its first output, then filters)."""
+    return exports()[0] if request.param == "DataCenter-v0" else import_change_exports[1]
+
+
 @settings(max_examples=40)
 @given(data=st.data())
-def test_fuzzed_observations_and_proposals_never_break_the_runtime(exports, data):
+def test_fuzzed_observations_and_proposals_never_break_the_runtime(fuzzed_export, data):
     """Whatever the telemetry and the policy's proposal (inside or outside their bounds, at them, non-finite),
     act, act_batch and the JSON line never raise, and every set-point is finite and inside the action bounds;
     the batch gives each row what act gave it."""
-    ctrl = PolicyController.load(exports()[0])
+    ctrl = PolicyController.load(fuzzed_export)
     session = Proposals(len(ctrl.action_names))
     ctrl._session = session
     rows, answers = [], []
     for _ in range(data.draw(st.integers(1, 3))):
         obs = np.array(vectors(data, ctrl.obs_low, ctrl.obs_high))
         with np.errstate(over="ignore"):  # huge entries: float32 inf, as the runtime's feed would hold them
-            session.table[obs.astype(np.float32).tobytes()] = vectors(data, ctrl.action_low, ctrl.action_high)
+            session.table[obs.astype(np.float32).tobytes()] = vectors(data, ctrl.output_low, ctrl.output_high)
         y = ctrl.act(obs)
         assert np.all(np.isfinite(y)) and np.all(ctrl.action_low <= y) and np.all(y <= ctrl.action_high)
         fell_back = ctrl.last_fallback_reason is not None

@@ -41,6 +41,11 @@ class ImportChangeActions:
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
         actions, state = self.inner.predict(observation, state, episode_start, deterministic)
+        return self.to_power(observation, actions), state
+
+    def to_power(self, observation, actions) -> np.ndarray:
+        """Import-change ``actions`` (N, n_actions) or (n_actions,) for ``observation`` (the same leading shape)
+        as battery-power actions in [-1, 1], float64: the battery's power (MW) / its rating (0 without a battery)."""
         single = np.ndim(actions) == 1
         a = np.clip(np.array(np.atleast_2d(actions), dtype=np.float64), -1.0, 1.0)
         obs = np.atleast_2d(np.asarray(observation, dtype=np.float32))
@@ -49,4 +54,4 @@ class ImportChangeActions:
         phys = spaces.to_physical_import([a[:, j] for j in range(a.shape[1])], p, floor_idx, s, x, NUMPY)
         pmax = p.battery_power_mw
         a[:, 0] = np.clip(np.asarray(phys.battery_mw) / pmax, -1.0, 1.0) if pmax > 0 else 0.0
-        return (a[0] if single else a), state
+        return a[0] if single else a

@@ -52,7 +52,8 @@ def make_controller(name: str, site: Site, allow_other_scenario: bool = False) -
     policy trained behind the filter (its manifest's ``env_options``) always runs behind it, and so does
     an ``onnx`` export whose ``policy.json`` enables it (in the runtime), so ``+shield`` changes nothing
     there. A ``ppo`` policy trained with ``battery_action = import_change`` has its actions converted to
-    battery power (:mod:`agents.controllers.import_change`). Any other suffix is a one-line error. A
+    battery power (:mod:`agents.controllers.import_change`; an ``onnx`` export of one converts in the runtime).
+    Any other suffix is a one-line error. A
     ``+`` followed by a ``/`` belongs to a path (``onnx:runs/a+b/export``)."""
     base, plus, suffix = name.rpartition("+")
     if plus and "/" not in suffix:
@@ -97,8 +98,8 @@ def make_controller(name: str, site: Site, allow_other_scenario: bool = False) -
 
 def onnx_controller(directory: str, site: Site) -> Controller:
     """A policy exported by export.py, run by agents.runtime; one-line error if its contract
-    (entry names, scales, bounds) or, with its safety filter on, the site model the filter judges by
-    is not this site's."""
+    (entry names, scales, bounds) or, with its safety filter on or a policy trained with
+    ``battery_action = import_change``, the site model the runtime reads is not this site's."""
     from agents.runtime import PolicyController
 
     try:
@@ -112,9 +113,10 @@ def onnx_controller(directory: str, site: Site) -> Controller:
             or actions != [(f.name, f.low, f.high) for f in site.action_features]):
         raise ValueError(f"onnx:{directory}: its observations or actions (names, scales, bounds) differ from "
                          f"{site.config.id}'s: export a policy trained on this scenario")
-    if ctrl.safety_filter is not None and ctrl.safety_filter.params != site.params:
-        name = next(n for n, a, b in zip(SiteParams._fields, ctrl.safety_filter.params, site.params) if a != b)
-        raise ValueError(f"onnx:{directory}: its safety filter's site model (policy.json shield.site_params) differs "
+    if ctrl.site_model is not None and ctrl.site_model.params != site.params:
+        name = next(n for n, a, b in zip(SiteParams._fields, ctrl.site_model.params, site.params) if a != b)
+        reader = "safety filter" if ctrl.safety_filter is not None else "import_change conversion"
+        raise ValueError(f"onnx:{directory}: its {reader}'s site model (policy.json shield.site_params) differs "
                          f"from {site.config.id}'s in {name}: export the policy for this scenario")
     return ctrl
 

@@ -10,11 +10,19 @@ onnxruntime's float32 tanh is off by up to ~4 ulp, which a 25 MW battery scale w
 to ~1e-5 MW. The outputs then differ from the trained model's only by its own float32
 rounding (a few 1e-6 MW for the shipped policy).
 
+A policy trained with ``battery_action = "import_change"`` (its manifest's ``env_options``) moves the
+step-mean grid import: there the graph's first output is that change (MW, the action x
+``ramp_step_mw``), and ``policy.json``'s ``battery_action`` section (:func:`battery_action_section`)
+says so; the runtime turns it into the battery's set-point (MW) from the decoded observation, as
+:class:`agents.controllers.import_change.ImportChangeActions` does in evaluation. Its parity rollouts
+run under that option, and parity compares battery set-points both ways: the model's converted as
+the evaluation converts them, the runtime's after its conversion.
+
 The safety filter (:mod:`cpm_env.shield`) runs after the graph, in the runtime: ``policy.json``'s
 ``shield`` section (:func:`shield_section`) says whether it is on (by default as the policy was
 trained: its manifest's ``env_options``) and carries the site model it judges by
-(:func:`cpm_env.site.params_to_json`) and the observation entries it decodes. Parity compares the
-graph alone, before any filter.
+(:func:`cpm_env.site.params_to_json`) and the observation entries it decodes (which the ``import_change``
+conversion reads too). Parity compares the policy alone, before any filter.
 
 Nothing is written until the graph, run through :class:`agents.runtime.PolicyController` on
 the observations of the model's own rollouts, reproduces the model's set-points (max abs
@@ -39,6 +47,7 @@ import numpy as np
 import onnx
 import torch
 
+from agents.controllers.import_change import ImportChangeActions
 from agents.controllers.rules import fit_cap
 from agents.files import write_atomic
 from agents.learning.artifacts import env_options
@@ -77,9 +86,11 @@ class ParityError(ValueError):
 
 
 class PolicyGraph(torch.nn.Module):
-    """Observations (batch, n_obs) float32 -> physical set-points (batch, n_actions) float64."""
+    """Observations (batch, n_obs) float32 -> physical set-points (batch, n_actions) float64; under
+    ``battery_action = "import_change"`` the first output is the change of the step-mean import instead
+    (MW: the action x ``ramp_step_mw``), which the runtime turns into the battery's set-point."""
 
-    def __init__(self, controller: PPOController, site: Site):
+    def __init__(self, controller: PPOController, site: Site, battery_action: str = "power"):
         super().__init__()
         policy = controller.policy
         if policy.squash_output:
@@ -90,6 +101,8 @@ class PolicyGraph(torch.nn.Module):
         self.actor = copy.deepcopy(policy.mlp_extractor).double()
         self.action_net = copy.deepcopy(policy.action_net).double()
         self.params, self.floor_idx = site.params, site.floor_idx
+        # MW per unit of the first action: the battery's rating, or the ramp limit per step (import_change)
+        self.first_scale = spaces.battery_action_feature(site.params, battery_action, site.action_features[0]).scale
         norm = controller.normalizer
         self.normalize = norm is not None and norm.norm_obs
         if norm is not None and norm.norm_obs:
@@ -105,7 +118,7 @@ class PolicyGraph(torch.nn.Module):
         mean = self.action_net(self.actor.forward_actor(self.features(x.double())))
         a = torch.clamp(mean, -1.0, 1.0)
         action = spaces.to_physical([a[:, j] for j in range(a.shape[1])], self.params, self.floor_idx, NUMPY)
-        return torch.stack(setpoint_columns(action, self.floor_idx), dim=1)
+        return torch.stack([a[:, 0] * self.first_scale, *setpoint_columns(action, self.floor_idx)[1:]], dim=1)
 
 
 def physical_setpoints(actions: np.ndarray, site: Site) -> np.ndarray:
@@ -116,14 +129,16 @@ def physical_setpoints(actions: np.ndarray, site: Site) -> np.ndarray:
 
 
 def rollout(controller: PPOController, venv: CpmVecEnv, n_obs: int) -> tuple[np.ndarray, np.ndarray]:
-    """At least ``n_obs`` observations of the model's own deterministic rollouts (float32) and
-    the physical set-points it chose for each."""
+    """At least ``n_obs`` observations of the model's own deterministic rollouts (float32, in ``venv``, whose
+    ``battery_action`` is the policy's) and the physical set-points it chose for each: battery MW, under
+    ``import_change`` converted as the evaluation converts (:class:`ImportChangeActions`), then caps and floors."""
+    power = None if venv.battery_action == "power" else ImportChangeActions(controller, venv.site, "export")
     obs = venv.reset()
     observed, chosen = [], []
     for _ in range(-(-n_obs // venv.num_envs)):
         action, _ = controller.predict(obs)
         observed.append(obs)
-        chosen.append(physical_setpoints(action, venv.site))
+        chosen.append(physical_setpoints(action if power is None else power.to_power(obs, action), venv.site))
         obs, _, _, _ = venv.step(action)
     return np.concatenate(observed), np.concatenate(chosen)
 
@@ -141,8 +156,9 @@ def safe_action(site: Site) -> tuple[list[float], str]:
     return [0.0] + [cap] * len(p.peak_mw) + [0.0] * len(site.floor_idx), rule
 
 
-def onnx_bytes(graph: PolicyGraph, site: Site) -> bytes:
-    """The traced graph as a checked ONNX model, with a dynamic batch axis."""
+def onnx_bytes(graph: PolicyGraph, site: Site, battery_action: str = "power") -> bytes:
+    """The traced graph as a checked ONNX model, with a dynamic batch axis (``battery_action`` names its first
+    output in the model's doc string)."""
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
@@ -150,8 +166,10 @@ def onnx_bytes(graph: PolicyGraph, site: Site) -> bytes:
                           input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
     model = onnx.load_from_string(buffer.getvalue())
+    first = spaces.battery_action_feature(site.params, battery_action, site.action_features[0])
+    outputs = ", ".join([f"{first.name} ({first.unit})", *site.action_names[1:]])
     model.doc_string = (f"cpm policy for {site.config.id}: scaled observations ({', '.join(site.obs_names)}) -> "
-                        f"physical set-points ({', '.join(site.action_names)}); contract in {SIDECAR_FILE}")
+                        f"physical outputs ({outputs}); contract in {SIDECAR_FILE}")
     onnx.checker.check_model(model)
     return model.SerializeToString()
 
@@ -208,7 +226,8 @@ def shield_section(site: Site, enabled: bool, trained_behind_filter: bool) -> di
     The site model the filter judges by (``site_params``, the one source: :func:`cpm_env.site.params_to_json`
     of the scenario's :class:`cpm_env.site.SiteParams`), the tightening ``margin_mw`` (MW), the contract
     in priority order, the GPU classes and which have a floor action, and the observation entries it
-    decodes (:func:`cpm_env.shield.required_entries`). One-line ValueError where the observation lacks one.
+    decodes (:func:`cpm_env.shield.required_entries`); the ``import_change`` conversion reads the site model
+    and the entries too (:func:`battery_action_section`). One-line ValueError where the observation lacks one.
     """
     entries = required_entries(site.class_names, site.floor_idx)
     missing = [e for e in entries if e not in site.obs_names]
@@ -229,11 +248,32 @@ def shield_section(site: Site, enabled: bool, trained_behind_filter: bool) -> di
     }
 
 
+def battery_action_section(site: Site, battery_action: str) -> dict:
+    """What the graph's first output is (``policy.json``'s ``battery_action``): the battery's set-point itself
+    (``kind`` ``power``: ``actions[0]``), or (``import_change``) the change of the step-mean grid import from
+    last step's, MW, ``graph_output`` with its bounds (+- ``ramp_step_mw``). The runtime turns the latter into
+    the battery's set-point (MW) on the state and step the observation describes, decoded as the safety filter
+    decodes it (``shield.entries``, with the site model ``shield.site_params``, whether or not the filter is on)."""
+    if battery_action == "power":
+        return {"kind": "power"}
+    f = spaces.battery_action_feature(site.params, battery_action, site.action_features[0])
+    return {
+        "kind": battery_action,
+        "graph_output": {"index": 0, "name": f.name, "unit": f.unit, "scale": f.scale, "low": f.low, "high": f.high,
+                         "description": f"{f.description}; = the policy's action in [-1, 1] x scale (the ramp limit "
+                                        "per step, shield.site_params.ramp_step_mw)"},
+        "computed_by": "cpm_env.shield.decode_observation (shield.entries, shield.site_params), then "
+                       "cpm_env.physics.battery_for_import at the graph's caps and floors, import = last step's "
+                       "(grid_import_prev) + graph output 0; clipped to the bounds of actions[0]",
+    }
+
+
 def sidecar(site: Site, run_dir: Path, manifest: dict, model: bytes, shield: bool | None = None) -> dict:
     """The contract of an exported graph: entries, safe action, safety filter (``shield``: on or off; None:
     as the policy was trained), provenance (parity and checksum added later)."""
     cfg = site.config
-    trained_behind_filter = bool(env_options(manifest)["shield"])
+    options = env_options(manifest)
+    trained_behind_filter = bool(options["shield"])
     safe, rule = safe_action(site)
     return {
         "schema_version": SCHEMA_VERSION,
@@ -246,6 +286,7 @@ def sidecar(site: Site, run_dir: Path, manifest: dict, model: bytes, shield: boo
         "safe_action_rule": rule,
         "forecast": forecast_section(cfg),
         "shield": shield_section(site, trained_behind_filter if shield is None else shield, trained_behind_filter),
+        "battery_action": battery_action_section(site, options["battery_action"]),
         "onnx": {
             "file": ONNX_FILE,
             "sha256": sha256_hex(model),
@@ -305,7 +346,11 @@ def _export(run_dir: Path, out: Path, scenario: str, n_obs: int, seed: int, tole
             shield: bool | None) -> dict:
     venv = make_vec(scenario, PARITY_ENVS, seed=seed)
     controller = PPOController(run_dir, venv.site)
-    model = onnx_bytes(PolicyGraph(controller, venv.site).eval(), venv.site)
+    battery_action = env_options(controller.manifest)["battery_action"]
+    if battery_action != "power":  # the parity rollouts are the policy's own: its first action sets the import
+        venv = CpmVecEnv(venv.config, PARITY_ENVS, battery_action=battery_action)
+        venv.seed(seed)
+    model = onnx_bytes(PolicyGraph(controller, venv.site, battery_action).eval(), venv.site, battery_action)
     spec = sidecar(venv.site, run_dir, controller.manifest, model, shield)
     obs, expected = rollout(controller, venv, n_obs)
     spec["parity"] = {"observations": len(obs), "rollout_envs": venv.num_envs, "seed": seed,
