@@ -93,12 +93,11 @@ import onnxruntime as ort
 
 from cpm_env.forecast import forecast_entries, forecast_step_mw
 from cpm_env.ops import NUMPY, SCALAR
-from cpm_env.physics import Exo, action_from_setpoints, battery_for_import, setpoint_columns
+from cpm_env.physics import BATTERY_ACTIONS, Exo, action_from_setpoints, battery_for_import, setpoint_columns
 from cpm_env.shield import CONSTRAINTS, GAVE_UP, Report, decode_observation, required_entries, shield, shield_site
 from cpm_env.site import SiteParams, State, params_from_json
 
 SCHEMA_VERSION = 5  # 2: sealed by checksum.sha256; 3: forecast section; 4: shield section; 5: battery_action section
-BATTERY_ACTIONS = ("power", "import_change")  # what graph output 0 may be (battery_action.kind); both give battery MW
 ONNX_FILE = "policy.onnx"
 SIDECAR_FILE = "policy.json"
 INPUT_DTYPE = "tensor(float)"

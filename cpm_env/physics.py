@@ -145,6 +145,9 @@ def battery_setpoint(p: SiteParams, energy_mwh, setpoint_mw, facility_mw, ops):
     return b
 
 
+BATTERY_ACTIONS = ("power", "import_change")  # what a policy's first action sets (env option battery_action)
+
+
 def battery_for_import(p: SiteParams, s: State, a: Action, x: Exo, import_mw, ops) -> Action:
     """``a`` with its battery set-point (MW, + discharge) replaced by the one that puts the step-mean
     grid import at ``import_mw`` (MW) with the caps and floors ``a`` gets this step (slew included):

@@ -30,7 +30,7 @@ from gymnasium import spaces as gym_spaces
 
 from cpm_env.config import ScenarioConfig
 from cpm_env.forecast import forecast_entries
-from cpm_env.physics import Action, battery_for_import
+from cpm_env.physics import BATTERY_ACTIONS, Action, battery_for_import
 from cpm_env.site import SiteParams, State, swinging_steps
 
 
@@ -45,7 +45,6 @@ class Feature(NamedTuple):
     description: str
 
 
-BATTERY_ACTIONS = ("power", "import_change")  # what the first action entry sets (env option battery_action)
 FACILITY_DEMAND = "facility_demand"  # the entry holding the demand the forecasters read (cpm_env.forecast)
 
 

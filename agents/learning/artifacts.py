@@ -34,7 +34,7 @@ FORMAT, FORMAT_VERSION = "cpm-artifacts", 1
 CONVERT_HINT = "python -m agents.learning.convert"
 # the env's options a policy was trained with, at their defaults; ``shield``: every action passed
 # through the safety filter (cpm_env.shield) before the physics, so the policy acts behind it;
-# ``battery_action``: what its first action entry sets (cpm_env.spaces.BATTERY_ACTIONS)
+# ``battery_action``: what its first action entry sets (cpm_env.physics.BATTERY_ACTIONS)
 ENV_OPTIONS: dict[str, Any] = {"shield": False, "battery_action": "power"}
 
 
