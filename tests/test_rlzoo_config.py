@@ -78,7 +78,8 @@ EXPECTED = {
     "cpm_env/FastRamp-v0": {**BASE, "n_timesteps": 6_000_000, "gamma": 0.999, "eval_freq": 250_000,
                             "policy_kwargs": {"net_arch": [64, 64], "log_std_init": -2.0},
                             "battery_action": "import_change", "init_action": "static_cap"},
-    "cpm_env/NoBattery-v0": {**BASE, "n_timesteps": 10_000_000},
+    "cpm_env/NoBattery-v0": {**BASE, "n_timesteps": 3_000_000, "n_envs": 64, "n_steps": 64, "eval_freq": 250_000,
+                             "shield": True},
     "my-scenario": BASE,  # a scenario file's id without a block: the default block
 }
 
