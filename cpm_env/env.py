@@ -98,9 +98,7 @@ class CpmEnv(gym.Env):
         self.config = self.site.config
         self.params = self.site.params
         self.obs_names = self.site.obs_names
-        self.action_names = [spaces.battery_action_feature(self.params, battery_action,
-                                                           self.site.action_features[0]).name,
-                             *self.site.action_names[1:]]
+        self.action_names = spaces.action_names(self.params, self.site.action_features, battery_action)
         self.observation_space = self.site.observation_space
         self.action_space = self.site.action_space
         self.render_mode = render_mode

@@ -148,6 +148,11 @@ def battery_action_feature(p: SiteParams, battery_action: str, power: Feature) -
                    "rest at the step's caps")
 
 
+def action_names(p: SiteParams, features: list[Feature], battery_action: str) -> list[str]:
+    """The action entries' names under ``battery_action``, from the scenario's ``features``."""
+    return [battery_action_feature(p, battery_action, features[0]).name, *(f.name for f in features[1:])]
+
+
 def to_physical_import(a: list | tuple, p: SiteParams, floor_idx: list[int], s: State, x, ops) -> Action:
     """Actions in [-1, 1] under ``battery_action = "import_change"`` to physical set-points: caps and
     floors as :func:`to_physical`, the battery set-point that moves the import by ``a[0] * ramp_step_mw``."""

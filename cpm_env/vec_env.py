@@ -50,9 +50,7 @@ class CpmVecEnv(VecEnv):
         self.site.episodes.check_batch(n_envs)
         self.config, self.params = self.site.config, self.site.params
         self.obs_names = self.site.obs_names
-        self.action_names = [spaces.battery_action_feature(self.params, battery_action,
-                                                           self.site.action_features[0]).name,
-                             *self.site.action_names[1:]]
+        self.action_names = spaces.action_names(self.params, self.site.action_features, battery_action)
         self.render_mode = None
         self.kpis_in_info = kpis_in_info
         self._rngs: list[np.random.Generator | None] = [None] * n_envs

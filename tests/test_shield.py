@@ -264,7 +264,7 @@ def test_one_site_in_floats_gets_the_batch_answer_bit_for_bit(site, seed, steps,
     batch = shield(p, s, x, proposal)
     for i in range(N_ENVS):
         if kind != "wild":
-            s_i, x_i = decode_observation(p, obs[i], ctrl.entry_index, ctrl.entry_scale, idx)
+            s_i, x_i = decode_observation(p, obs[i], ctrl.telemetry.index, ctrl.telemetry.scale, idx)
             assert (s_i, x_i) == (_rows(s, i), _rows(x, i))  # floats equal to the batch's rows
         s_i, x_i, a_i = _rows(s, i), _rows(x, i), _rows(proposal, i)
         _, out = physics.step(p, s_i, a_i, x_i, NUMPY)

@@ -12,7 +12,10 @@ from typing import Protocol
 
 import numpy as np
 
+from cpm_env.physics import Exo
 from cpm_env.scenario import Site
+from cpm_env.shield import decode_observation, required_entries
+from cpm_env.site import State
 from cpm_env.spaces import from_physical
 
 
@@ -33,6 +36,28 @@ class ObsView:
     def __call__(self, obs: np.ndarray, name: str) -> np.ndarray:
         """Column ``name`` of ``obs`` in physical units (float64)."""
         return obs[:, self.index[name]].astype(np.float64) * self.scale[name]
+
+
+class TelemetryDecoder:
+    """The state and step (arrays over the batch) that observations (N, n_obs) describe, for a wrapper
+    that holds only the observation: :func:`cpm_env.shield.decode_observation` of the entries
+    :func:`cpm_env.shield.required_entries` names (the safety filter's, the import-change conversion's
+    and the exported runtime's decoding). A one-line ValueError, starting with ``where``, if the
+    site's observation lacks one of them (``reader``: what needs them)."""
+
+    def __init__(self, site: Site, where: str, reader: str):
+        entries = required_entries(site.class_names, site.floor_idx)
+        missing = [e for e in entries if e not in site.obs_names]
+        if missing:
+            raise ValueError(f"{where}: its observation lacks {', '.join(missing)} (the {reader} needs "
+                             f"{', '.join(entries)})")
+        view = ObsView(site)
+        self.index = [view.index[e] for e in entries]
+        self.scale = [view.scale[e] for e in entries]
+        self.params, self.floor_idx = site.params, site.floor_idx
+
+    def __call__(self, obs: np.ndarray) -> tuple[State, Exo]:
+        return decode_observation(self.params, obs, self.index, self.scale, self.floor_idx)
 
 
 class RuleController:

@@ -12,26 +12,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.controllers.base import Controller, ObsView
+from agents.controllers.base import Controller, TelemetryDecoder
 from cpm_env import spaces
 from cpm_env.ops import NUMPY
 from cpm_env.scenario import Site
-from cpm_env.shield import decode_observation, required_entries
 
 
 class ImportChangeActions:
     """``inner``'s import-change actions as battery-power actions (float64, in [-1, 1]; see the module doc)."""
 
     def __init__(self, inner: Controller, site: Site, name: str):
-        entries = required_entries(site.class_names, site.floor_idx)
-        missing = [e for e in entries if e not in site.obs_names]
-        if missing:
-            raise ValueError(f"controller {name!r}: trained with battery_action = import_change, but the observation "
-                             f"of {site.config.id} lacks {', '.join(missing)}, which the conversion reads")
+        self.telemetry = TelemetryDecoder(site, f"controller {name!r}: trained with battery_action = import_change, "
+                                          f"it cannot run on {site.config.id}", "conversion")
         self.inner, self.site, self.params = inner, site, site.params
-        view = ObsView(site)
-        self.entry_index = [view.index[e] for e in entries]
-        self.entry_scale = [view.scale[e] for e in entries]
 
     def __getattr__(self, name: str):
         """The inner controller's attributes (its manifest, for one)."""
@@ -50,7 +43,7 @@ class ImportChangeActions:
         a = np.clip(np.array(np.atleast_2d(actions), dtype=np.float64), -1.0, 1.0)
         obs = np.atleast_2d(np.asarray(observation, dtype=np.float32))
         p, floor_idx = self.params, self.site.floor_idx
-        s, x = decode_observation(p, obs, self.entry_index, self.entry_scale, floor_idx)
+        s, x = self.telemetry(obs)
         phys = spaces.to_physical_import([a[:, j] for j in range(a.shape[1])], p, floor_idx, s, x, NUMPY)
         pmax = p.battery_power_mw
         a[:, 0] = np.clip(np.asarray(phys.battery_mw) / pmax, -1.0, 1.0) if pmax > 0 else 0.0

@@ -12,26 +12,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.controllers.base import Controller, ObsView
+from agents.controllers.base import Controller, TelemetryDecoder
 from cpm_env import spaces
 from cpm_env.ops import NUMPY
 from cpm_env.scenario import Site
-from cpm_env.shield import MARGIN_MW, Report, decode_observation, required_entries, shield
+from cpm_env.shield import MARGIN_MW, Report, shield
 
 
 class Shielded:
     """A controller whose actions pass through :func:`cpm_env.shield.shield` (see the module doc)."""
 
     def __init__(self, inner: Controller, site: Site, name: str, margin_mw: float = MARGIN_MW):
-        entries = required_entries(site.class_names, site.floor_idx)
-        missing = [e for e in entries if e not in site.obs_names]
-        if missing:
-            raise ValueError(f"controller {name!r}: +shield cannot apply to {site.config.id}: its observation lacks "
-                             f"{', '.join(missing)} (the filter needs {', '.join(entries)})")
+        self.telemetry = TelemetryDecoder(site, f"controller {name!r}: +shield cannot apply to {site.config.id}",
+                                          "filter")
         self.inner, self.site, self.params, self.margin_mw = inner, site, site.params, margin_mw
-        view = ObsView(site)
-        self.entry_index = [view.index[e] for e in entries]
-        self.entry_scale = [view.scale[e] for e in entries]
         self.last_shield_report: Report | None = None
 
     def __getattr__(self, name: str):
@@ -39,10 +33,6 @@ class Shielded:
         if name == "inner":
             raise AttributeError(name)
         return getattr(self.inner, name)
-
-    def telemetry(self, obs: np.ndarray):
-        """The state and step (arrays over the batch) that observations (N, n_obs) describe."""
-        return decode_observation(self.params, obs, self.entry_index, self.entry_scale, self.site.floor_idx)
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
         actions, state = self.inner.predict(observation, state, episode_start, deterministic)

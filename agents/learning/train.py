@@ -119,10 +119,12 @@ def check_hyperparam(key: str, value: Any, where: str) -> None:
         if value is not None and value not in RULES:
             raise ValueError(f"{where}: {key} = {value!r}: must be null or a rule: {', '.join(sorted(RULES))}")
     elif key == "battery_action":
-        from cpm_env.spaces import BATTERY_ACTIONS
+        from cpm_env.spaces import check_battery_action
 
-        if value not in BATTERY_ACTIONS:
-            raise ValueError(f"{where}: {key} = {value!r}: must be one of {', '.join(BATTERY_ACTIONS)}")
+        try:
+            check_battery_action(value)
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
     elif key == "shield":
         if not isinstance(value, bool):
             raise ValueError(f"{where}: {key} = {value!r}: must be true or false")
