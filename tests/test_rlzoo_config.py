@@ -71,7 +71,8 @@ def test_rl_zoo_and_train_py_use_the_same_hyperparameters(env_id):
 BASE = {"n_envs": 16, "n_timesteps": 2_000_000, "policy": "MlpPolicy", "n_steps": 256, "batch_size": 1024,
         "n_epochs": 5, "learning_rate": 0.0003, "gamma": 0.99, "gae_lambda": 0.95, "clip_range": 0.2,
         "ent_coef": 0.0, "normalize": True, "eval_freq": 500_000, "eval_seeds": "10000-10004",
-        "checkpoint_freq": 100_000, "policy_kwargs": {"net_arch": [64, 64], "log_std_init": -1.5}}
+        "eval_shield": False, "checkpoint_freq": 100_000,
+        "policy_kwargs": {"net_arch": [64, 64], "log_std_init": -1.5}}
 EXPECTED = {
     "cpm_env/DataCenter-v0": {**BASE, "n_timesteps": 10_000_000},
     "cpm_env/DemandResponse-v0": {**BASE, "n_timesteps": 10_000_000},

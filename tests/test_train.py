@@ -114,6 +114,25 @@ def test_shielded_run_trains_evaluates_and_deploys_behind_the_filter(tmp_path, s
     assert not isinstance(make_controller(f"ppo:{plain}", site), Shielded)
 
 
+def test_eval_shield_chooses_best_behind_the_filter_while_training_without(tmp_path, short_yml, monkeypatch):
+    from agents.controllers.shielded import Shielded
+    from agents.evaluation.runner import make_controller
+    from agents.learning import train as training
+    from cpm_env.scenario import Site
+
+    built = []
+    real = training.CpmVecEnv
+    monkeypatch.setattr(training, "CpmVecEnv", lambda *a, **k: built.append(k) or real(*a, **k))
+    run = tmp_path / "run"
+    assert train.main(["--scenario", short_yml, "--timesteps", "128", "--run-dir", str(run)] + TINY
+                      + ["eval_shield:True"]) == 0
+    assert built == [{"shield": True, "battery_action": "power"}]  # the evaluation env filters ...
+    assert check_artifacts(run / "best")["env_options"]["shield"] is False  # ... the policy learned without
+    assert not isinstance(make_controller(f"ppo:{run}", Site(short_yml)), Shielded)  # runs as it learned
+    assert train.main(["--scenario", short_yml, "--run-dir", str(tmp_path / "bad")] + TINY + ["eval_shield:1"]) == 2
+    assert not (tmp_path / "bad").exists()
+
+
 def test_killed_run_resumes_to_its_total(tmp_path, short_yml):
     run, total = tmp_path / "run", 10_000
     cmd = [sys.executable, str(ROOT / "train.py"), "--scenario", short_yml, "--timesteps", str(total),
