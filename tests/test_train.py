@@ -1,6 +1,7 @@
 """train.py: hyperparameter handling, run dir, seeded determinism, evaluation, resume, Optuna."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -112,6 +113,23 @@ def test_shielded_run_trains_evaluates_and_deploys_behind_the_filter(tmp_path, s
     assert train.main(["--scenario", short_yml, "--timesteps", "128", "--run-dir", str(plain)] + TINY) == 0
     assert check_artifacts(plain)["env_options"] == {"shield": False, "battery_action": "power"}
     assert not isinstance(make_controller(f"ppo:{plain}", site), Shielded)
+
+
+def test_linear_schedules_as_rl_zoo_writes_them(tmp_path, short_yml):
+    from agents.learning.train import ppo_arguments
+
+    hp = load_hyperparams("cpm_env/DataCenter-v0", ["learning_rate:lin_3e-4", "clip_range:lin_0.2"])
+    kwargs = ppo_arguments(hp)
+    assert kwargs["learning_rate"](1.0) == pytest.approx(3e-4) and kwargs["learning_rate"](0.25) == pytest.approx(7.5e-5)
+    assert kwargs["clip_range"](0.5) == pytest.approx(0.1)
+    for bad in ("lin_", "lin_x", "lin_-1e-4", "lin_nan", "exp_3e-4"):
+        with pytest.raises(ValueError, match=rf"learning_rate = '{re.escape(bad)}': must be a number or lin_<start>"):
+            load_hyperparams("cpm_env/DataCenter-v0", [f"learning_rate:{bad}"])
+    run = tmp_path / "run"
+    assert train.main(["--scenario", short_yml, "--timesteps", "256", "--run-dir", str(run)] + TINY
+                      + ["learning_rate:lin_1e-3"]) == 0
+    model = PPO.load(run / "model.zip", device="cpu")
+    assert model.policy.optimizer.param_groups[0]["lr"] < 1e-3 / 2  # the rate fell over the run
 
 
 def test_eval_shield_chooses_best_behind_the_filter_while_training_without(tmp_path, short_yml, monkeypatch):

@@ -86,6 +86,7 @@ FLOAT_RANGES = {"learning_rate": (0.0, None), "gamma": (0.0, 1.0), "gae_lambda":
                 "ent_coef": (0.0, None), "vf_coef": (0.0, None), "max_grad_norm": (0.0, None),
                 "target_kl": (0.0, None)}
 BOOL_KEYS = {"normalize", "use_sde", "normalize_advantage"}
+SCHEDULE_KEYS = {"learning_rate", "clip_range"}  # also RL Zoo's "lin_<start>": linear from start to 0
 # ActorCriticPolicy's arguments that plain values can set (and policy_spec.json can store)
 POLICY_KWARGS = {"net_arch", "ortho_init", "log_std_init", "full_std", "use_expln", "share_features_extractor",
                  "optimizer_kwargs"}
@@ -96,6 +97,11 @@ def check_hyperparam(key: str, value: Any, where: str) -> None:
     if key in INT_KEYS:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{where}: {key} = {value!r}: must be an integer >= 1")
+    elif key in SCHEDULE_KEYS and isinstance(value, str):
+        start = _linear_start(value)
+        if start is None or not math.isfinite(start) or start <= 0:
+            raise ValueError(f"{where}: {key} = {value!r}: must be a number or lin_<start> (RL Zoo's linear "
+                             "schedule to 0, e.g. lin_3e-4), start > 0")
     elif key in FLOAT_RANGES:
         low, high = FLOAT_RANGES[key]
         if key == "target_kl" and value is None:
@@ -131,6 +137,37 @@ def check_hyperparam(key: str, value: Any, where: str) -> None:
     elif key == "policy":
         if value != "MlpPolicy":
             raise ValueError(f"{where}: {key} = {value!r}: only 'MlpPolicy' is supported")
+
+
+def _linear_start(text: str) -> float | None:
+    """The start of RL Zoo's ``lin_<start>`` schedule, or None if ``text`` is not one."""
+    if not text.startswith("lin_"):
+        return None
+    try:
+        return float(text[4:])
+    except ValueError:
+        return None
+
+
+def ppo_arguments(hp: dict[str, Any]) -> dict[str, Any]:
+    """PPO's constructor arguments from ``hp``: RL Zoo's ``lin_<start>`` (learning rate, clip range) becomes
+    SB3's schedule, ``start x progress_remaining`` (1 at the start of training, 0 at its end)."""
+    kwargs = {k: v for k, v in hp.items() if k in PPO_KEYS}
+    for key in SCHEDULE_KEYS & kwargs.keys():
+        start = _linear_start(kwargs[key]) if isinstance(kwargs[key], str) else None
+        if start is not None:
+            kwargs[key] = _LinearSchedule(start)
+    return kwargs
+
+
+class _LinearSchedule:
+    """``start`` times SB3's ``progress_remaining`` (1 -> 0 over training); a class, so it pickles by reference."""
+
+    def __init__(self, start: float):
+        self.start = start
+
+    def __call__(self, progress_remaining: float) -> float:
+        return self.start * progress_remaining
 
 
 def run_hyperparams(scenario_id: str, overrides: list[str] | None, n_envs: int | None, timesteps: int | None,
@@ -190,7 +227,7 @@ def train(venv: CpmVecEnv, hp: dict[str, Any], timesteps: int, seed: int, run_di
     built before anything is written, so a constructor error leaves no run dir.
     """
     torch.set_num_threads(1)  # SB3's small MLPs run slower with more threads than this machine's cores
-    kwargs = {k: v for k, v in hp.items() if k in PPO_KEYS}
+    kwargs = ppo_arguments(hp)
     env = VecNormalize(venv, gamma=kwargs.get("gamma", 0.99)) if hp.get("normalize", True) else venv
     model = PPO(hp.get("policy", "MlpPolicy"), env, seed=seed, device="cpu", verbose=0,
                 tensorboard_log=str(run_dir / "tb"), **kwargs)
