@@ -120,7 +120,8 @@ def test_linear_schedules_as_rl_zoo_writes_them(tmp_path, short_yml):
 
     hp = load_hyperparams("cpm_env/DataCenter-v0", ["learning_rate:lin_3e-4", "clip_range:lin_0.2"])
     kwargs = ppo_arguments(hp)
-    assert kwargs["learning_rate"](1.0) == pytest.approx(3e-4) and kwargs["learning_rate"](0.25) == pytest.approx(7.5e-5)
+    rate = kwargs["learning_rate"]
+    assert rate(1.0) == pytest.approx(3e-4) and rate(0.25) == pytest.approx(7.5e-5)
     assert kwargs["clip_range"](0.5) == pytest.approx(0.1)
     for bad in ("lin_", "lin_x", "lin_-1e-4", "lin_nan", "exp_3e-4"):
         with pytest.raises(ValueError, match=rf"learning_rate = '{re.escape(bad)}': must be a number or lin_<start>"):
