@@ -394,10 +394,11 @@ def _search_site(p: SiteParams, s: State, x: Exo, b0: float, caps: tuple, fac: f
     if not _caps_stand_apart(p, s, caps, fac, margin_mw):
         return None
     cands, b_lo, b_hi = _battery_setpoints(p, s, x, fac, swing, b0, margin_mw, SCALAR)
-    low, high = SCALAR.maximum, SCALAR.minimum  # np.clip's order, so signed zeros come out the same
-    batt = [high(low(b if -math.inf < b < math.inf else b_lo, b_lo), b_hi) for b in cands]
+    # as _battery_candidates: not finite -> b_lo, then np.clip's min(max(b, b_lo), b_hi) with numpy's ties
+    batt = [b_hi if not t < b_hi else t for t in (b if b_lo < b < math.inf else b_lo for b in cands)]
+    distance = [abs(b - b0) for b in batt]
     failed = set()  # many candidates are the same set-point (a range end): judge each value once
-    for i in sorted(range(len(batt)), key=lambda i: abs(batt[i] - b0)):  # a stable sort: ties in candidate order
+    for i in sorted(range(len(batt)), key=distance.__getitem__):  # a stable sort: ties in candidate order
         b = batt[i]
         if b not in failed:
             if _site_meets(p, s, x, fac, swing, b, margin_mw)[1]:
@@ -465,13 +466,13 @@ def _site_answer(p: SiteParams, a: Action, b0: float, caps: tuple, battery: floa
     """:func:`_shield_arrays`' answer (0-d arrays) for one site whose search kept the realized caps ``caps``
     and chose ``battery`` (MW; the realized proposal's battery: ``b0``), meeting the whole contract."""
     d_battery = battery - b0
-    d_caps = tuple(c - c for c in caps)  # the chosen caps minus the realized ones, as the numpy path subtracts
+    d_caps = [c - c for c in caps]  # the chosen caps minus the realized ones, as the numpy path subtracts
     intervened = d_battery != 0
-    delta = abs(d_battery) + sum(pk * abs(dc) for pk, dc in zip(p.peak_mw, d_caps))
+    delta = abs(d_battery) + sum([pk * abs(dc) for pk, dc in zip(p.peak_mw, d_caps)])
     safe = Action(np.array(battery if intervened else a.battery_mw),
-                  tuple(np.array(c if intervened else c_proposed) for c, c_proposed in zip(caps, a.caps)),
-                  tuple(np.array(f) for f in a.floors))
-    report = Report(np.array(intervened), np.array(d_battery), tuple(np.array(dc) for dc in d_caps),
+                  tuple([np.array(c) for c in (caps if intervened else a.caps)]),
+                  tuple([np.array(f) for f in a.floors]))
+    report = Report(np.array(intervened), np.array(d_battery), tuple([np.array(dc) for dc in d_caps]),
                     np.array(delta), np.array(0))
     return safe, report
 
