@@ -38,9 +38,12 @@ important constraint given up (:data:`GAVE_UP`). Floors are kept as proposed.
 
 Fast path: a single site given as plain floats (the single env, the exported runtime) is first judged
 with the physics' scalar backend (:data:`cpm_env.ops.SCALAR`, bitwise the numpy one's on such inputs:
-:func:`proposal_meets_contract`); only a proposal that breaks the contract runs the numpy search, so
-the result is the same as for a batch of one. :func:`shield_site` is that path for a control loop
-that already holds validated floats: it builds no arrays where the proposal passes.
+:func:`proposal_meets_contract`). A proposal that breaks the contract goes to a scalar search where a
+battery candidate at the proposal's caps meets the whole contract and no other cap candidate can tie
+with them in cost (:func:`_search_site`: the same candidates, judged in order of battery move, the
+first that meets the contract wins); elsewhere the numpy search runs. The result is the same as for a
+batch of one, bit for bit. :func:`shield_site` is that path for a control loop that already holds
+validated floats: it builds no arrays where the proposal passes.
 
 A controller that holds only the observation vector decodes it with :func:`decode_observation` (the
 entries :func:`required_entries` names), as ``NAME+shield`` in evaluation and the exported runtime do.
@@ -365,11 +368,11 @@ def _site_meets(p: SiteParams, s: State, x: Exo, fac: float, swing: float, batte
 
 def _caps_stand_apart(p: SiteParams, s: State, caps: tuple, fac: float, margin_mw: float) -> bool:
     """Whether every cap candidate of :func:`_cap_candidates` for one site (plain floats) other than the
-    proposal's realized ``caps`` themselves costs more than ``_EPS`` (MW at TDP) of cap move: each class's
-    reachable ends are the caps or more than ``_NEAR_MW`` away, and (where a cap can move) the facility
-    mean ``fac`` is more than ``_NEAR_MW`` from each ramp target of :func:`_ramp_roots`. The facility mean
-    moves at most PUE x the cap move (MW at TDP) along a uniform move, so a ramp root costs at least
-    ``_NEAR_MW`` / PUE."""
+    proposal's realized ``caps`` themselves (those repeat its battery candidates behind it, so never win a
+    tie) costs more than ``_EPS`` (MW at TDP) of cap move: each class's reachable ends are the caps or more
+    than ``_NEAR_MW`` away, and (where a cap can move) the facility mean ``fac`` is more than PUE x
+    ``_NEAR_MW`` from each ramp target of :func:`_ramp_roots`. Along a uniform move the facility mean moves
+    at most PUE x the cap move (MW at TDP), so a ramp root then costs at least ``_NEAR_MW``."""
     moves = False
     for k, peak in enumerate(p.peak_mw):
         for target in (0.0, 2.0):  # the lowest and highest reachable cap, as _reachable_caps
@@ -381,7 +384,7 @@ def _caps_stand_apart(p: SiteParams, s: State, caps: tuple, fac: float, margin_m
         return True
     pmax, ramp = p.battery_power_mw, p.ramp_step_mw - min(margin_mw, 0.5 * p.ramp_step_mw)
     ends = [physics.battery_setpoint(p, s.energy_mwh, b, math.inf, SCALAR) for b in (-pmax, pmax)]
-    return all(abs(fac - (s.import_mw + bound + b)) > _NEAR_MW for bound in (-ramp, ramp) for b in ends)
+    return all(abs(fac - (s.import_mw + bound + b)) > p.pue * _NEAR_MW for bound in (-ramp, ramp) for b in ends)
 
 
 def _search_site(p: SiteParams, s: State, x: Exo, b0: float, caps: tuple, fac: float, swing: float,
