@@ -38,6 +38,14 @@ def _s_interp(x, xs, ys):
     return slope * (x - xs[j]) + ys[j]
 
 
+def _s_divide(a, b):
+    """``a / b``, with IEEE 754's answer (numpy's, without the warning) where ``b`` is zero: +-inf, or NaN."""
+    if b != 0.0:  # NaN included
+        return a / b
+    return math.nan if a == 0.0 or a != a else math.copysign(math.inf, a) * math.copysign(1.0, b)
+
+
 NUMPY = SimpleNamespace(minimum=np.minimum, maximum=np.maximum, where=np.where, abs=np.abs, interp=np.interp,
-                        inf=np.inf)
-SCALAR = SimpleNamespace(minimum=_s_min, maximum=_s_max, where=_s_where, abs=abs, interp=_s_interp, inf=math.inf)
+                        divide=np.divide, inf=np.inf, nan=np.nan)
+SCALAR = SimpleNamespace(minimum=_s_min, maximum=_s_max, where=_s_where, abs=abs, interp=_s_interp, divide=_s_divide,
+                         inf=math.inf, nan=math.nan)

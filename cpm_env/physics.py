@@ -101,20 +101,26 @@ class _Levers(NamedTuple):
     demanded: Scalar
 
 
-def _gpu_levers(p: SiteParams, s: State, a: Action, x: Exo, ops) -> _Levers:
-    """Caps clip the high level, floors raise the low level (burning energy), both slew-limited."""
+def realized_cap(p: SiteParams, k: int, cap_in_force, target, ops):
+    """The cap (fraction of TDP) class ``k`` gets this step for set-point ``target``: within [cap_min, 1] and,
+    where it can bind, the slew limit around the cap in force."""
+    c = _clip(target, p.cap_min[k], 1.0, ops)
+    if p.cap_step[k] < 1.0 - p.cap_min[k]:  # the slew limit can bind within one step
+        c = _clip(c, ops.maximum(p.cap_min[k], cap_in_force - p.cap_step[k]),
+                  ops.minimum(1.0, cap_in_force + p.cap_step[k]), ops)
+    return c
+
+
+def _it_levels(p: SiteParams, s: State, a: Action, x: Exo, ops) -> tuple:
+    """What the caps and floors do to IT power this step: (caps, floors, per-class high-phase power y, then
+    summed over classes the high-phase, low-phase and mean IT power and the IT power burned by floors)."""
     d = x.duty
     d_lo = 1.0 - d
-    caps, floors = [], []
-    demanded: Scalar
-    it_hi = it_lo = it_mean = burn_it = compute = demanded = 0.0
+    caps, floors, highs = [], [], []
+    it_hi = it_lo = it_mean = burn_it = 0.0
     for k, peak in enumerate(p.peak_mw):
-        c = _clip(a.caps[k], p.cap_min[k], 1.0, ops)
-        if p.cap_step[k] < 1.0 - p.cap_min[k]:  # the slew limit can bind within one step
-            c = _clip(c, ops.maximum(p.cap_min[k], s.caps[k] - p.cap_step[k]),
-                      ops.minimum(1.0, s.caps[k] + p.cap_step[k]), ops)
-        h = x.high_mw[k]
-        y = ops.minimum(h, c * peak)
+        c = realized_cap(p, k, s.caps[k], a.caps[k], ops)
+        y = ops.minimum(x.high_mw[k], c * peak)
         lo = ops.minimum(x.low_mw[k], y)
         f = s.floors[k]
         if p.floor_max[k] > 0.0:
@@ -126,12 +132,36 @@ def _gpu_levers(p: SiteParams, s: State, a: Action, x: Exo, ops) -> _Levers:
         it_hi = it_hi + y
         it_lo = it_lo + lo
         it_mean = it_mean + d * y + d_lo * lo
-        g = ops.interp(y / peak, p.curve_x[k], p.curve_y[k])
-        compute = compute + ops.where(y >= h, x.work[k], x.work_per_throughput[k] * g)
-        demanded = demanded + x.work[k]
         caps.append(c)
         floors.append(f)
-    return _Levers(tuple(caps), tuple(floors), it_hi, it_lo, it_mean, burn_it, compute, demanded)
+        highs.append(y)
+    return tuple(caps), tuple(floors), highs, it_hi, it_lo, it_mean, burn_it
+
+
+def _gpu_levers(p: SiteParams, s: State, a: Action, x: Exo, ops) -> _Levers:
+    """Caps clip the high level, floors raise the low level (burning energy), both slew-limited."""
+    caps, floors, highs, it_hi, it_lo, it_mean, burn_it = _it_levels(p, s, a, x, ops)
+    demanded: Scalar
+    compute = demanded = 0.0
+    for k, peak in enumerate(p.peak_mw):
+        y = highs[k]
+        g = ops.interp(y / peak, p.curve_x[k], p.curve_y[k])
+        compute = compute + ops.where(y >= x.high_mw[k], x.work[k], x.work_per_throughput[k] * g)
+        demanded = demanded + x.work[k]
+    return _Levers(caps, floors, it_hi, it_lo, it_mean, burn_it, compute, demanded)
+
+
+def _facility(p: SiteParams, it_hi, it_lo, it_mean, duty, ops) -> tuple:
+    """The facility's mean power and its intra-step swing (MW) from the IT power: PUE scales the mean; cooling
+    does not follow 0.2-3 Hz swings, so the swing is IT only."""
+    return p.pue * it_mean, ops.where(swinging_steps(duty), it_hi - it_lo, 0.0)
+
+
+def facility_power(p: SiteParams, s: State, a: Action, x: Exo, ops) -> tuple:
+    """(caps realized per class, facility mean MW, facility swing MW) of set-points ``a`` this step, as
+    :func:`step` computes them (without the compute the caps deliver)."""
+    caps, _, _, it_hi, it_lo, it_mean, _ = _it_levels(p, s, a, x, ops)
+    return (caps, *_facility(p, it_hi, it_lo, it_mean, x.duty, ops))
 
 
 def battery_setpoint(p: SiteParams, energy_mwh, setpoint_mw, facility_mw, ops):
@@ -153,8 +183,8 @@ def battery_for_import(p: SiteParams, s: State, a: Action, x: Exo, import_mw, op
     grid import at ``import_mw`` (MW) with the caps and floors ``a`` gets this step (slew included):
     the facility's mean power minus ``import_mw``. :func:`step` still applies the battery's power,
     energy and export limits, so where they bind the import lands elsewhere."""
-    gpu = _gpu_levers(p, s, a, x, ops)
-    return Action(p.pue * gpu.it_mean - import_mw, a.caps, a.floors)
+    _, facility_mw, _ = facility_power(p, s, a, x, ops)
+    return Action(facility_mw - import_mw, a.caps, a.floors)
 
 
 def smoothing_limits(p: SiteParams, energy_mwh, battery_mw, swing_mw, duty, ops) -> tuple:
@@ -174,20 +204,33 @@ def smoothing_limits(p: SiteParams, energy_mwh, battery_mw, swing_mw, duty, ops)
     return swing_mw, u_discharge, u_charge, u_energy
 
 
+def battery_at_meter(p: SiteParams, energy_mwh, setpoint_mw, facility_mw, swing_mw, duty, ops) -> tuple:
+    """(net battery power MW as realized, swing MW the inner loop smooths) for set-point ``setpoint_mw`` at a
+    facility mean ``facility_mw`` and swing ``swing_mw``: :func:`battery_setpoint`, then as much of the swing
+    as :func:`smoothing_limits` allow."""
+    b = battery_setpoint(p, energy_mwh, setpoint_mw, facility_mw, ops)
+    want, u_discharge, u_charge, u_energy = smoothing_limits(p, energy_mwh, b, swing_mw, duty, ops)
+    return b, ops.maximum(ops.minimum(ops.minimum(want, ops.minimum(u_discharge, u_charge)), u_energy), 0.0)
+
+
+def grid_import(facility_mw, battery_mw, swing_mw, smoothed_mw, duty) -> tuple:
+    """(step-mean, high-phase and low-phase grid import, residual swing at the meter), MW, for a facility mean
+    and swing, the battery's net power and the swing it smooths."""
+    g_mean = facility_mw - battery_mw
+    resid = swing_mw - smoothed_mw
+    return g_mean, g_mean + (1.0 - duty) * resid, g_mean - duty * resid, resid
+
+
 def step(p: SiteParams, s: State, a: Action, x: Exo, ops) -> tuple[State, Outputs]:
     """Advance one control step. Pure: returns the new state and the step's outputs."""
     dt_h, d = p.dt_h, x.duty
     d_lo = 1.0 - d
     gpu = _gpu_levers(p, s, a, x, ops)
-    fac_mean = p.pue * gpu.it_mean
-    # Cooling does not follow 0.2-3 Hz swings: PUE scales the mean, the swing is IT only.
-    swing = ops.where(swinging_steps(d), gpu.it_hi - gpu.it_lo, 0.0)
+    fac_mean, swing = _facility(p, gpu.it_hi, gpu.it_lo, gpu.it_mean, d, ops)
 
     # Battery: the realized set-point, then the inner loop absorbs what swing it can.
     e, eta_c, eta_d = s.energy_mwh, p.eta_charge, p.eta_discharge
-    b = battery_setpoint(p, e, a.battery_mw, fac_mean, ops)
-    want, u_discharge, u_charge, u_energy = smoothing_limits(p, e, b, swing, d, ops)
-    u = ops.maximum(ops.minimum(ops.minimum(want, ops.minimum(u_discharge, u_charge)), u_energy), 0.0)
+    b, u = battery_at_meter(p, e, a.battery_mw, fac_mean, swing, d, ops)
     p_hi = b + d_lo * u
     p_lo = b - d * u
     dis = d * ops.maximum(p_hi, 0.0) + d_lo * ops.maximum(p_lo, 0.0)  # MW, step mean
@@ -197,10 +240,7 @@ def step(p: SiteParams, s: State, a: Action, x: Exo, ops) -> tuple[State, Output
     discharged, charged = dis * dt_h, chg * dt_h
 
     # Grid: mean import, what the battery did not smooth, and the contract's violations.
-    g_mean = fac_mean - b
-    resid = swing - u
-    g_hi = g_mean + d_lo * resid
-    g_lo = g_mean - d * resid
+    g_mean, g_hi, g_lo, resid = grid_import(fac_mean, b, swing, u, d)
     lim = x.limit_mw
     over_hi = ops.maximum(g_hi - lim, 0.0)
     over_mwh = dt_h * (d * over_hi + d_lo * ops.maximum(g_lo - lim, 0.0))

@@ -38,9 +38,12 @@ important constraint given up (:data:`GAVE_UP`). Floors are kept as proposed.
 
 Fast path: a single site given as plain floats (the single env, the exported runtime) is first judged
 with the physics' scalar backend (:data:`cpm_env.ops.SCALAR`, bitwise the numpy one's on such inputs:
-:func:`proposal_meets_contract`); only a proposal that breaks the contract runs the numpy search, so
-the result is the same as for a batch of one. :func:`shield_site` is that path for a control loop
-that already holds validated floats: it builds no arrays where the proposal passes.
+:func:`proposal_meets_contract`). A proposal that breaks the contract goes to a scalar search where a
+battery candidate at the proposal's caps meets the whole contract and no other cap candidate can tie
+with them in cost (:func:`_search_site`: the same candidates, judged in order of battery move, the
+first that meets the contract wins); elsewhere the numpy search runs. The result is the same as for a
+batch of one, bit for bit. :func:`shield_site` is that path for a control loop that already holds
+validated floats: it builds no arrays where the proposal passes.
 
 A controller that holds only the observation vector decodes it with :func:`decode_observation` (the
 entries :func:`required_entries` names), as ``NAME+shield`` in evaluation and the exported runtime do.
@@ -52,6 +55,7 @@ site model and the physics (a controller host runs it without gymnasium or PyYAM
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -71,6 +75,9 @@ CAP_STEPS = 16  # uniform cap moves per direction
 ZOOM_ROUNDS, ZOOM_POINTS, ZOOM_WIDTH, ZOOM_SHRINK = 5, 9, 0.5, 0.3
 _EPS = 1e-9  # MW: an excess up to this counts as met (rounding of the closed-form roots)
 _TINY = 1e-12
+# MW: a cap candidate within this of the proposal's caps in cost, or a facility mean within this of a ramp
+# target, might tie with the proposal's caps within _EPS: the scalar search leaves such a site to the numpy one
+_NEAR_MW = 1e-6
 # The fast path takes floats up to this magnitude (any real telemetry): no intermediate of the physics
 # then overflows to inf and on to NaN, where the scalar backend's min/max would differ from numpy's.
 _FAST_MAX = 1e100
@@ -139,9 +146,16 @@ def contract_terms(p: SiteParams, s: State, out: Outputs, margin_mw: float, ops)
     """Excess (MW) of a step's outputs over each tightened threshold, in :data:`CONSTRAINTS` order
     (floats or arrays, as the outputs, with the matching ``ops`` backend); the constraint is met where
     the excess is at most ``_EPS``."""
-    return (out.grid_import_peak_mw - out.grid_limit_mw + margin_mw,
-            ops.abs(out.grid_import_mw - s.import_mw) - p.ramp_step_mw + min(margin_mw, 0.5 * p.ramp_step_mw),
-            out.residual_swing_mw - p.swing_band_mw + min(margin_mw, 0.5 * p.swing_band_mw))
+    return _excess(p, s.import_mw, out.grid_limit_mw, out.grid_import_mw, out.grid_import_peak_mw,
+                   out.residual_swing_mw, margin_mw, ops)
+
+
+def _excess(p: SiteParams, import_prev_mw, limit_mw, import_mw, peak_import_mw, residual_mw, margin_mw: float,
+            ops) -> tuple:
+    """:func:`contract_terms` of the step-mean and high-phase import, the limit and the residual swing (MW)."""
+    return (peak_import_mw - limit_mw + margin_mw,
+            ops.abs(import_mw - import_prev_mw) - p.ramp_step_mw + min(margin_mw, 0.5 * p.ramp_step_mw),
+            residual_mw - p.swing_band_mw + min(margin_mw, 0.5 * p.swing_band_mw))
 
 
 def contract_excess(p: SiteParams, s: State, out: Outputs, margin_mw: float = MARGIN_MW) -> np.ndarray:
@@ -218,34 +232,43 @@ def _cap_candidates(p: SiteParams, s: State, x: Exo, floors: tuple, cap0: tuple,
     return tuple(cols), lo, hi
 
 
-def _battery_candidates(p: SiteParams, s: State, x: Exo, fac, swing, b_ref, margin_mw: float) -> np.ndarray:
-    """Battery set-points (MW, last axis) that include every end of the feasible set of each
-    constraint, for facility mean ``fac`` and IT swing ``swing`` (MW): the realizable range's ends,
-    ``b_ref``, the roots of each constraint on each linear piece of the inner loop's smoothing
-    (:func:`cpm_env.physics.smoothing_limits`) and the pieces' breakpoints; all inside the range."""
+def _battery_setpoints(p: SiteParams, s: State, x: Exo, fac, swing, b_ref, margin_mw: float, ops) -> tuple:
+    """(candidates, lowest, highest realizable battery set-point): set-points (MW) that include every end of
+    the feasible set of each constraint, for facility mean ``fac`` and IT swing ``swing`` (MW): the
+    realizable range's ends, ``b_ref``, the roots of each constraint on each linear piece of the inner
+    loop's smoothing (:func:`cpm_env.physics.smoothing_limits`) and the pieces' breakpoints; some not
+    finite, or outside the range (floats or arrays, with the matching ``ops``; numpy under an errstate
+    that ignores division by zero)."""
     e, d = s.energy_mwh, x.duty
     d_lo, pmax = 1.0 - d, p.battery_power_mw
-    b_lo = physics.battery_setpoint(p, e, -pmax, fac, NUMPY)
-    b_hi = physics.battery_setpoint(p, e, pmax, fac, NUMPY)
-    d_hi_safe, d_lo_safe = np.maximum(d, _TINY), np.maximum(d_lo, _TINY)
+    b_lo = physics.battery_setpoint(p, e, -pmax, fac, ops)
+    b_hi = physics.battery_setpoint(p, e, pmax, fac, ops)
+    d_hi_safe, d_lo_safe = ops.maximum(d, _TINY), ops.maximum(d_lo, _TINY)
     loss_slope = d * d_lo * (1.0 / p.eta_discharge - p.eta_charge)
-    ls_safe = np.maximum(loss_slope, _TINY)
+    ls_safe = ops.maximum(loss_slope, _TINY)
     has_energy_piece = loss_slope > _TINY
     # smoothing u(b) = max(min(pieces), 0), piece i = alpha_i + beta_i * b
     alpha = [0.0 * d, swing, pmax / d_lo_safe, pmax / d_hi_safe,
-             np.where(has_energy_piece, (e - p.energy_min_mwh) / p.dt_h / ls_safe, np.nan)]
+             ops.where(has_energy_piece, (e - p.energy_min_mwh) / p.dt_h / ls_safe, ops.nan)]
     beta = [0.0 * d, 0.0 * d, -1.0 / d_lo_safe, 1.0 / d_hi_safe,
-            np.where(has_energy_piece, -(d / p.eta_discharge + d_lo * p.eta_charge) / ls_safe, np.nan)]
+            ops.where(has_energy_piece, -(d / p.eta_discharge + d_lo * p.eta_charge) / ls_safe, ops.nan)]
     ramp = p.ramp_step_mw - min(margin_mw, 0.5 * p.ramp_step_mw)
     band_need = swing - (p.swing_band_mw - min(margin_mw, 0.5 * p.swing_band_mw))  # u must reach this
     limit_need = fac + d_lo * swing - (x.limit_mw - margin_mw)  # b + d_lo * u must reach this
     cands = [b_lo, b_hi, b_ref, fac - s.import_mw - ramp, fac - s.import_mw + ramp]
+    for i, j in itertools.combinations(range(len(alpha)), 2):
+        cands.append(ops.divide(alpha[j] - alpha[i], beta[i] - beta[j]))
+    for a_i, b_i in zip(alpha, beta):
+        cands.append(ops.divide(band_need - a_i, b_i))
+        cands.append(ops.divide(limit_need - d_lo * a_i, 1.0 + d_lo * b_i))
+    return cands, b_lo, b_hi
+
+
+def _battery_candidates(p: SiteParams, s: State, x: Exo, fac, swing, b_ref, margin_mw: float) -> np.ndarray:
+    """:func:`_battery_setpoints` of arrays on the last axis, each not finite one replaced by the lowest,
+    all clipped into the realizable range."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        for i, j in itertools.combinations(range(len(alpha)), 2):
-            cands.append((alpha[j] - alpha[i]) / (beta[i] - beta[j]))
-        for a_i, b_i in zip(alpha, beta):
-            cands.append((band_need - a_i) / b_i)
-            cands.append((limit_need - d_lo * a_i) / (1.0 + d_lo * b_i))
+        cands, b_lo, b_hi = _battery_setpoints(p, s, x, fac, swing, b_ref, margin_mw, NUMPY)
     out = np.stack(np.broadcast_arrays(*cands), axis=-1)
     b_lo, b_hi = np.asarray(b_lo)[..., None], np.asarray(b_hi)[..., None]
     return np.clip(np.where(np.isfinite(out), out, b_lo), b_lo, b_hi)
@@ -326,10 +349,65 @@ def _search(p: SiteParams, s: State, x: Exo, floors: tuple, b0, cap0: tuple,
 
 def proposal_meets_contract(p: SiteParams, s: State, x: Exo, a: Action, margin_mw: float = MARGIN_MW) -> bool:
     """Whether one site's proposal ``a`` (set-points as the physics takes them) keeps the coming step inside
-    the tightened contract, judged by :func:`cpm_env.physics.step` on the scalar backend: every value a
-    plain float of magnitude at most ``_FAST_MAX`` (as :func:`shield`'s fast path checks first)."""
-    _, out = physics.step(p, s, a, x, SCALAR)
-    return all(e <= _EPS for e in contract_terms(p, s, out, margin_mw, SCALAR))
+    the tightened contract, judged by the physics (:func:`cpm_env.physics.step`'s parts) on the scalar
+    backend: every value a plain float of magnitude at most ``_FAST_MAX`` (as :func:`shield`'s fast path
+    checks first)."""
+    _, fac, swing = physics.facility_power(p, s, a, x, SCALAR)
+    return _site_meets(p, s, x, fac, swing, a.battery_mw, margin_mw)[1]
+
+
+def _site_meets(p: SiteParams, s: State, x: Exo, fac: float, swing: float, battery_mw: Scalar,
+                margin_mw: float) -> tuple[float, bool]:
+    """(battery MW as realized, whether the step meets the whole tightened contract) for one site in plain
+    floats at facility mean ``fac`` and swing ``swing`` (MW) with battery set-point ``battery_mw``."""
+    b, u = physics.battery_at_meter(p, s.energy_mwh, battery_mw, fac, swing, x.duty, SCALAR)
+    g_mean, g_hi, _, resid = physics.grid_import(fac, b, swing, u, x.duty)
+    e_limit, e_ramp, e_band = _excess(p, s.import_mw, x.limit_mw, g_mean, g_hi, resid, margin_mw, SCALAR)
+    return b, e_limit <= _EPS and e_ramp <= _EPS and e_band <= _EPS
+
+
+def _caps_stand_apart(p: SiteParams, s: State, caps: tuple, fac: float, margin_mw: float) -> bool:
+    """Whether every cap candidate of :func:`_cap_candidates` for one site (plain floats) other than the
+    proposal's realized ``caps`` themselves (those repeat its battery candidates behind it, so never win a
+    tie) costs more than ``_EPS`` (MW at TDP) of cap move: each class's reachable ends are the caps or more
+    than ``_NEAR_MW`` away, and (where a cap can move) the facility mean ``fac`` is more than PUE x
+    ``_NEAR_MW`` from each ramp target of :func:`_ramp_roots`. Along a uniform move the facility mean moves
+    at most PUE x the cap move (MW at TDP), so a ramp root then costs at least ``_NEAR_MW``."""
+    moves = False
+    for k, peak in enumerate(p.peak_mw):
+        for target in (0.0, 2.0):  # the lowest and highest reachable cap, as _reachable_caps
+            gap_mw = peak * abs(physics.realized_cap(p, k, s.caps[k], target, SCALAR) - caps[k])
+            if 0.0 < gap_mw <= _NEAR_MW:
+                return False
+            moves = moves or gap_mw > 0.0
+    if not moves:
+        return True
+    pmax, ramp = p.battery_power_mw, p.ramp_step_mw - min(margin_mw, 0.5 * p.ramp_step_mw)
+    ends = [physics.battery_setpoint(p, s.energy_mwh, b, math.inf, SCALAR) for b in (-pmax, pmax)]
+    return all(abs(fac - (s.import_mw + bound + b)) > p.pue * _NEAR_MW for bound in (-ramp, ramp) for b in ends)
+
+
+def _search_site(p: SiteParams, s: State, x: Exo, b0: float, caps: tuple, fac: float, swing: float,
+                 margin_mw: float) -> float | None:
+    """The battery set-point (MW) :func:`_search` picks for one site in plain floats whose realized proposal
+    (battery ``b0``, ``caps``; facility mean ``fac`` and swing ``swing``, MW) breaks the contract, where a
+    battery candidate at these caps meets the whole contract and no other cap candidate can tie with them
+    (:func:`_caps_stand_apart`): of those, the nearest to ``b0``, the first on a tie. None where it cannot
+    conclude so: the numpy search decides."""
+    if not _caps_stand_apart(p, s, caps, fac, margin_mw):
+        return None
+    cands, b_lo, b_hi = _battery_setpoints(p, s, x, fac, swing, b0, margin_mw, SCALAR)
+    # as _battery_candidates: not finite -> b_lo, then np.clip's min(max(b, b_lo), b_hi) with numpy's ties
+    batt = [b_hi if not t < b_hi else t for t in (b if b_lo < b < math.inf else b_lo for b in cands)]
+    distance = [abs(b - b0) for b in batt]
+    failed = set()  # many candidates are the same set-point (a range end): judge each value once
+    for i in sorted(range(len(batt)), key=distance.__getitem__):  # a stable sort: ties in candidate order
+        b = batt[i]
+        if b not in failed:
+            if _site_meets(p, s, x, fac, swing, b, margin_mw)[1]:
+                return b
+            failed.add(b)
+    return None
 
 
 def _plain_floats(*trees) -> bool:
@@ -359,11 +437,14 @@ _NO_CHANGE: dict[int, Report] = {}  # per number of classes, shield_site's repor
 def shield(p: SiteParams, s: State, x: Exo, a: Action, margin_mw: float = MARGIN_MW) -> tuple[Action, Report]:
     """The set-points nearest to proposal ``a`` that keep the coming step inside the contract (see the
     module doc), and what the filter did. Floats or arrays over a batch; floors pass through. One site
-    in plain floats whose proposal meets the contract takes the fast path (the same answer)."""
-    if _plain_floats(s, x, a) and proposal_meets_contract(p, s, x, a, margin_mw):
+    in plain floats takes the fast path (:func:`shield_site`: the same answer)."""
+    if not _plain_floats(s, x, a):
+        return _shield_arrays(p, s, x, a, margin_mw)
+    safe, report = shield_site(p, s, x, a, margin_mw)
+    if safe is None:
         return Action(np.array(a.battery_mw), tuple(np.array(c) for c in a.caps),
                       tuple(np.array(f) for f in a.floors)), _no_change(len(a.caps), shared=False)
-    return _shield_arrays(p, s, x, a, margin_mw)
+    return safe, report
 
 
 def shield_site(p: SiteParams, s: State, x: Exo, a: Action, margin_mw: float = MARGIN_MW) -> tuple[Action | None,
@@ -371,11 +452,32 @@ def shield_site(p: SiteParams, s: State, x: Exo, a: Action, margin_mw: float = M
     """:func:`shield` for one site whose every value is a plain finite float of magnitude at most
     ``_FAST_MAX`` (the caller's promise: the exported runtime's validated telemetry and set-points), for a
     control loop: ``(None, report)`` where the proposal meets the contract (:func:`shield` returns it
-    unchanged; the report is shared and read-only), else :func:`shield`'s answer (0-d arrays)."""
-    if proposal_meets_contract(p, s, x, a, margin_mw):
+    unchanged; the report is shared and read-only), else :func:`shield`'s answer (0-d arrays): from the
+    scalar search where it concludes (:func:`_search_site`), else from the numpy one."""
+    caps, fac, swing = physics.facility_power(p, s, a, x, SCALAR)
+    b0, met = _site_meets(p, s, x, fac, swing, a.battery_mw, margin_mw)
+    if met:
         n = len(a.caps)
         return None, _NO_CHANGE.get(n) or _NO_CHANGE.setdefault(n, _no_change(n, shared=True))
-    return _shield_arrays(p, s, x, a, margin_mw)
+    battery = _search_site(p, s, x, b0, caps, fac, swing, margin_mw)
+    if battery is None:
+        return _shield_arrays(p, s, x, a, margin_mw)
+    return _site_answer(p, a, b0, caps, battery)
+
+
+def _site_answer(p: SiteParams, a: Action, b0: float, caps: tuple, battery: float) -> tuple[Action, Report]:
+    """:func:`_shield_arrays`' answer (0-d arrays) for one site whose search kept the realized caps ``caps``
+    and chose ``battery`` (MW; the realized proposal's battery: ``b0``), meeting the whole contract."""
+    d_battery = battery - b0
+    d_caps = [c - c for c in caps]  # the chosen caps minus the realized ones, as the numpy path subtracts
+    intervened = d_battery != 0
+    delta = abs(d_battery) + sum([pk * abs(dc) for pk, dc in zip(p.peak_mw, d_caps)])
+    safe = Action(np.array(battery if intervened else a.battery_mw),
+                  tuple([np.array(c) for c in (caps if intervened else a.caps)]),
+                  tuple([np.array(f) for f in a.floors]))
+    report = Report(np.array(intervened), np.array(d_battery), tuple([np.array(dc) for dc in d_caps]),
+                    np.array(delta), np.array(0))
+    return safe, report
 
 
 def _shield_arrays(p: SiteParams, s: State, x: Exo, a: Action, margin_mw: float) -> tuple[Action, Report]:

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import cpm_env
+import cpm_env.shield as shield_module
 import evaluate
 from agents.controllers.shielded import Shielded
 from agents.evaluation.runner import make_controller
@@ -240,27 +241,42 @@ def _assert_same(one, batch, i: int):
 wild = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
 
 
-@given(site=sites, seed=st.integers(0, 10_000), steps=st.integers(0, 25),
-       kind=st.sampled_from(["uniform", "extreme", "idle", "wild", "filtered"]))
-def test_one_site_in_floats_gets_the_batch_answer_bit_for_bit(site, seed, steps, kind):
-    """shield()'s fast path (one site in plain floats, judged with the scalar backend) and shield_site answer
-    exactly as the numpy path for a batch; the decoder gives the same state and step from one row as from the batch.
-    ``filtered``: proposals the filter already chose, which mostly meet the contract (the fast path)."""
-    venv, obs = _rollout(site, seed, steps)
+def _proposals(venv, ctrl: Shielded, s: State, x: physics.Exo, kind: str, seed: int) -> physics.Action:
+    """Physical proposals (N,) of one ``kind``: random actions (``uniform``, ``extreme`` ones, ``wild`` ones
+    outside [-1, 1]), ``idle`` (battery off, caps open), ``filtered`` (ones the filter already chose, which
+    mostly meet the contract: the fast path), ``nudged`` (those with the battery moved a few MW, which
+    mostly break it by the battery alone: the scalar search)."""
     rng = np.random.default_rng(seed + 3)
     n_act = len(venv.action_names)
+    p, idx = ctrl.params, venv.site.floor_idx
+    a = {"uniform": rng.uniform(-1, 1, (N_ENVS, n_act)), "extreme": rng.choice([-1.0, 1.0], (N_ENVS, n_act)),
+         "idle": np.tile(np.r_[0.0, np.ones(n_act - 1)], (N_ENVS, 1)), "wild": rng.uniform(-3, 3, (N_ENVS, n_act)),
+         "filtered": rng.uniform(-1, 1, (N_ENVS, n_act)), "nudged": rng.uniform(-1, 1, (N_ENVS, n_act))}[kind]
+    proposal = spaces.to_physical([a[:, j] for j in range(n_act)], p, idx, NUMPY)
+    if kind in ("filtered", "nudged"):
+        proposal = shield(p, s, x, proposal)[0]
+    if kind == "nudged":
+        proposal = proposal._replace(battery_mw=proposal.battery_mw + rng.normal(0.0, 3.0, N_ENVS))
+    return proposal
+
+
+KINDS = ["uniform", "extreme", "idle", "wild", "filtered", "nudged"]
+
+
+@given(site=sites, seed=st.integers(0, 10_000), steps=st.integers(0, 25), kind=st.sampled_from(KINDS))
+def test_one_site_in_floats_gets_the_batch_answer_bit_for_bit(site, seed, steps, kind):
+    """shield()'s fast path (one site in plain floats, judged with the scalar backend; where the proposal breaks
+    the contract, the scalar search, or the numpy one where that cannot conclude) and shield_site answer exactly
+    as the numpy path for a batch; the decoder gives the same state and step from one row as from the batch."""
+    venv, obs = _rollout(site, seed, steps)
+    rng = np.random.default_rng(seed + 3)
     ctrl = Shielded(Fixed(None), venv.site, "fixed+shield")
     p, idx = ctrl.params, venv.site.floor_idx
     s, x = ctrl.telemetry(obs)
     if kind == "wild":  # far outside anything the env reaches: energy, import and caps anywhere
         s = State(rng.uniform(-20, 80, N_ENVS), rng.uniform(-200, 300, N_ENVS),
                   tuple(rng.uniform(-0.5, 1.5, N_ENVS) for _ in s.caps), s.floors)
-    a = {"uniform": rng.uniform(-1, 1, (N_ENVS, n_act)), "extreme": rng.choice([-1.0, 1.0], (N_ENVS, n_act)),
-         "idle": np.tile(np.r_[0.0, np.ones(n_act - 1)], (N_ENVS, 1)), "wild": rng.uniform(-3, 3, (N_ENVS, n_act)),
-         "filtered": rng.uniform(-1, 1, (N_ENVS, n_act))}[kind]
-    proposal = spaces.to_physical([a[:, j] for j in range(n_act)], p, idx, NUMPY)
-    if kind == "filtered":
-        proposal = shield(p, s, x, proposal)[0]
+    proposal = _proposals(venv, ctrl, s, x, kind, seed)
     batch = shield(p, s, x, proposal)
     for i in range(N_ENVS):
         if kind != "wild":
@@ -277,6 +293,28 @@ def test_one_site_in_floats_gets_the_batch_answer_bit_for_bit(site, seed, steps,
         assert (site_safe is None) == proposal_meets_contract(p, s_i, x_i, a_i)
         if site_safe is not None:
             _assert_same(site_safe, batch[0], i)
+
+
+def test_the_scalar_search_concludes_for_battery_only_breaches(monkeypatch):
+    """Of nudged proposals (the battery moved off a filtered one) that break the contract, the scalar search
+    answers many without the numpy search (those kept at the proposal's caps, meeting the whole contract), and
+    the numpy search decides the others: the property test above runs both paths."""
+    arrays, numpy_searches, broke = shield_module._shield_arrays, [], 0
+    for seed in range(8):
+        site = {"battery": {"capacity_mwh": 50.0, "power_mw": 25.0}, "ramp": [0.5, 3.0][seed % 2], "band": 5.0,
+                "over": 1.3, "slew": 0.001, "floor": 0.0}
+        venv, obs = _rollout(site, seed, 10)
+        ctrl = Shielded(Fixed(None), venv.site, "fixed+shield")
+        s, x = ctrl.telemetry(obs)
+        proposal = _proposals(venv, ctrl, s, x, "nudged", seed)
+        monkeypatch.setattr(shield_module, "_shield_arrays", lambda *a: numpy_searches.append(1) or arrays(*a))
+        for i in range(N_ENVS):
+            s_i, x_i, a_i = _rows(s, i), _rows(x, i), _rows(proposal, i)
+            if not proposal_meets_contract(ctrl.params, s_i, x_i, a_i):
+                broke += 1
+                shield_site(ctrl.params, s_i, x_i, a_i)
+        monkeypatch.setattr(shield_module, "_shield_arrays", arrays)
+    assert broke >= 10 and 0 < len(numpy_searches) <= broke - broke // 3, (broke, len(numpy_searches))
 
 
 @given(values=st.lists(wild, min_size=16, max_size=16))
