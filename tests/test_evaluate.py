@@ -100,7 +100,11 @@ def test_parse_seeds_ranges_lists_and_one_line_errors():
 def test_default_controllers_include_ppo_only_where_a_policy_is_shipped():
     assert "ppo" in controller_names(None, "DataCenter-v0") and "ppo" in controller_names(None, "NoBattery-v0")
     no_policy = "DataCenter-Foresight-v0"  # configs/studies/foresight/DataCenter-v0.yml: no models/ folder
-    assert "ppo" not in controller_names(None, no_policy) and "oracle" in controller_names(None, no_policy)
+    assert not {"ppo", "ppo+shield"} & set(controller_names(None, no_policy))
+    assert "oracle" in controller_names(None, no_policy)
+    names = controller_names(None, "DataCenter-v0")
+    rules = [n for n in names if n not in ("mpc", "oracle") and "ppo" not in n]
+    assert {f"{n}+shield" for n in rules if "+" not in n} <= set(rules)  # every rule also behind the filter
     assert controller_names(" greedy, ppo ", no_policy) == ["greedy", "ppo"]  # asked for: kept
 
 

@@ -13,7 +13,9 @@ from cpm_env.scenario import Site
 from cpm_env.site import SiteParams
 from cpm_env.vec_env import CpmVecEnv
 
-DEFAULT_CONTROLLERS = "static_cap,peak_shaving,shave_then_cap,greedy,mpc,ppo,oracle"
+# every rule alone and behind the safety filter (a fair comparison for a policy deployed behind it)
+DEFAULT_CONTROLLERS = ("static_cap,static_cap+shield,peak_shaving,peak_shaving+shield,shave_then_cap,"
+                       "shave_then_cap+shield,greedy,greedy+shield,mpc,ppo,ppo+shield,oracle")
 RAMP_TOLERANCE_MW = 1e-6  # ramp excess below 1 W is LP solver tolerance, not a violation
 DR_TOLERANCE_MWH = 1e-6  # a demand-response step is met if its import above the window's limit is below this
 SHIELD_SUFFIX = "shield"  # NAME+shield: the controller behind the safety filter
@@ -22,14 +24,14 @@ TRACE_KEYS = ("grid_import_mw", "grid_import_peak_mw", "grid_limit_mw", "facilit
 
 def controller_names(text: str | None, scenario_id: str, field: str = "--controllers") -> list[str]:
     """Comma-separated controller names -> a list; None gives :data:`DEFAULT_CONTROLLERS`, less
-    ``ppo`` where no policy is shipped for ``scenario_id`` in ``models/<scenario id>/``. An empty
+    ``ppo`` and ``ppo+shield`` where no policy is shipped for ``scenario_id`` in ``models/<scenario id>/``. An empty
     list, an empty name or a name given twice is a one-line error naming ``field``."""
     from agents.learning.ppo import MODELS_DIR  # SB3 and torch stay out of the rule-only path
 
     if text is None:
         names = DEFAULT_CONTROLLERS.split(",")
         if not (MODELS_DIR / scenario_id / "manifest.json").is_file():
-            names.remove("ppo")
+            names = [n for n in names if n.partition("+")[0] != "ppo"]
         return names
     return check_names([n.strip() for n in text.split(",")], f"{field} = {text!r}")
 
