@@ -58,6 +58,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "change of the grid import per step in units of the ramp limit (0 holds it); recorded "
                              "in the manifest, so ppo:DIR and export.py convert it to battery set-points (default: "
                              "configs/ppo.yml's battery_action for the scenario, else power)")
+    parser.add_argument("--site-features", action=argparse.BooleanOptionalAction, default=None,
+                        help="append the site's static parameters (grid limit, battery, ramp limit, band, class "
+                             "shares, cap floors and slews, step length: cpm_env.spaces.site_parameter_features) "
+                             "to every observation; recorded in the manifest, so ppo:DIR appends them (default: "
+                             "configs/ppo.yml's site_features for the scenario, else off)")
     parser.add_argument("--run-dir", type=Path, default=None,
                         help="default: runs/<scenario>_seed<seed>_<UTC time> (with --optimize: "
                              "runs/optuna/<study name>); must be empty or absent unless --overwrite")
@@ -86,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             # fresh episodes after the checkpoint: the generators' state is not saved
             venv = make_vec(str(args.resume / "scenario.yml"), int(hp["n_envs"]),
                             seed=int(run_args["seed"]) + checkpoint[2], shield=bool(run_args.get("shield", False)),
-                            battery_action=run_args.get("battery_action", "power"))
+                            battery_action=run_args.get("battery_action", "power"),
+                            site_features=bool(run_args.get("site_features", False)))
         else:
             scenario = args.scenario or DEFAULT_SCENARIO
             scenario_id = resolve_scenario(scenario).id
@@ -95,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
             # the env options: the command line's, else the config's for the scenario, else the defaults
             args.shield = bool(hp.get("shield", False)) if args.shield is None else args.shield
             args.battery_action = args.battery_action or hp.get("battery_action", "power")
-            hp.update(shield=args.shield, battery_action=args.battery_action)
+            if args.site_features is None:
+                args.site_features = bool(hp.get("site_features", False))
+            hp.update(shield=args.shield, battery_action=args.battery_action, site_features=args.site_features)
             if args.optimize:
                 from agents.learning.tune import check_storage, check_study_dir  # optuna only where tuning
 
@@ -108,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                 run_dir = args.run_dir or default_run_dir(scenario_id, args.seed)
                 check_fresh_run_dir(run_dir, args.overwrite)
                 venv = make_vec(scenario, hp["n_envs"], seed=args.seed, shield=args.shield,
-                                battery_action=args.battery_action)
+                                battery_action=args.battery_action, site_features=args.site_features)
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -123,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         from agents.learning.tune import optimize
 
         optimize(scenario, scenario_id, hp, args.n_trials, hp["n_timesteps"], args.seed, study_dir, args.storage,
-                 name, shield=args.shield, battery_action=args.battery_action)
+                 name, shield=args.shield, battery_action=args.battery_action, site_features=args.site_features)
         best = study_dir / "best_hyperparams.yml"
         print(best.read_text() if best.is_file() else "no trial finished (all pruned or failed)")
         return 0

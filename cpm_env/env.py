@@ -50,7 +50,8 @@ class CpmEnv(gym.Env):
     duty; facility demand, headroom, grid limit, lagged demand; time of day (sin, cos);
     episode progress; demand forecasts by forecast.kind (if enabled); demand-response state (active,
     pending, starts in h, remaining h, limit); last grid import, SoC, last battery power,
-    caps (and floors) in force.
+    caps (and floors) in force; with ``site_features=True`` then the site's static parameters
+    (``cpm_env.spaces.site_parameter_features``).
 
     ## Rewards
     Per step, in compute units (1 unit = 1 MW of GPUs at full speed for 1 h)::
@@ -89,7 +90,7 @@ class CpmEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, scenario: ScenarioLike = None, base: str | Path | None = None, render_mode=None,
-                 shield: bool = False, battery_action: str = "power"):
+                 shield: bool = False, battery_action: str = "power", site_features: bool = False):
         if not isinstance(shield, bool):
             raise ValueError(f"shield = {shield!r}: must be true or false")
         self.shield = shield
@@ -97,9 +98,11 @@ class CpmEnv(gym.Env):
         self.site = Site(scenario, base)
         self.config = self.site.config
         self.params = self.site.params
-        self.obs_names = self.site.obs_names
+        features, self._site_entries = spaces.site_observation(self.config, self.site.obs_features, site_features)
+        self.site_features = site_features
+        self.obs_names = [f.name for f in features]
         self.action_names = spaces.action_names(self.params, self.site.action_features, battery_action)
-        self.observation_space = self.site.observation_space
+        self.observation_space = spaces.observation_space(features)
         self.action_space = self.site.action_space
         self.render_mode = render_mode
         self.episode: Episode | None = None
@@ -122,11 +125,13 @@ class CpmEnv(gym.Env):
 
     def _observation(self) -> np.ndarray:
         site = self.site
-        obs = np.empty(len(site.obs_names), dtype=np.float32)
+        obs = np.empty(len(self.obs_names), dtype=np.float32)
+        n_state = len(site.obs_names)
         obs[: site.n_exo] = self._exo_obs[min(self._t, self._n_steps - 1)]
-        obs[site.n_exo:] = spaces.state_observation(
+        obs[site.n_exo:n_state] = spaces.state_observation(
             self.params, self.state, self._battery_mw, site.floor_idx, site.inv_limit
         )
+        obs[n_state:] = self._site_entries
         return obs
 
     def step(self, action):

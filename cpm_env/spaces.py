@@ -3,7 +3,8 @@
 Observation entry ``i`` is ``physical_value / scale`` as float32, inside ``[low, high]``.
 Powers are scaled by the site's nominal grid limit, so a policy sees the same numbers on a
 10 MW site and a 300 MW one. The first ``n_exo`` entries come from the pre-drawn episode
-(demand, limit, forecast, time, demand response); the rest from the dynamic state.
+(demand, limit, forecast, time, demand response); then those of the dynamic state; with the env
+option ``site_features``, the site's static parameters last (:func:`site_parameter_features`).
 
 Actions are ``Box(-1, 1)``; out-of-range values are clipped, NaN is an error. They map
 affinely to physical set-points:
@@ -114,8 +115,75 @@ def state_observation_features(cfg: ScenarioConfig, p: SiteParams) -> list[Featu
 
 
 def observation_features(cfg: ScenarioConfig, p: SiteParams) -> list[Feature]:
-    """All observation entries, in order."""
+    """All observation entries, in order (without the site's parameters: :func:`site_parameter_features`)."""
     return exo_observation_features(cfg) + state_observation_features(cfg, p)
+
+
+def _site_parameters(cfg: ScenarioConfig) -> list[tuple[Feature, float]]:
+    """Each site-parameter entry with its physical value; the bounds are the range a policy can be told
+    (a site outside it is refused, :func:`site_parameter_entries`), not the config's validation range."""
+    lim, grid, bat = cfg.grid.limit_mw, cfg.grid, cfg.battery
+    rows = [
+        (Feature("site_grid_limit", "MW", 100.0, 0.0, 20.0, "grid connection's import limit"), lim),
+        (Feature("site_oversubscription", "1", 1.0, 0.0, 3.0, "installed IT peak x PUE / grid limit"),
+         cfg.site.oversubscription),
+        (Feature("site_pue", "1", 1.0, 1.0, 3.0, "power usage effectiveness"), cfg.site.pue),
+        (Feature("site_battery_energy", "h", 1.0, 0.0, 8.0, "battery capacity / grid limit (hours at the limit)"),
+         bat.capacity_mwh / lim),
+        (Feature("site_battery_power", "MW", lim, 0.0, 4.0, "battery power rating"), bat.power_mw),
+        (Feature("site_soc_min", "fraction", 1.0, 0.0, 1.0, "lowest state of charge"), bat.soc_min),
+        (Feature("site_soc_max", "fraction", 1.0, 0.0, 1.0, "highest state of charge"), bat.soc_max),
+        (Feature("site_round_trip_efficiency", "fraction", 1.0, 0.0, 1.0, "battery round-trip efficiency"),
+         bat.round_trip_efficiency),
+        (Feature("site_ramp_limit", "MW/min", lim, 0.0, 2.0, "ramp limit on the step-mean import"),
+         grid.ramp_limit_mw_per_min),
+        (Feature("site_swing_band", "MW", lim, 0.0, 2.0, "allowed oscillation band at the meter"), grid.swing_band_mw),
+        (Feature("site_step", "s", 60.0, 0.0, 60.0, "control step length"), cfg.dt_s),
+    ]
+    for c in cfg.site.gpu_classes:
+        rows += [
+            (Feature(f"site_share_{c.name}", "fraction", 1.0, 0.0, 1.0, f"share of the IT peak in {c.name}"), c.share),
+            (Feature(f"site_cap_min_{c.name}", "fraction of TDP", 1.0, 0.0, 1.0, f"lowest power cap of {c.name}"),
+             c.cap_min),
+            (Feature(f"site_cap_slew_{c.name}", "fraction of TDP per s", 1.0, 0.0, 10.0,
+                     f"fastest cap change of {c.name}"), c.cap_slew_per_s),
+        ]
+    return rows
+
+
+def site_parameter_features(cfg: ScenarioConfig) -> list[Feature]:
+    """The entries the env option ``site_features`` appends after the state entries: the site's static
+    parameters, powers scaled by 100 MW (the limit) or by the site's limit (the rest), constant in an episode."""
+    return [f for f, _ in _site_parameters(cfg)]
+
+
+def check_site_features(value) -> bool:
+    """``value`` if it is a bool (the env option ``site_features``); one-line ValueError otherwise."""
+    if not isinstance(value, bool):
+        raise ValueError(f"site_features = {value!r}: must be true or false")
+    return value
+
+
+def site_observation(cfg: ScenarioConfig, features: list[Feature], site_features: bool
+                     ) -> tuple[list[Feature], np.ndarray]:
+    """An env's observation entries (``features`` and, with ``site_features``, the site's parameters after
+    them) and the constant tail its observations end with (empty without the option)."""
+    if not check_site_features(site_features):
+        return features, np.zeros(0, dtype=np.float32)
+    return features + site_parameter_features(cfg), site_parameter_entries(cfg)
+
+
+def site_parameter_entries(cfg: ScenarioConfig) -> np.ndarray:
+    """The site-parameter entries of ``cfg`` (physical / scale), float32; one-line ValueError naming the
+    parameter, its value and the range when one lies outside what the observation can tell a policy."""
+    values = []
+    for f, physical in _site_parameters(cfg):
+        entry = physical / f.scale
+        if not f.low <= entry <= f.high:
+            raise ValueError(f"{cfg.id}: site_features: {f.name} = {physical:g} {f.unit}: outside the range the "
+                             f"observation carries, [{f.low * f.scale:g}, {f.high * f.scale:g}] {f.unit}")
+        values.append(entry)
+    return np.array(values, dtype=np.float32)
 
 
 def action_features(cfg: ScenarioConfig, p: SiteParams) -> list[Feature]:

@@ -39,7 +39,8 @@ class CpmVecEnv(VecEnv):
     """N sites of one scenario in one numpy batch."""
 
     def __init__(self, scenario: ScenarioLike = None, n_envs: int = 1, base: str | Path | None = None,
-                 kpis_in_info: bool = False, shield: bool = False, battery_action: str = "power"):
+                 kpis_in_info: bool = False, shield: bool = False, battery_action: str = "power",
+                 site_features: bool = False):
         if not isinstance(n_envs, int) or n_envs < 1:
             raise ValueError(f"n_envs = {n_envs!r}: must be an integer >= 1")
         if not isinstance(shield, bool):
@@ -49,7 +50,9 @@ class CpmVecEnv(VecEnv):
         self.site = Site(scenario, base)
         self.site.episodes.check_batch(n_envs)
         self.config, self.params = self.site.config, self.site.params
-        self.obs_names = self.site.obs_names
+        features, self._site_entries = spaces.site_observation(self.config, self.site.obs_features, site_features)
+        self.site_features = site_features  # as CpmEnv's: the site's parameters after the state entries
+        self.obs_names = [f.name for f in features]
         self.action_names = spaces.action_names(self.params, self.site.action_features, battery_action)
         self.render_mode = None
         self.kpis_in_info = kpis_in_info
@@ -57,7 +60,7 @@ class CpmVecEnv(VecEnv):
         self._actions: np.ndarray | None = None
         self.episode: Episode | None = None  # the batch's current episodes, drawn at reset
         self._empty_infos: list[dict] = [{} for _ in range(n_envs)]
-        super().__init__(n_envs, self.site.observation_space, self.site.action_space)
+        super().__init__(n_envs, spaces.observation_space(features), self.site.action_space)
 
     # ------------------------------------------------------------------ episodes
     def _new_episodes(self) -> None:
@@ -82,11 +85,13 @@ class CpmVecEnv(VecEnv):
 
     def _observation(self) -> np.ndarray:
         site = self.site
-        obs = np.empty((self.num_envs, len(site.obs_names)), dtype=np.float32)
+        obs = np.empty((self.num_envs, len(self.obs_names)), dtype=np.float32)
+        n_state = len(site.obs_names)
         obs[:, : site.n_exo] = self._exo_obs[min(self._t, self.config.n_steps - 1)].T
         state_cols = spaces.state_observation(self.params, self.state, self._battery_mw, site.floor_idx,
                                               site.inv_limit)
-        obs[:, site.n_exo:] = np.stack(state_cols, axis=1)
+        obs[:, site.n_exo:n_state] = np.stack(state_cols, axis=1)
+        obs[:, n_state:] = self._site_entries
         return obs
 
     def seed(self, seed: int | Sequence[int] | None = None) -> Sequence[int | None]:
@@ -186,15 +191,17 @@ class CpmVecEnv(VecEnv):
 
 def make_vec(env_id: str = "cpm_env/DataCenter-v0", n_envs: int = 1, seed: int | None = None,
              scenario: ScenarioLike = None, kpis_in_info: bool = False, shield: bool = False,
-             battery_action: str = "power") -> CpmVecEnv:
+             battery_action: str = "power", site_features: bool = False) -> CpmVecEnv:
     """Batched VecEnv of a registered id (or a scenario YAML path), seeded ``seed + i`` per env.
 
     ``scenario`` takes the same overrides as ``gym.make(env_id, scenario=...)``; ``shield`` passes
     every action through the safety filter before the physics (as ``gym.make(env_id, shield=True)``);
-    ``battery_action`` chooses what the first action entry sets (as ``gym.make``'s, :mod:`cpm_env.spaces`).
+    ``battery_action`` chooses what the first action entry sets (as ``gym.make``'s, :mod:`cpm_env.spaces`);
+    ``site_features`` appends the site's static parameters to every observation
+    (:func:`cpm_env.spaces.site_parameter_features`).
     """
     base = scenario_file(env_id)
     venv = CpmVecEnv(scenario, n_envs, base=base, kpis_in_info=kpis_in_info, shield=shield,
-                     battery_action=battery_action)
+                     battery_action=battery_action, site_features=site_features)
     venv.seed(seed)
     return venv

@@ -34,8 +34,9 @@ FORMAT, FORMAT_VERSION = "cpm-artifacts", 1
 CONVERT_HINT = "python -m agents.learning.convert"
 # the env's options a policy was trained with, at their defaults; ``shield``: every action passed
 # through the safety filter (cpm_env.shield) before the physics, so the policy acts behind it;
-# ``battery_action``: what its first action entry sets (cpm_env.physics.BATTERY_ACTIONS)
-ENV_OPTIONS: dict[str, Any] = {"shield": False, "battery_action": "power"}
+# ``battery_action``: what its first action entry sets (cpm_env.physics.BATTERY_ACTIONS); ``site_features``:
+# its observations end with the site's parameters (cpm_env.spaces.site_parameter_features)
+ENV_OPTIONS: dict[str, Any] = {"shield": False, "battery_action": "power", "site_features": False}
 
 
 def env_options(manifest: Mapping[str, Any]) -> dict[str, Any]:

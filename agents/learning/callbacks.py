@@ -111,7 +111,8 @@ def _scenario(model) -> dict:
 def _env_options(model) -> dict:
     """The training env's options, recorded in the manifest (``env_options``)."""
     venv = model.get_env().unwrapped
-    return {"shield": bool(venv.shield), "battery_action": venv.battery_action}
+    return {"shield": bool(venv.shield), "battery_action": venv.battery_action,
+            "site_features": bool(venv.site_features)}
 
 
 def save_policy(model, directory: Path, extra: tuple[str, ...] = ()) -> dict:

@@ -346,6 +346,9 @@ def _export(run_dir: Path, out: Path, scenario: str, n_obs: int, seed: int, tole
             shield: bool | None) -> dict:
     venv = make_vec(scenario, PARITY_ENVS, seed=seed)
     controller = PPOController(run_dir, venv.site)
+    if env_options(controller.manifest)["site_features"]:
+        raise ValueError(f"{run_dir}: trained with site_features (its observations end with the site's parameters): "
+                         "the exported contract does not carry them yet; run it as ppo:DIR")
     battery_action = env_options(controller.manifest)["battery_action"]
     if battery_action != "power":  # the parity rollouts are the policy's own: its first action sets the import
         venv = CpmVecEnv(venv.config, PARITY_ENVS, battery_action=battery_action)

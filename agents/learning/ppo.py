@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.learning.artifacts import MANIFEST, check_artifacts, scenario_sha256
+from agents.learning.artifacts import MANIFEST, check_artifacts, env_options, scenario_sha256
 from agents.learning.policy_files import NORMALIZER_FILE, SPEC_FILE, WEIGHTS_FILE, load_policy_files
+from cpm_env import spaces
 from cpm_env.config import scenario_to_dict
 from cpm_env.scenario import Site
 
@@ -53,14 +54,25 @@ class PPOController:
             raise ValueError(f"ppo:{given}: trained on scenario {trained.get('id')!r}, not {site.config.id!r}{same}: "
                              "train a policy on this scenario, or allow it explicitly (allow_other_scenario=True; "
                              "evaluate.py --allow-other-scenario)")
-        if self.policy.observation_space.shape != site.observation_space.shape:
+        # trained with site_features: its observations end with the site's parameters, which it appends here
+        try:
+            self.site_entries = spaces.site_parameter_entries(site.config) if env_options(manifest)["site_features"] \
+                else np.zeros(0, dtype=np.float32)
+        except ValueError as err:
+            raise ValueError(f"ppo:{given}: {err}") from None
+        self.n_plain = site.observation_space.shape[0]
+        if self.policy.observation_space.shape != (self.n_plain + self.site_entries.size,):
             raise ValueError(f"ppo:{given}: model observes {self.policy.observation_space.shape}, "
-                             f"this scenario gives {site.observation_space.shape}")
+                             f"this scenario gives {site.observation_space.shape}"
+                             + (f" and {self.site_entries.size} site parameters" if self.site_entries.size else ""))
         self.manifest = manifest
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
         """SB3's interface: actions in [-1, 1] for one observation or a batch."""
         obs = np.asarray(observation, dtype=np.float32)
+        if self.site_entries.size and obs.shape[-1] == self.n_plain:  # a plain env's observation
+            obs = np.concatenate([obs, np.broadcast_to(self.site_entries, obs.shape[:-1] + self.site_entries.shape)],
+                                 axis=-1)
         if self.normalizer is not None:
             obs = self.normalizer.normalize(obs)
         action, _ = self.policy.predict(obs, deterministic=deterministic)

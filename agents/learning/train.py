@@ -28,7 +28,8 @@ PPO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ppo.yml"
 # keys of configs/ppo.yml that are not PPO constructor arguments: RL Zoo's (in the default and
 # scenario blocks) and train.py's own (in the ``train.py`` block, which RL Zoo never reads)
 ZOO_KEYS = {"n_envs", "n_timesteps", "policy", "normalize"}
-TRAIN_KEYS = {"eval_freq", "eval_seeds", "eval_shield", "checkpoint_freq", "init_action", "battery_action", "shield"}
+TRAIN_KEYS = {"eval_freq", "eval_seeds", "eval_shield", "checkpoint_freq", "init_action", "battery_action", "shield",
+              "site_features"}
 TRAIN_BLOCK = "train.py"
 RUN_KEYS = ZOO_KEYS | TRAIN_KEYS
 RUN_FILES = ("config.yml", "args.yml", "scenario.yml")  # sealed with the run dir's final model
@@ -131,7 +132,7 @@ def check_hyperparam(key: str, value: Any, where: str) -> None:
             check_battery_action(value)
         except ValueError as err:
             raise ValueError(f"{where}: {err}") from None
-    elif key in ("shield", "eval_shield"):
+    elif key in ("shield", "eval_shield", "site_features"):
         if not isinstance(value, bool):
             raise ValueError(f"{where}: {key} = {value!r}: must be true or false")
     elif key == "policy":
@@ -264,7 +265,8 @@ def _learn(model: PPO, hp: dict[str, Any], timesteps: int, run_dir: Path, on_eva
     seeds = parse_seeds(str(hp.get("eval_seeds", "10000-10004")), "eval_seeds")
     # eval_shield: evaluate (and so choose best/) behind the filter the policy will be deployed behind
     evaluator = PolicyEvalCallback(CpmVecEnv(venv.config, len(seeds), shield=venv.shield or bool(hp.get("eval_shield")),
-                                             battery_action=venv.battery_action), seeds,
+                                             battery_action=venv.battery_action, site_features=venv.site_features),
+                                   seeds,
                                    int(hp.get("eval_freq", 500_000)), run_dir, on_eval)
     checkpoints = CheckpointSetCallback(int(hp.get("checkpoint_freq", 100_000)), run_dir / "checkpoints")
     model.learn(timesteps, callback=[KpiLogger(), checkpoints, evaluator], progress_bar=progress_bar,

@@ -62,10 +62,10 @@ def sample_hyperparams(trial: optuna.Trial) -> dict[str, Any]:
 
 def optimize(scenario: str, scenario_id: str, hp: dict[str, Any], n_trials: int, timesteps: int, seed: int,
              study_dir: Path, storage: str | None, study_name: str, shield: bool = False,
-             battery_action: str = "power") -> optuna.Study:
+             battery_action: str = "power", site_features: bool = False) -> optuna.Study:
     """Run ``n_trials`` trials of ``timesteps`` env steps each (4 evaluations per trial, pruned
-    by the median rule; ``shield``, ``battery_action``: the env options, as train.py's); trials' run dirs
-    go under ``study_dir``; the best hyperparameters are written to ``study_dir/best_hyperparams.yml``
+    by the median rule; ``shield``, ``battery_action``, ``site_features``: the env options, as train.py's);
+    trials' run dirs go under ``study_dir``; the best hyperparameters are written to ``study_dir/best_hyperparams.yml``
     as a block for configs/ppo.yml."""
     check_study_dir(study_dir, study_name, scenario_id)
     study_dir.mkdir(parents=True, exist_ok=True)
@@ -87,7 +87,8 @@ def optimize(scenario: str, scenario_id: str, hp: dict[str, Any], n_trials: int,
             trial.report(reward, step)
             return not trial.should_prune()
 
-        venv = make_vec(scenario, int(trial_hp["n_envs"]), seed=seed, shield=shield, battery_action=battery_action)
+        venv = make_vec(scenario, int(trial_hp["n_envs"]), seed=seed, shield=shield, battery_action=battery_action,
+                        site_features=site_features)
         train(venv, trial_hp, timesteps, seed, study_dir / f"trial_{trial.number}", on_eval=report,
               progress_bar=False)
         if trial.should_prune():
