@@ -97,7 +97,8 @@ from cpm_env.physics import BATTERY_ACTIONS, Exo, action_from_setpoints, battery
 from cpm_env.shield import CONSTRAINTS, GAVE_UP, Report, decode_observation, required_entries, shield, shield_site
 from cpm_env.site import SiteParams, State, params_from_json
 
-SCHEMA_VERSION = 5  # 2: sealed by checksum.sha256; 3: forecast section; 4: shield section; 5: battery_action section
+SCHEMA_VERSION = 6  # 2: sealed by checksum.sha256; 3: forecast section; 4: shield section; 5: battery_action section;
+# 6: site_parameters section
 ONNX_FILE = "policy.onnx"
 SIDECAR_FILE = "policy.json"
 INPUT_DTYPE = "tensor(float)"
@@ -178,8 +179,29 @@ def _check_bounds(names: list[str], low: np.ndarray, high: np.ndarray, section: 
 FORECAST_FIELDS = ("kind", "horizons_steps", "demand_entry", "limit_mw", "oversubscription")  # when enabled
 
 
-def _telemetry_layout(spec: dict, obs_names: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(telemetry names, their observation indices, the forecast entries' indices) of the sidecar's ``forecast``.
+def _site_parameters(spec: dict, obs_names: list[str], low: np.ndarray, high: np.ndarray
+                     ) -> tuple[list[str], np.ndarray]:
+    """(names, entries) of the sidecar's ``site_parameters``: the observation entries that hold the site's static
+    parameters (a policy trained with ``site_features``; none otherwise), which the runtime fills in telemetry
+    mode. One-line ValueError for names that are not observations or entries outside their bounds."""
+    names, values = _field(spec, "site_parameters.entries"), _field(spec, "site_parameters.values")
+    if not isinstance(names, list) or not all(n in obs_names for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"{SIDECAR_FILE}: site_parameters.entries = {names!r}: must be distinct observation names")
+    if not isinstance(values, list) or len(values) != len(names) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        raise ValueError(f"{SIDECAR_FILE}: site_parameters.values = {values!r}: must be one finite number per entry")
+    for name, value in zip(names, values):
+        i = obs_names.index(name)
+        if not low[i] <= value <= high[i]:
+            raise ValueError(f"{SIDECAR_FILE}: site_parameters: {name} = {value!r}: outside the observation's bounds "
+                             f"[{low[i]:g}, {high[i]:g}]")
+    return names, np.array(values, dtype=float)
+
+
+def _telemetry_layout(spec: dict, obs_names: list[str], constant: list[str]
+                      ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(telemetry names, their observation indices, the forecast entries' indices) of the sidecar's ``forecast``;
+    the ``constant`` entries (the site's parameters, which the runtime fills) are no telemetry either.
 
     One-line ValueError naming the field for a missing one (:data:`FORECAST_FIELDS` when enabled),
     entries that are not observations, a demand entry that is not a telemetry name, or horizons
@@ -197,7 +219,7 @@ def _telemetry_layout(spec: dict, obs_names: list[str]) -> tuple[list[str], np.n
         if not isinstance(horizons, list) or len(horizons) != len(entries):
             raise ValueError(f"{SIDECAR_FILE}: forecast.horizons_steps = {horizons!r}: needs one horizon per entry of "
                              "forecast.entries")
-    names = [n for n in obs_names if n not in entries]
+    names = [n for n in obs_names if n not in entries and n not in constant]
     return names, np.array([obs_names.index(n) for n in names]), np.array([obs_names.index(n) for n in entries], int)
 
 
@@ -339,7 +361,10 @@ class PolicyController:
         self._output_low, self._output_high = self.output_low.tolist(), self.output_high.tolist()
         self._output_where = "the action bounds" if kind == "power" else \
             "the graph's output bounds (battery_action.graph_output, then actions)"
-        self.telemetry_names, self._telemetry_idx, self._forecast_idx = _telemetry_layout(spec, self.obs_names)
+        site_names, self._site_values = _site_parameters(spec, self.obs_names, self.obs_low, self.obs_high)
+        self._site_idx = np.array([self.obs_names.index(n) for n in site_names], dtype=int)
+        self.telemetry_names, self._telemetry_idx, self._forecast_idx = _telemetry_layout(spec, self.obs_names,
+                                                                                          site_names)
         self.forecast = spec["forecast"]
         self._demand_idx = self.obs_names.index(self.forecast["demand_entry"]) if self.forecast["enabled"] else -1
         self._obs_low, self._obs_high = self.obs_low.tolist(), self.obs_high.tolist()
@@ -468,14 +493,16 @@ class PolicyController:
     def observation(self, telemetry, schedule_mw=None) -> np.ndarray:
         """The observation vector (n_obs,) float64 from ``telemetry`` and the schedule; one-line ValueError if bad.
 
-        ``telemetry``: every observation entry but the forecast ones (scaled as in the
-        observation), a list in :attr:`telemetry_names` order or a dict ``{name: value}``.
+        ``telemetry``: every observation entry but the forecast ones and the site's parameters
+        (``site_parameters``, filled from policy.json; scaled as in the observation), a list in
+        :attr:`telemetry_names` order or a dict ``{name: value}``.
         ``schedule_mw``: the scheduled facility demand (MW) at steps t, t+1, ..., t+max(h), as
         :func:`cpm_env.forecast.forecast_step_mw` reads it. The forecast entries are computed
         from the ``forecast.demand_entry`` value (x its scale = MW) by ``forecast.kind``.
         """
         obs = np.zeros(len(self.obs_names))
         obs[self._telemetry_idx] = self._telemetry_values(telemetry)
+        obs[self._site_idx] = self._site_values
         fc = self.forecast
         if fc["enabled"]:
             i = self._demand_idx

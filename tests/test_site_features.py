@@ -72,12 +72,13 @@ def test_a_site_outside_the_observed_range_and_a_bad_option_are_one_line_errors(
         gym.make("cpm_env/DataCenter-v0", site_features="yes")
 
 
-def test_a_policy_trained_with_site_features_runs_as_ppo_dir_and_is_refused_by_export(tmp_path, short_scenario):
+def test_a_policy_trained_with_site_features_runs_as_ppo_dir_and_as_its_export(tmp_path, short_scenario):
     import export
     import train
     from agents.evaluation.runner import make_controller
     from agents.learning.artifacts import check_artifacts
     from agents.learning.ppo import PPOController
+    from agents.runtime import PolicyController
 
     scenario, run = str(short_scenario(hours=1.0)), tmp_path / "run"
     assert train.main(["--scenario", scenario, "--site-features", "--run-dir", str(run)] + TINY_TRAINING) == 0
@@ -91,5 +92,13 @@ def test_a_policy_trained_with_site_features_runs_as_ppo_dir_and_is_refused_by_e
     a_full, _ = controller.predict(full)  # already there: passed as it is
     assert np.array_equal(a_plain, a_full)
     out = tmp_path / "export"
-    assert export.main([str(run), "--out", str(out), "--scenario", scenario]) == 2
-    assert not out.exists()
+    assert export.main([str(run), "--out", str(out), "--scenario", scenario, "--no-shield"]) == 0
+    runtime = PolicyController.load(out)
+    names = [f.name for f in spaces.site_parameter_features(plain.config)]
+    assert runtime.obs_names == tagged.obs_names and runtime.spec["site_parameters"]["entries"] == names
+    assert not set(names) & set(runtime.telemetry_names)  # the runtime fills them, the site does not pass them
+    telemetry = {n: float(full[0, tagged.obs_names.index(n)]) for n in runtime.telemetry_names}
+    built = runtime.observation(telemetry, np.full(200, full[0, plain.obs_names.index("facility_demand")] * 100.0))
+    assert np.allclose(built[-len(names):], spaces.site_parameter_entries(plain.config))
+    onnx = make_controller(f"onnx:{out}", plain.site)  # evaluate.py's onnx:DIR on the plain env's observations
+    assert np.allclose(onnx.predict(obs)[0], a_plain, atol=1e-4)

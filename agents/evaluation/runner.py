@@ -9,6 +9,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from agents.controllers.base import Controller
+from cpm_env import spaces
 from cpm_env.scenario import Site
 from cpm_env.site import SiteParams
 from cpm_env.vec_env import CpmVecEnv
@@ -111,7 +112,10 @@ def onnx_controller(directory: str, site: Site) -> Controller:
     spec = ctrl.spec  # JSON floats round-trip exactly, so an export of this scenario compares equal
     obs = [(e.get("name"), e.get("scale"), e.get("low"), e.get("high")) for e in spec["observations"]]
     actions = [(e.get("name"), e.get("low"), e.get("high")) for e in spec["actions"]]
-    if (obs != [(f.name, f.scale, f.low, f.high) for f in site.obs_features]
+    # trained with site_features: its observations end with the site's parameters, appended to the env's below
+    features, site_entries = spaces.site_observation(site.config, site.obs_features,
+                                                     bool(spec["site_parameters"]["entries"]))
+    if (obs != [(f.name, f.scale, f.low, f.high) for f in features]
             or actions != [(f.name, f.low, f.high) for f in site.action_features]):
         raise ValueError(f"onnx:{directory}: its observations or actions (names, scales, bounds) differ from "
                          f"{site.config.id}'s: export a policy trained on this scenario")
@@ -120,7 +124,26 @@ def onnx_controller(directory: str, site: Site) -> Controller:
         reader = "safety filter" if ctrl.safety_filter is not None else "import_change conversion"
         raise ValueError(f"onnx:{directory}: its {reader}'s site model (policy.json shield.site_params) differs "
                          f"from {site.config.id}'s in {name}: export the policy for this scenario")
-    return ctrl
+    return SiteParameterObservations(ctrl, site_entries) if site_entries.size else ctrl
+
+
+class SiteParameterObservations:
+    """``inner`` (a policy whose observations end with the site's parameters) fed an env's observations
+    without them: ``predict`` appends ``entries`` (:func:`cpm_env.spaces.site_parameter_entries`) to each."""
+
+    def __init__(self, inner: Controller, entries: np.ndarray):
+        self.inner, self.entries = inner, entries
+
+    def __getattr__(self, name: str):
+        """The inner controller's attributes (its safety filter, its last report, ...)."""
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+        obs = np.asarray(observation, dtype=np.float32)
+        tail = np.broadcast_to(self.entries, obs.shape[:-1] + self.entries.shape)
+        return self.inner.predict(np.concatenate([obs, tail], axis=-1), state, episode_start, deterministic)
 
 
 @dataclass

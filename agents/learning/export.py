@@ -156,19 +156,21 @@ def safe_action(site: Site) -> tuple[list[float], str]:
     return [0.0] + [cap] * len(p.peak_mw) + [0.0] * len(site.floor_idx), rule
 
 
-def onnx_bytes(graph: PolicyGraph, site: Site, battery_action: str = "power") -> bytes:
+def onnx_bytes(graph: PolicyGraph, site: Site, battery_action: str = "power", obs_names: list[str] | None = None
+               ) -> bytes:
     """The traced graph as a checked ONNX model, with a dynamic batch axis (``battery_action`` names its first
-    output in the model's doc string)."""
+    output in the model's doc string; ``obs_names``: its inputs, default the site's observation)."""
+    obs_names = site.obs_names if obs_names is None else obs_names
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(graph, (torch.zeros(1, len(site.obs_names)),), buffer, dynamo=False, opset_version=OPSET,
+        torch.onnx.export(graph, (torch.zeros(1, len(obs_names)),), buffer, dynamo=False, opset_version=OPSET,
                           input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
     model = onnx.load_from_string(buffer.getvalue())
     first = spaces.battery_action_feature(site.params, battery_action, site.action_features[0])
     outputs = ", ".join([f"{first.name} ({first.unit})", *site.action_names[1:]])
-    model.doc_string = (f"cpm policy for {site.config.id}: scaled observations ({', '.join(site.obs_names)}) -> "
+    model.doc_string = (f"cpm policy for {site.config.id}: scaled observations ({', '.join(obs_names)}) -> "
                         f"physical outputs ({outputs}); contract in {SIDECAR_FILE}")
     onnx.checker.check_model(model)
     return model.SerializeToString()
@@ -269,10 +271,13 @@ def battery_action_section(site: Site, battery_action: str) -> dict:
 
 
 def sidecar(site: Site, run_dir: Path, manifest: dict, model: bytes, shield: bool | None = None) -> dict:
-    """The contract of an exported graph: entries, safe action, safety filter (``shield``: on or off; None:
-    as the policy was trained), provenance (parity and checksum added later)."""
+    """The contract of an exported graph: entries (the site's parameters last where the policy was trained
+    with ``site_features``), safe action, safety filter (``shield``: on or off; None: as the policy was
+    trained), provenance (parity and checksum added later)."""
     cfg = site.config
     options = env_options(manifest)
+    features, site_entries = spaces.site_observation(cfg, site.obs_features, options["site_features"])
+    site_names = [f.name for f in features[len(site.obs_features):]]
     trained_behind_filter = bool(options["shield"])
     safe, rule = safe_action(site)
     return {
@@ -280,7 +285,10 @@ def sidecar(site: Site, run_dir: Path, manifest: dict, model: bytes, shield: boo
         "scenario": {"id": cfg.id, "dt_s": cfg.dt_s, "config": scenario_to_dict(cfg)},
         "observations": [{"index": i, "name": f.name, "unit": f.unit, "scale": f.scale, "low": f.low, "high": f.high,
                           "description": f"{f.description}; entry = physical value / scale"}
-                         for i, f in enumerate(site.obs_features)],
+                         for i, f in enumerate(features)],
+        "site_parameters": {"entries": site_names, "values": site_entries.astype(float).tolist(),
+                            "description": "the site's static parameters (train.py --site-features): observation "
+                                           "entries the runtime fills from these values in telemetry mode"},
         "actions": [{"index": i, "name": f.name, "unit": f.unit, "low": f.low, "high": f.high, "safe": s,
                      "description": f.description} for i, (f, s) in enumerate(zip(site.action_features, safe))],
         "safe_action_rule": rule,
@@ -291,7 +299,7 @@ def sidecar(site: Site, run_dir: Path, manifest: dict, model: bytes, shield: boo
             "file": ONNX_FILE,
             "sha256": sha256_hex(model),
             "opset": OPSET,
-            "input": {"name": INPUT_NAME, "shape": ["batch", len(site.obs_features)], "dtype": INPUT_DTYPE},
+            "input": {"name": INPUT_NAME, "shape": ["batch", len(features)], "dtype": INPUT_DTYPE},
             "output": {"name": OUTPUT_NAME, "shape": ["batch", len(site.action_features)], "dtype": OUTPUT_DTYPE},
         },
         "training_run": {
@@ -346,14 +354,14 @@ def _export(run_dir: Path, out: Path, scenario: str, n_obs: int, seed: int, tole
             shield: bool | None) -> dict:
     venv = make_vec(scenario, PARITY_ENVS, seed=seed)
     controller = PPOController(run_dir, venv.site)
-    if env_options(controller.manifest)["site_features"]:
-        raise ValueError(f"{run_dir}: trained with site_features (its observations end with the site's parameters): "
-                         "the exported contract does not carry them yet; run it as ppo:DIR")
-    battery_action = env_options(controller.manifest)["battery_action"]
-    if battery_action != "power":  # the parity rollouts are the policy's own: its first action sets the import
-        venv = CpmVecEnv(venv.config, PARITY_ENVS, battery_action=battery_action)
+    options = env_options(controller.manifest)
+    battery_action = options["battery_action"]
+    if battery_action != "power" or options["site_features"]:  # the parity rollouts are in the policy's own env
+        venv = CpmVecEnv(venv.config, PARITY_ENVS, battery_action=battery_action,
+                         site_features=options["site_features"])
         venv.seed(seed)
-    model = onnx_bytes(PolicyGraph(controller, venv.site, battery_action).eval(), venv.site, battery_action)
+    model = onnx_bytes(PolicyGraph(controller, venv.site, battery_action).eval(), venv.site, battery_action,
+                       venv.obs_names)
     spec = sidecar(venv.site, run_dir, controller.manifest, model, shield)
     obs, expected = rollout(controller, venv, n_obs)
     spec["parity"] = {"observations": len(obs), "rollout_envs": venv.num_envs, "seed": seed,
