@@ -147,6 +147,8 @@ def _site_parameters(cfg: ScenarioConfig) -> list[tuple[Feature, float]]:
              c.cap_min),
             (Feature(f"site_cap_slew_{c.name}", "fraction of TDP per s", 1.0, 0.0, 10.0,
                      f"fastest cap change of {c.name}"), c.cap_slew_per_s),
+            (Feature(f"site_floor_max_{c.name}", "fraction of TDP", 1.0, 0.0, 1.0,
+                     f"highest power floor of {c.name} (0: none)"), c.floor_max),
         ]
     return rows
 
