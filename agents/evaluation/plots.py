@@ -47,11 +47,21 @@ def plot_kpis(summary: pd.DataFrame, path: Path, title: str) -> None:
     cols = [("compute_per_mw", "compute per MW of grid limit"), ("violation_mwh", "energy over the limit (MWh)"),
             ("ramp_excess_mw", "ramp excess (MW, summed over steps)"),
             ("swing_excess_mwh", "oscillation above band (MW·h)")]
-    fig, axes = plt.subplots(1, len(cols), figsize=(4 * len(cols), 4.2), layout="constrained")
+    names = list(summary.controller)
+    shielded = [name.endswith("+shield") for name in names]
+    colors = ["tab:orange" if s else "tab:blue" for s in shielded]
+    y = np.arange(len(names))[::-1]  # the first controller on top
+    fig, axes = plt.subplots(1, len(cols), figsize=(4 * len(cols), 1.2 + 0.28 * len(names)), sharey=True,
+                             layout="constrained")
     for ax, (col, label) in zip(axes, cols):
-        ax.bar(summary.controller, summary[col], color="tab:blue")
+        ax.barh(y, summary[col], color=colors)
         ax.set_title(label, fontsize=9)
-        ax.tick_params(axis="x", rotation=45, labelsize=8)
+        ax.tick_params(axis="x", labelsize=8)
+    axes[0].set_yticks(y, names, fontsize=8)
+    if any(shielded):
+        handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in ("tab:blue", "tab:orange")]
+        fig.legend(handles, ["controller", "behind the safety filter (+shield)"], loc="outside lower center",
+                   ncol=2, fontsize=8)
     fig.suptitle(title)
     fig.savefig(path, dpi=110)
     plt.close(fig)
