@@ -38,6 +38,12 @@ yields the sidecar's safe action instead (each action entry's ``safe`` value: ba
 ``last_fallback_reason`` to a one-line reason (also logged as a warning on the ``agents.runtime``
 logger); it is ``None`` after a good step.
 
+Site parameters: a policy trained with ``site_features`` observes the site's static parameters
+(``policy.json``'s ``site_parameters``: entries, values, the range it was trained on). In telemetry
+mode the runtime fills them from the values; in an observation passed whole, one outside the
+training range does not stop the decision but sets ``last_site_warning`` (logged once per parameter,
+and ``"site_warning"`` in a JSON-lines answer): the policy acts off the sites it learned on.
+
 Safety filter: where ``policy.json``'s ``shield`` section is enabled, every set-point the policy
 gives passes through :func:`cpm_env.shield.shield` (one decision through its single-site entry
 :func:`cpm_env.shield.shield_site`, the same answer), on the state and step the observation describes
@@ -179,23 +185,42 @@ def _check_bounds(names: list[str], low: np.ndarray, high: np.ndarray, section: 
 FORECAST_FIELDS = ("kind", "horizons_steps", "demand_entry", "limit_mw", "oversubscription")  # when enabled
 
 
-def _site_parameters(spec: dict, obs_names: list[str], low: np.ndarray, high: np.ndarray
-                     ) -> tuple[list[str], np.ndarray]:
-    """(names, entries) of the sidecar's ``site_parameters``: the observation entries that hold the site's static
-    parameters (a policy trained with ``site_features``; none otherwise), which the runtime fills in telemetry
-    mode. One-line ValueError for names that are not observations or entries outside their bounds."""
-    names, values = _field(spec, "site_parameters.entries"), _field(spec, "site_parameters.values")
+class SiteParameters(NamedTuple):
+    """The sidecar's ``site_parameters``: observation entries holding the site's static parameters (a policy
+    trained with ``site_features``; none otherwise), the values the runtime fills in telemetry mode, and the
+    range of each it was trained on (one site: the values themselves)."""
+
+    names: list[str]
+    values: np.ndarray
+    trained_low: list[float]
+    trained_high: list[float]
+
+
+def _numbers(spec: dict, key: str, n: int) -> list[float]:
+    values = _field(spec, f"site_parameters.{key}")
+    if not isinstance(values, list) or len(values) != n or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        raise ValueError(f"{SIDECAR_FILE}: site_parameters.{key} = {values!r}: must be one finite number per entry")
+    return [float(v) for v in values]
+
+
+def _site_parameters(spec: dict, obs_names: list[str], low: np.ndarray, high: np.ndarray) -> SiteParameters:
+    """The sidecar's ``site_parameters``; one-line ValueError for names that are not observations, values outside
+    the observation's bounds or a training range that is empty or leaves out the values."""
+    names = _field(spec, "site_parameters.entries")
     if not isinstance(names, list) or not all(n in obs_names for n in names) or len(set(names)) != len(names):
         raise ValueError(f"{SIDECAR_FILE}: site_parameters.entries = {names!r}: must be distinct observation names")
-    if not isinstance(values, list) or len(values) != len(names) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
-        raise ValueError(f"{SIDECAR_FILE}: site_parameters.values = {values!r}: must be one finite number per entry")
-    for name, value in zip(names, values):
+    values = _numbers(spec, "values", len(names))
+    trained_low, trained_high = _numbers(spec, "trained_low", len(names)), _numbers(spec, "trained_high", len(names))
+    for name, value, lo, hi in zip(names, values, trained_low, trained_high):
         i = obs_names.index(name)
         if not low[i] <= value <= high[i]:
             raise ValueError(f"{SIDECAR_FILE}: site_parameters: {name} = {value!r}: outside the observation's bounds "
                              f"[{low[i]:g}, {high[i]:g}]")
-    return names, np.array(values, dtype=float)
+        if not lo <= value <= hi:
+            raise ValueError(f"{SIDECAR_FILE}: site_parameters: {name}: training range [{lo!r}, {hi!r}] must hold "
+                             f"its value {value!r}")
+    return SiteParameters(names, np.array(values, dtype=float), trained_low, trained_high)
 
 
 def _telemetry_layout(spec: dict, obs_names: list[str], constant: list[str]
@@ -361,8 +386,13 @@ class PolicyController:
         self._output_low, self._output_high = self.output_low.tolist(), self.output_high.tolist()
         self._output_where = "the action bounds" if kind == "power" else \
             "the graph's output bounds (battery_action.graph_output, then actions)"
-        site_names, self._site_values = _site_parameters(spec, self.obs_names, self.obs_low, self.obs_high)
+        self.site_parameters = _site_parameters(spec, self.obs_names, self.obs_low, self.obs_high)
+        site_names = self.site_parameters.names
+        self._site_values = self.site_parameters.values
         self._site_idx = np.array([self.obs_names.index(n) for n in site_names], dtype=int)
+        self._site_idx_list = self._site_idx.tolist()
+        self.last_site_warning: str | None = None  # a site parameter outside the training range, last decision
+        self._site_warned: set[str] = set()
         self.telemetry_names, self._telemetry_idx, self._forecast_idx = _telemetry_layout(spec, self.obs_names,
                                                                                           site_names)
         self.forecast = spec["forecast"]
@@ -418,6 +448,7 @@ class PolicyController:
     # ------------------------------------------------------------------ control loop
     def act(self, obs) -> np.ndarray:
         """Physical set-points (n_actions,) float64 for one observation (n_obs,); never raises."""
+        self.last_site_warning = None
         try:
             x = np.asarray(obs)
         except Exception as err:
@@ -430,6 +461,8 @@ class PolicyController:
             v = x.tolist()
             if not (all(map(le, self._obs_low, v)) and all(map(le, v, self._obs_high))):
                 return self._fallback(self._range_reason(x))
+            if self._site_idx_list:
+                self._check_site([v[i] for i in self._site_idx_list])
             self._feed[0] = x
             y = self._session.run(self._output_names, self._inputs)[0][0]
             w = y.tolist()
@@ -449,6 +482,24 @@ class PolicyController:
             return self._filtered(w, y, decoded)
         self.last_fallback_reason = None
         return y
+
+    def _check_site(self, entries: list[float] | None) -> None:
+        """Set :attr:`last_site_warning` when a site-parameter entry (``entries``, in ``site_parameters`` order;
+        None: all inside) lies outside the range the policy was trained on, and log each parameter's first time.
+        The decision goes ahead: the policy still acts, but off the sites it learned on."""
+        self.last_site_warning = None
+        if entries is None:
+            return
+        sp = self.site_parameters
+        for name, value, lo, hi in zip(sp.names, entries, sp.trained_low, sp.trained_high):
+            if not lo <= value <= hi:
+                self.last_site_warning = (f"site parameter {name} = {value:g} outside the range the policy was "
+                                          f"trained on [{lo:g}, {hi:g}] (scaled entries): it acts off its training "
+                                          "sites")
+                if name not in self._site_warned:
+                    self._site_warned.add(name)
+                    log.warning("%s", self.last_site_warning)
+                return
 
     def _decode_feed(self) -> tuple[State, Exo]:
         """The state and step (plain floats) the observation in the feed describes, by the site model."""
@@ -554,6 +605,11 @@ class PolicyController:
                 return self._fallback_rows(len(x) if x.ndim else 1, f"observations have shape {x.shape}, dtype "
                                            f"{x.dtype}: expected (N, {len(self.obs_names)}) numbers")
             ok = ((x >= self.obs_low) & (x <= self.obs_high)).all(axis=1)
+            if self._site_idx_list:
+                site = x[:, self._site_idx]
+                lo, hi = np.array(self.site_parameters.trained_low), np.array(self.site_parameters.trained_high)
+                outside = ok & ((site < lo) | (site > hi)).any(axis=1)
+                self._check_site(site[np.argmax(outside)].tolist() if outside.any() else None)
             y = np.tile(self.safe_setpoints, (len(x), 1))
             if ok.any():
                 y[ok] = self._session.run(self._output_names, {self._input_name: x[ok].astype(np.float32)})[0]
@@ -659,7 +715,9 @@ class PolicyController:
 
     def respond(self, line: str) -> dict:
         """One JSON-lines answer ``{"setpoints": {...}, "fallback": reason or None}`` to one input line
-        (and ``"shield": {...} or None`` with the safety filter enabled: :meth:`shield_summary`)."""
+        (and ``"shield": {...} or None`` with the safety filter enabled: :meth:`shield_summary`; ``"site_warning"``:
+        :attr:`last_site_warning`, for a policy whose observations carry the site's parameters)."""
+        self.last_site_warning = None
         try:
             data = json.loads(line)
         except Exception as err:  # ValueError, or RecursionError for absurdly nested input
@@ -669,6 +727,8 @@ class PolicyController:
         answer = {"setpoints": self.setpoint_dict(setpoints), "fallback": self.last_fallback_reason}
         if self.safety_filter is not None:
             answer["shield"] = self.shield_summary()
+        if self._site_idx_list:
+            answer["site_warning"] = self.last_site_warning
         return answer
 
     def shield_summary(self) -> dict | None:

@@ -1,5 +1,7 @@
 """The env option site_features: the site's static parameters at the end of every observation."""
 
+import json
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -102,3 +104,18 @@ def test_a_policy_trained_with_site_features_runs_as_ppo_dir_and_as_its_export(t
     assert np.allclose(built[-len(names):], spaces.site_parameter_entries(plain.config))
     onnx = make_controller(f"onnx:{out}", plain.site)  # evaluate.py's onnx:DIR on the plain env's observations
     assert np.allclose(onnx.predict(obs)[0], a_plain, atol=1e-4)
+    # off the site it was trained on: it still acts, and says so (act, batch, JSON line)
+    assert runtime.act(full[0]) is not None and runtime.last_site_warning is None
+    moved = full[0].copy()
+    moved[runtime.obs_names.index("site_ramp_limit")] *= 0.5
+    setpoints = runtime.act(moved)
+    assert runtime.last_fallback_reason is None and np.isfinite(setpoints).all()
+    assert runtime.last_site_warning.startswith("site parameter site_ramp_limit = 0.05 outside the range the policy "
+                                                "was trained on [0.1, 0.1]")
+    runtime.act_batch(np.stack([full[0], moved]))
+    assert "site_ramp_limit" in runtime.last_site_warning
+    runtime.act_batch(full)
+    assert runtime.last_site_warning is None
+    answer = runtime.respond(json.dumps({"obs": moved.tolist()}))
+    assert answer["fallback"] is None and "site_ramp_limit" in answer["site_warning"]
+    assert runtime.respond(json.dumps({"obs": full[0].tolist()}))["site_warning"] is None

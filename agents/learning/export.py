@@ -287,8 +287,12 @@ def sidecar(site: Site, run_dir: Path, manifest: dict, model: bytes, shield: boo
                           "description": f"{f.description}; entry = physical value / scale"}
                          for i, f in enumerate(features)],
         "site_parameters": {"entries": site_names, "values": site_entries.astype(float).tolist(),
+                            # trained on one scenario: its range is its own values
+                            "trained_low": site_entries.astype(float).tolist(),
+                            "trained_high": site_entries.astype(float).tolist(),
                             "description": "the site's static parameters (train.py --site-features): observation "
-                                           "entries the runtime fills from these values in telemetry mode"},
+                                           "entries the runtime fills from values in telemetry mode; an observation "
+                                           "outside trained_low..trained_high makes the runtime warn"},
         "actions": [{"index": i, "name": f.name, "unit": f.unit, "low": f.low, "high": f.high, "safe": s,
                      "description": f.description} for i, (f, s) in enumerate(zip(site.action_features, safe))],
         "safe_action_rule": rule,
