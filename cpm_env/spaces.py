@@ -175,6 +175,13 @@ def site_observation(cfg: ScenarioConfig, features: list[Feature], site_features
     return features + site_parameter_features(cfg), site_parameter_entries(cfg)
 
 
+def with_site_entries(obs, entries: np.ndarray) -> np.ndarray:
+    """Observation(s) ``obs`` (..., n_obs) of an env without the ``site_features`` option, with the site-parameter
+    ``entries`` (:func:`site_parameter_entries`) appended to each, float32."""
+    obs = np.asarray(obs, dtype=np.float32)
+    return np.concatenate([obs, np.broadcast_to(entries, obs.shape[:-1] + entries.shape)], axis=-1)
+
+
 def site_parameter_entries(cfg: ScenarioConfig) -> np.ndarray:
     """The site-parameter entries of ``cfg`` (physical / scale), float32; one-line ValueError naming the
     parameter, its value and the range when one lies outside what the observation can tell a policy."""

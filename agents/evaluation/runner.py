@@ -141,9 +141,8 @@ class SiteParameterObservations:
         return getattr(self.inner, name)
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
-        obs = np.asarray(observation, dtype=np.float32)
-        tail = np.broadcast_to(self.entries, obs.shape[:-1] + self.entries.shape)
-        return self.inner.predict(np.concatenate([obs, tail], axis=-1), state, episode_start, deterministic)
+        return self.inner.predict(spaces.with_site_entries(observation, self.entries), state, episode_start,
+                                  deterministic)
 
 
 @dataclass

@@ -71,8 +71,7 @@ class PPOController:
         """SB3's interface: actions in [-1, 1] for one observation or a batch."""
         obs = np.asarray(observation, dtype=np.float32)
         if self.site_entries.size and obs.shape[-1] == self.n_plain:  # a plain env's observation
-            obs = np.concatenate([obs, np.broadcast_to(self.site_entries, obs.shape[:-1] + self.site_entries.shape)],
-                                 axis=-1)
+            obs = spaces.with_site_entries(obs, self.site_entries)
         if self.normalizer is not None:
             obs = self.normalizer.normalize(obs)
         action, _ = self.policy.predict(obs, deterministic=deterministic)
