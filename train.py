@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 
 from agents.files import move_aside
+from agents.learning.artifacts import options_in
 from agents.learning.callbacks import final_evaluation_line
 from agents.learning.rundir import check_fresh_run_dir, check_name, default_run_dir
 from agents.learning.train import check_resumable, check_same_scenario, resume, run_hyperparams, train
@@ -90,20 +91,17 @@ def main(argv: list[str] | None = None) -> int:
                 check_same_scenario(args.resume, args.scenario)
             # fresh episodes after the checkpoint: the generators' state is not saved
             venv = make_vec(str(args.resume / "scenario.yml"), int(hp["n_envs"]),
-                            seed=int(run_args["seed"]) + checkpoint[2], shield=bool(run_args.get("shield", False)),
-                            battery_action=run_args.get("battery_action", "power"),
-                            site_features=bool(run_args.get("site_features", False)))
+                            seed=int(run_args["seed"]) + checkpoint[2], **options_in(run_args))
         else:
             scenario = args.scenario or DEFAULT_SCENARIO
             scenario_id = resolve_scenario(scenario).id
             hp = run_hyperparams(scenario_id, args.hyperparams, args.n_envs, args.timesteps, args.optimize,
                                  args.n_trials)
             # the env options: the command line's, else the config's for the scenario, else the defaults
-            args.shield = bool(hp.get("shield", False)) if args.shield is None else args.shield
-            args.battery_action = args.battery_action or hp.get("battery_action", "power")
-            if args.site_features is None:
-                args.site_features = bool(hp.get("site_features", False))
-            hp.update(shield=args.shield, battery_action=args.battery_action, site_features=args.site_features)
+            given = {key: value for key, value in options_in(vars(args)).items() if value is not None}
+            options = {**options_in(hp), **given}
+            vars(args).update(options)  # args.yml: --resume rebuilds the env from them
+            hp.update(options)
             if args.optimize:
                 from agents.learning.tune import check_storage, check_study_dir  # optuna only where tuning
 
@@ -115,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 run_dir = args.run_dir or default_run_dir(scenario_id, args.seed)
                 check_fresh_run_dir(run_dir, args.overwrite)
-                venv = make_vec(scenario, hp["n_envs"], seed=args.seed, shield=args.shield,
-                                battery_action=args.battery_action, site_features=args.site_features)
+                venv = make_vec(scenario, hp["n_envs"], seed=args.seed, **options)
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -131,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         from agents.learning.tune import optimize
 
         optimize(scenario, scenario_id, hp, args.n_trials, hp["n_timesteps"], args.seed, study_dir, args.storage,
-                 name, shield=args.shield, battery_action=args.battery_action, site_features=args.site_features)
+                 name)
         best = study_dir / "best_hyperparams.yml"
         print(best.read_text() if best.is_file() else "no trial finished (all pruned or failed)")
         return 0

@@ -391,6 +391,7 @@ class PolicyController:
         self._site_values = self.site_parameters.values
         self._site_idx = np.array([self.obs_names.index(n) for n in site_names], dtype=int)
         self._site_idx_list = self._site_idx.tolist()
+        self._site_trained = (np.array(self.site_parameters.trained_low), np.array(self.site_parameters.trained_high))
         self.last_site_warning: str | None = None  # a site parameter outside the training range, last decision
         self._site_warned: set[str] = set()
         self.telemetry_names, self._telemetry_idx, self._forecast_idx = _telemetry_layout(spec, self.obs_names,
@@ -607,7 +608,7 @@ class PolicyController:
             ok = ((x >= self.obs_low) & (x <= self.obs_high)).all(axis=1)
             if self._site_idx_list:
                 site = x[:, self._site_idx]
-                lo, hi = np.array(self.site_parameters.trained_low), np.array(self.site_parameters.trained_high)
+                lo, hi = self._site_trained
                 outside = ok & ((site < lo) | (site > hi)).any(axis=1)
                 self._check_site(site[np.argmax(outside)].tolist() if outside.any() else None)
             y = np.tile(self.safe_setpoints, (len(x), 1))

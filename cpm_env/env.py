@@ -131,7 +131,8 @@ class CpmEnv(gym.Env):
         obs[site.n_exo:n_state] = spaces.state_observation(
             self.params, self.state, self._battery_mw, site.floor_idx, site.inv_limit
         )
-        obs[n_state:] = self._site_entries
+        if self.site_features:
+            obs[n_state:] = self._site_entries
         return obs
 
     def step(self, action):

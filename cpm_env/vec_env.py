@@ -91,7 +91,8 @@ class CpmVecEnv(VecEnv):
         state_cols = spaces.state_observation(self.params, self.state, self._battery_mw, site.floor_idx,
                                               site.inv_limit)
         obs[:, site.n_exo:n_state] = np.stack(state_cols, axis=1)
-        obs[:, n_state:] = self._site_entries
+        if self.site_features:
+            obs[:, n_state:] = self._site_entries
         return obs
 
     def seed(self, seed: int | Sequence[int] | None = None) -> Sequence[int | None]:

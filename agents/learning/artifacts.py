@@ -44,6 +44,12 @@ def env_options(manifest: Mapping[str, Any]) -> dict[str, Any]:
     return {**ENV_OPTIONS, **(manifest.get("env_options") or {})}
 
 
+def options_in(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The env options among ``settings`` (hyperparameters, train.py's arguments, an env's attributes as
+    ``vars``), each missing one at its default: the keyword arguments of ``make_vec`` / ``CpmVecEnv``."""
+    return {key: settings.get(key, default) for key, default in ENV_OPTIONS.items()}
+
+
 def sha256_file(path: Path) -> str:
     """SHA-256 of a file's bytes as 64 hex digits."""
     digest = hashlib.sha256()

@@ -12,7 +12,7 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.evaluation.runner import make_controller, run_controller
-from agents.learning.artifacts import begin_set, write_manifest, write_set_folder
+from agents.learning.artifacts import begin_set, options_in, write_manifest, write_set_folder
 from agents.learning.policy_files import save_policy_files
 from cpm_env.config import scenario_to_dict
 from cpm_env.vec_env import CpmVecEnv
@@ -111,8 +111,7 @@ def _scenario(model) -> dict:
 def _env_options(model) -> dict:
     """The training env's options, recorded in the manifest (``env_options``)."""
     venv = model.get_env().unwrapped
-    return {"shield": bool(venv.shield), "battery_action": venv.battery_action,
-            "site_features": bool(venv.site_features)}
+    return options_in(vars(venv))
 
 
 def save_policy(model, directory: Path, extra: tuple[str, ...] = ()) -> dict:

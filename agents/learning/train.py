@@ -19,7 +19,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from agents.evaluation.seeds import parse_seeds
 from agents.files import write_atomic
-from agents.learning.artifacts import MANIFEST, check_artifacts, scenario_sha256
+from agents.learning.artifacts import MANIFEST, check_artifacts, options_in, scenario_sha256
 from agents.learning.callbacks import CheckpointSetCallback, PolicyEvalCallback, save_policy
 from cpm_env.config import read_yaml, resolve_scenario, scenario_to_dict
 from cpm_env.vec_env import EPISODE_KPIS, CpmVecEnv
@@ -264,9 +264,9 @@ def _learn(model: PPO, hp: dict[str, Any], timesteps: int, run_dir: Path, on_eva
     venv = model.get_env().unwrapped
     seeds = parse_seeds(str(hp.get("eval_seeds", "10000-10004")), "eval_seeds")
     # eval_shield: evaluate (and so choose best/) behind the filter the policy will be deployed behind
-    evaluator = PolicyEvalCallback(CpmVecEnv(venv.config, len(seeds), shield=venv.shield or bool(hp.get("eval_shield")),
-                                             battery_action=venv.battery_action, site_features=venv.site_features),
-                                   seeds,
+    options = options_in(vars(venv))
+    options["shield"] = options["shield"] or bool(hp.get("eval_shield"))
+    evaluator = PolicyEvalCallback(CpmVecEnv(venv.config, len(seeds), **options), seeds,
                                    int(hp.get("eval_freq", 500_000)), run_dir, on_eval)
     checkpoints = CheckpointSetCallback(int(hp.get("checkpoint_freq", 100_000)), run_dir / "checkpoints")
     model.learn(timesteps, callback=[KpiLogger(), checkpoints, evaluator], progress_bar=progress_bar,

@@ -15,6 +15,7 @@ import yaml
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from agents.learning.artifacts import options_in
 from agents.learning.rundir import is_empty_dir
 from agents.learning.train import train
 from cpm_env.config import read_yaml
@@ -61,11 +62,10 @@ def sample_hyperparams(trial: optuna.Trial) -> dict[str, Any]:
 
 
 def optimize(scenario: str, scenario_id: str, hp: dict[str, Any], n_trials: int, timesteps: int, seed: int,
-             study_dir: Path, storage: str | None, study_name: str, shield: bool = False,
-             battery_action: str = "power", site_features: bool = False) -> optuna.Study:
+             study_dir: Path, storage: str | None, study_name: str) -> optuna.Study:
     """Run ``n_trials`` trials of ``timesteps`` env steps each (4 evaluations per trial, pruned
-    by the median rule; ``shield``, ``battery_action``, ``site_features``: the env options, as train.py's);
-    trials' run dirs go under ``study_dir``; the best hyperparameters are written to ``study_dir/best_hyperparams.yml``
+    by the median rule; the env options are ``hp``'s, as train.py's); trials' run dirs go under
+    ``study_dir``; the best hyperparameters are written to ``study_dir/best_hyperparams.yml``
     as a block for configs/ppo.yml."""
     check_study_dir(study_dir, study_name, scenario_id)
     study_dir.mkdir(parents=True, exist_ok=True)
@@ -87,8 +87,7 @@ def optimize(scenario: str, scenario_id: str, hp: dict[str, Any], n_trials: int,
             trial.report(reward, step)
             return not trial.should_prune()
 
-        venv = make_vec(scenario, int(trial_hp["n_envs"]), seed=seed, shield=shield, battery_action=battery_action,
-                        site_features=site_features)
+        venv = make_vec(scenario, int(trial_hp["n_envs"]), seed=seed, **options_in(trial_hp))
         train(venv, trial_hp, timesteps, seed, study_dir / f"trial_{trial.number}", on_eval=report,
               progress_bar=False)
         if trial.should_prune():
