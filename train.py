@@ -34,7 +34,8 @@ from agents.learning.artifacts import options_in
 from agents.learning.callbacks import final_evaluation_line
 from agents.learning.rundir import check_fresh_run_dir, check_name, default_run_dir
 from agents.learning.train import check_resumable, check_same_scenario, resume, run_hyperparams, train
-from cpm_env.config import ConfigError, resolve_scenario
+from cpm_env.config import ConfigError
+from cpm_env.family import resolve
 from cpm_env.spaces import BATTERY_ACTIONS
 from cpm_env.vec_env import make_vec
 
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                             seed=int(run_args["seed"]) + checkpoint[2], **options_in(run_args))
         else:
             scenario = args.scenario or DEFAULT_SCENARIO
-            scenario_id = resolve_scenario(scenario).id
+            scenario_id = resolve(scenario).id
             hp = run_hyperparams(scenario_id, args.hyperparams, args.n_envs, args.timesteps, args.optimize,
                                  args.n_trials)
             # the env options: the command line's, else the config's for the scenario, else the defaults

@@ -15,6 +15,7 @@ into a validated :class:`ScenarioConfig`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import types
@@ -466,6 +467,9 @@ class ScenarioConfig:
 # --------------------------------------------------------------------------- building
 
 
+_type_hints = functools.cache(typing.get_type_hints)  # a config class's field types, resolved once
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp)).replace("typing.", "")
 
@@ -526,7 +530,7 @@ def _finite_float(value: float) -> bool:
 
 
 def _build(cls: type, data: Mapping[str, Any], prefix: str, source: str) -> Any:
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     for key in data:
         require(key in names, f"{prefix}.{key}".lstrip("."), "(unknown key)", f"allowed keys: {', '.join(names)}")
@@ -570,7 +574,7 @@ def resolve_file_paths(cls: type, data: Any, folder: Path) -> Any:
     """
     if not isinstance(data, Mapping):
         return data
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     out = dict(data)
     for f in dataclasses.fields(cls):
         value = out.get(f.name)
@@ -752,6 +756,9 @@ def load_scenario(path: str | Path, overrides: Mapping[str, Any] | None = None) 
     A trace workload's relative ``path`` is resolved against the folder of the file that states it.
     """
     data = read_scenario_file(path)
+    if "family" in data:
+        raise ConfigError(f"{path}: family: a site family, not one site: gym.make, make_vec and train.py draw a site "
+                          "from it per episode; cpm_env.family.SiteFamily(path).site(seed) gives one")
     if overrides:
         return _build_overridden(data, overrides, str(path))
     return scenario_from_dict(data, source=str(path))

@@ -11,6 +11,7 @@ import numpy as np
 from cpm_env import physics, spaces
 from cpm_env import shield as safety
 from cpm_env.episode import Episode
+from cpm_env.family import find_family
 from cpm_env.ops import SCALAR
 from cpm_env.physics import Exo
 from cpm_env.scenario import ScenarioLike, Site
@@ -95,10 +96,14 @@ class CpmEnv(gym.Env):
             raise ValueError(f"shield = {shield!r}: must be true or false")
         self.shield = shield
         self.battery_action = spaces.check_battery_action(battery_action)
-        self.site = Site(scenario, base)
+        self.family = find_family(scenario, base)
+        self.site = Site(self.family.reference) if self.family is not None else Site(scenario, base)
+        self.source = self.family if self.family is not None else self.site.config  # to build the same env again
         self.config = self.site.config
         self.params = self.site.params
         features, self._site_entries = spaces.site_observation(self.config, self.site.obs_features, site_features)
+        if self.family is not None:
+            features = self.family.observation_features(features) + features[len(self.site.obs_features):]
         self.site_features = site_features
         self.obs_names = [f.name for f in features]
         self.action_names = spaces.action_names(self.params, self.site.action_features, battery_action)
@@ -111,6 +116,11 @@ class CpmEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        if self.family is not None:  # a new site from the same generator, before its episode
+            self.site = Site(self.family.draw(self.np_random))
+            self.config, self.params = self.site.config, self.site.params
+            if self.site_features:
+                self._site_entries = spaces.site_parameter_entries(self.config)
         ep = self.site.episodes.sample([self.np_random])
         self.episode = ep
         # per-step rows as tuples, so a step reads floats without touching numpy

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from cpm_env.site import PerClass, Scalar, SiteParams, State, swinging_steps
+from cpm_env.site import PerClass, Scalar, SiteParams, State, any_true, state_of_charge, swinging_steps
 
 _TINY = 1e-12
 
@@ -105,7 +105,7 @@ def realized_cap(p: SiteParams, k: int, cap_in_force, target, ops):
     """The cap (fraction of TDP) class ``k`` gets this step for set-point ``target``: within [cap_min, 1] and,
     where it can bind, the slew limit around the cap in force."""
     c = _clip(target, p.cap_min[k], 1.0, ops)
-    if p.cap_step[k] < 1.0 - p.cap_min[k]:  # the slew limit can bind within one step
+    if any_true(p.cap_step[k] < 1.0 - p.cap_min[k]):  # the slew limit can bind within one step
         c = _clip(c, ops.maximum(p.cap_min[k], cap_in_force - p.cap_step[k]),
                   ops.minimum(1.0, cap_in_force + p.cap_step[k]), ops)
     return c
@@ -123,7 +123,7 @@ def _it_levels(p: SiteParams, s: State, a: Action, x: Exo, ops) -> tuple:
         y = ops.minimum(x.high_mw[k], c * peak)
         lo = ops.minimum(x.low_mw[k], y)
         f = s.floors[k]
-        if p.floor_max[k] > 0.0:
+        if any_true(p.floor_max[k] > 0.0):
             f = _clip(a.floors[k], ops.maximum(0.0, f - p.cap_step[k]),
                       ops.minimum(p.floor_max[k], f + p.cap_step[k]), ops)
             lo_raw = lo
@@ -258,7 +258,7 @@ def step(p: SiteParams, s: State, a: Action, x: Exo, ops) -> tuple[State, Output
         - p.w_burn * burn_mwh
         + p.w_energy * (e_new - e)
     )
-    soc = e_new / p.capacity_mwh if p.capacity_mwh > 0 else 0.0 * e_new
+    soc = state_of_charge(p, e_new)
     out = Outputs(
         reward=reward,
         compute_delivered=gpu.compute,

@@ -21,6 +21,7 @@ scenario config is only a type here), so a controller host runs the site model w
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple, TypeAlias, get_args, get_origin, get_type_hints
 
 import numpy as np
@@ -198,6 +199,44 @@ def _param_value(value, base: type, depth: int, n_classes: int, field: str):
             raise ValueError(f"{field} = {value!r}: must be a list of {rule}")
         curves.append(tuple(points))
     return tuple(curves)
+
+
+def stack_params(params: Sequence[SiteParams]) -> SiteParams:
+    """One :class:`SiteParams` for a batch of sites (a site family's batched env, env ``i`` the ``i``-th):
+    a number the same for every site stays a float, one that differs becomes an array over the batch
+    (per class: each class's entry on its own). The flags and the throughput curves must be the same for
+    every site (a family's layout, :func:`cpm_env.family.layout`); ValueError otherwise."""
+    fields = {}
+    for name in SiteParams._fields:
+        values = [getattr(p, name) for p in params]
+        base, depth = PARAM_KINDS[name]
+        if base is bool or depth == 2:
+            if any(v != values[0] for v in values):
+                raise ValueError(f"stack_params: {name} differs between the sites: it must be the same for a batch")
+            fields[name] = values[0]
+        elif depth == 1:
+            fields[name] = tuple(_stacked([v[k] for v in values]) for k in range(len(values[0])))
+        else:
+            fields[name] = _stacked(values)
+    return SiteParams(**fields)
+
+
+def _stacked(values: list[float]):
+    return values[0] if all(v == values[0] for v in values) else np.array(values, dtype=float)
+
+
+def any_true(condition) -> bool:
+    """Whether a comparison of site parameters holds for any site: a bool for one site's floats, or an
+    array over a batch of sites (:func:`stack_params`); costs nothing on the single env's floats."""
+    return condition if condition is True or condition is False else bool(np.any(condition))
+
+
+def state_of_charge(p: SiteParams, energy_mwh):
+    """State of charge (fraction) of ``energy_mwh`` stored; 0 without a battery (floats or arrays)."""
+    cap = p.capacity_mwh
+    if isinstance(cap, float):
+        return energy_mwh / cap if cap > 0 else 0.0 * energy_mwh
+    return energy_mwh / np.maximum(cap, 1e-12)  # a battery-less site of the batch stores 0 MWh
 
 
 def initial_state(p: SiteParams, limit_mw, demand_mw) -> State:

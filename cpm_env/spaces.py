@@ -32,7 +32,7 @@ from gymnasium import spaces as gym_spaces
 from cpm_env.config import ScenarioConfig
 from cpm_env.forecast import forecast_entries
 from cpm_env.physics import BATTERY_ACTIONS, Action, battery_for_import
-from cpm_env.site import SiteParams, State, swinging_steps
+from cpm_env.site import SiteParams, State, state_of_charge, swinging_steps
 
 
 class Feature(NamedTuple):
@@ -292,9 +292,9 @@ def exo_features(cfg, high, low, duty, limit, demand, dr_start, dr_end, forecast
     return out
 
 
-def state_observation(p: SiteParams, s: State, battery_mw, floor_idx: list[int], inv_limit: float) -> list:
+def state_observation(p: SiteParams, s: State, battery_mw, floor_idx: list[int], inv_limit) -> list:
     """The dynamic observation entries (floats, or arrays over a batch)."""
-    soc = s.energy_mwh / p.capacity_mwh if p.capacity_mwh > 0 else 0.0 * s.energy_mwh
+    soc = state_of_charge(p, s.energy_mwh)
     return [s.import_mw * inv_limit, soc, battery_mw * inv_limit, *s.caps, *(s.floors[k] for k in floor_idx)]
 
 

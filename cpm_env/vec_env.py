@@ -26,10 +26,11 @@ from cpm_env import physics, spaces
 from cpm_env import shield as safety
 from cpm_env.config import scenario_file
 from cpm_env.episode import Episode
+from cpm_env.family import find_family
 from cpm_env.ops import NUMPY
 from cpm_env.physics import Exo
 from cpm_env.scenario import ScenarioLike, Site
-from cpm_env.site import initial_state
+from cpm_env.site import initial_state, stack_params
 
 EPISODE_KPIS = ("compute_delivered", "compute_demanded", "over_limit_mwh", "ramp_excess_mw", "swing_excess_mw",
                 "battery_discharged_mwh", "burn_mwh")
@@ -47,10 +48,20 @@ class CpmVecEnv(VecEnv):
             raise ValueError(f"shield = {shield!r}: must be true or false")
         self.shield = shield  # as CpmEnv's: actions through the safety filter before the physics
         self.battery_action = spaces.check_battery_action(battery_action)  # as CpmEnv's
-        self.site = Site(scenario, base)
+        self.family = find_family(scenario, base)  # a site family: each env draws its site per episode
+        if self.family is not None and shield:
+            raise ValueError(f"shield = True with the site family {self.family.id}: the batched filter takes one "
+                             "site's parameters; train the family without it and evaluate ppo+shield per site "
+                             "(gym.make's single env filters a family's sites)")
+        self.site = Site(self.family.reference) if self.family is not None else Site(scenario, base)
+        self.source = self.family if self.family is not None else self.site.config  # to build the same env again
         self.site.episodes.check_batch(n_envs)
         self.config, self.params = self.site.config, self.site.params
+        self.sites = [self.site] * n_envs  # env i's site this episode
+        self._inv_limit: float | np.ndarray = self.site.inv_limit
         features, self._site_entries = spaces.site_observation(self.config, self.site.obs_features, site_features)
+        if self.family is not None:
+            features = self.family.observation_features(features) + features[len(self.site.obs_features):]
         self.site_features = site_features  # as CpmEnv's: the site's parameters after the state entries
         self.obs_names = [f.name for f in features]
         self.action_names = spaces.action_names(self.params, self.site.action_features, battery_action)
@@ -68,7 +79,7 @@ class CpmVecEnv(VecEnv):
             if seed is not None or self._rngs[i] is None:
                 self._rngs[i], _ = seeding.np_random(seed)
         rngs = [rng for rng in self._rngs if rng is not None]  # every one is set just above
-        ep = self.site.episodes.sample(rngs)
+        ep = self.site.episodes.sample(rngs) if self.family is None else self._family_episodes(rngs)
         self._reset_seeds()
         self._high, self._low = ep.high_mw, ep.low_mw
         self._work, self._wpt = ep.work, ep.work_per_throughput
@@ -83,13 +94,33 @@ class CpmVecEnv(VecEnv):
         self._shield_steps = np.zeros(n)  # steps the safety filter changed the action, this episode
         self._t_start = time.perf_counter()
 
+    def _family_episodes(self, rngs: list[np.random.Generator]) -> Episode:
+        """Each env's site drawn from its generator, then its episode from the same one (as ``CpmEnv.reset``),
+        joined into one batch with the sites' parameters stacked (:func:`cpm_env.site.stack_params`)."""
+        assert self.family is not None
+        self.sites = [Site(self.family.draw(rng)) for rng in rngs]
+        eps = [site.episodes.sample([rng]) for site, rng in zip(self.sites, rngs)]
+        self.params = stack_params([site.params for site in self.sites])
+        self._inv_limit = np.array([site.inv_limit for site in self.sites])
+        if self.site_features:
+            self._site_entries = np.stack([spaces.site_parameter_entries(site.config) for site in self.sites])
+        n_steps, width = self.config.n_steps, max(ep.dr_start_step.shape[1] for ep in eps)
+
+        def windows(a: np.ndarray) -> np.ndarray:  # fewer windows than another site: empty ones after the end
+            return np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=n_steps)
+
+        return Episode(*(np.concatenate([getattr(ep, name) if name not in ("dr_start_step", "dr_end_step")
+                                         else windows(getattr(ep, name)) for ep in eps],
+                                        axis=0 if name in ("dr_start_step", "dr_end_step") else -1)
+                         for name in Episode._fields))
+
     def _observation(self) -> np.ndarray:
         site = self.site
         obs = np.empty((self.num_envs, len(self.obs_names)), dtype=np.float32)
         n_state = len(site.obs_names)
         obs[:, : site.n_exo] = self._exo_obs[min(self._t, self.config.n_steps - 1)].T
         state_cols = spaces.state_observation(self.params, self.state, self._battery_mw, site.floor_idx,
-                                              site.inv_limit)
+                                              self._inv_limit)
         obs[:, site.n_exo:n_state] = np.stack(state_cols, axis=1)
         if self.site_features:
             obs[:, n_state:] = self._site_entries

@@ -21,6 +21,14 @@ settings.register_profile("dev", max_examples=25, deadline=None, suppress_health
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
+def one_site(scenario_id: str):
+    """The config of a registered scenario; of a site family, the site seed 0 draws."""
+    from cpm_env.family import SiteFamily, is_family_file
+
+    path = cpm_env.scenario_ids()[scenario_id]
+    return SiteFamily(path).site(0) if is_family_file(path) else cpm_env.load_scenario(path)
+
+
 @pytest.fixture
 def tmp_yaml(tmp_path):
     """A writer of text files in ``tmp_path``: ``tmp_yaml(text, name="scenario.yml")`` -> the path."""

@@ -23,6 +23,7 @@ from cpm_env.config import (
     scenario_from_dict,
     scenario_to_dict,
 )
+from cpm_env.family import SiteFamily, is_family_file
 
 DEFAULT = cpm_env.DEFAULT_SCENARIO
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +44,9 @@ def test_shipped_scenarios_load_and_are_valid():
     assert {"cpm_env/DataCenter-v0", "cpm_env/FastRamp-v0", "cpm_env/DemandResponse-v0",
             "cpm_env/NoBattery-v0"} <= set(ids)
     for env_id, path in ids.items():
+        if is_family_file(path):  # a family's base site is valid, and so is every corner of its ranges
+            assert f"cpm_env/{SiteFamily(path).reference.id}" == env_id
+            continue
         cfg = load_scenario(path)
         assert f"cpm_env/{cfg.id}" == env_id
 
@@ -250,7 +254,7 @@ def test_resolver_takes_ids_paths_configs_overrides_and_none():
 
 def test_unknown_id_lists_the_registered_ids():
     one_line_error(r"^scenario = 'Nope-v0': unknown id; registered ids: cpm_env/DataCenter-v0, "
-                   r"cpm_env/DemandResponse-v0, cpm_env/FastRamp-v0, cpm_env/NoBattery-v0 "
+                   r"cpm_env/DemandResponse-v0, cpm_env/FastRamp-v0, cpm_env/NoBattery-v0, cpm_env/SiteFamily-v0 "
                    r"\(or pass a scenario YAML path\)$",
                    resolve_scenario, "Nope-v0")
 

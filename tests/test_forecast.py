@@ -9,6 +9,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from conftest import one_site
 from cpm_env import spaces
 from cpm_env.config import ConfigError, ForecastConfig, resolve_scenario, scenario_ids, scenario_to_dict
 from cpm_env.forecast import FORECASTERS, make_forecaster, persistence_mw, schedule_persistence_mw
@@ -142,11 +143,11 @@ def test_config_kinds_are_the_registered_forecasters():
 @pytest.mark.parametrize("scenario_id", sorted(scenario_ids()))
 def test_every_registered_scenario_forecasts_causally(scenario_id):
     """No shipped scenario (nor the config's default) benchmarks a controller that sees failures coming."""
-    cfg = resolve_scenario(scenario_id)
+    cfg = one_site(scenario_id)
     assert make_forecaster(cfg.forecast).causal, f"{scenario_id}: forecast.kind = {cfg.forecast.kind}"
     assert make_forecaster(ForecastConfig()).causal
     assert scenario_to_dict(cfg)["forecast"]["kind"] == cfg.forecast.kind  # stated in every run's scenario.yml
-    noisy = resolve_scenario(scenario_id, {"forecast": {"kind": "oracle_noisy"}})
+    noisy = resolve_scenario(cfg, {"forecast": {"kind": "oracle_noisy"}})
     assert resolve_scenario(scenario_to_dict(noisy)) == noisy  # oracle_noisy stays available by name
 
 

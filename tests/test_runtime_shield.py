@@ -18,7 +18,7 @@ import export as export_cli
 from agents.evaluation.runner import make_controller, run_controller
 from agents.learning.export import export_policy
 from agents.runtime import PolicyController, seal
-from conftest import run_python
+from conftest import one_site, run_python
 from cpm_env.config import resolve_scenario, scenario_ids
 from cpm_env.scenario import Site
 from cpm_env.shield import GAVE_UP, MARGIN_MW, shield
@@ -28,7 +28,7 @@ from cpm_env.vec_env import make_vec
 
 @pytest.mark.parametrize("scenario", sorted(scenario_ids()))
 def test_site_params_round_trip_through_json_exactly(scenario):
-    p = make_params(resolve_scenario(scenario))
+    p = make_params(one_site(scenario))
     data = json.loads(json.dumps(params_to_json(p), allow_nan=False))
     back = params_from_json(data)
     assert back == p and repr(back) == repr(p)  # the same values, and floats stay floats (not ints)

@@ -201,7 +201,9 @@ def episode_rows(totals: EpisodeTotals, venv: CpmVecEnv, seeds: list[int], label
     controller's rows also get ``shield_interventions`` (steps where the filter changed the action)
     and ``shield_delta_mw`` (mean over those steps of |battery change| + IT MW of cap change)."""
     cfg, p = venv.config, venv.params
-    cycles = totals.discharged / p.capacity_mwh if p.capacity_mwh > 0 else np.zeros(len(seeds))
+    capacity = np.asarray(p.capacity_mwh)  # per env on a site family's batch
+    cycles = np.where(capacity > 0, totals.discharged / np.maximum(capacity, 1e-12), 0.0)
+    limit_mw = np.array([site.config.grid.limit_mw for site in venv.sites])
     return pd.DataFrame({
         "controller": label,
         "scenario": cfg.id,
@@ -210,7 +212,7 @@ def episode_rows(totals: EpisodeTotals, venv: CpmVecEnv, seeds: list[int], label
         "compute_delivered": totals.compute,
         "compute_demanded": totals.demanded,
         "compute_fraction": totals.compute / np.maximum(totals.demanded, 1e-12),
-        "compute_per_mw": totals.compute / (cfg.grid.limit_mw * cfg.duration_h),
+        "compute_per_mw": totals.compute / (limit_mw * cfg.duration_h),
         "violation_mwh": totals.over_mwh,
         "max_overshoot_mw": totals.overshoot_max,
         "ramp_violations": totals.ramp_count.astype(int),
@@ -261,4 +263,16 @@ def run_controller(controller: Controller, venv: CpmVecEnv, seeds: list[int], la
             progress.update(len(seeds))
     return episode_rows(totals, venv, seeds, label, price_usd_per_mwh is not None,
                         shielded=getattr(controller, "last_shield_report", None) is not None)
+
+
+def run_named(name: str, venv: CpmVecEnv, seeds: list[int], label: str) -> pd.DataFrame:
+    """:func:`run_controller` of the controller ``name`` on ``venv``'s episodes for ``seeds``. A controller
+    reads one site's model, so on a site family (``venv.family``) each seed runs alone, in an env of its
+    own with ``venv``'s options, by the controller built for the site that seed draws."""
+    family = venv.family
+    if family is None:
+        return run_controller(make_controller(name, venv.site), venv, seeds, label)
+    options = {"shield": venv.shield, "battery_action": venv.battery_action, "site_features": venv.site_features}
+    return pd.concat([run_controller(make_controller(name, Site(family.site(seed))), CpmVecEnv(family, 1, **options),
+                                     [seed], label) for seed in seeds], ignore_index=True)
 

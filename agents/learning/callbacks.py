@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from agents.evaluation.runner import make_controller, run_controller
+from agents.evaluation.runner import run_controller, run_named
 from agents.learning.artifacts import begin_set, options_in, write_manifest, write_set_folder
 from agents.learning.policy_files import save_policy_files
-from cpm_env.config import scenario_to_dict
+from cpm_env.family import source_dict
 from cpm_env.vec_env import CpmVecEnv
 
 BEST_RULE = "greedy"  # the strongest rule-based controller on every scenario (README results)
@@ -56,11 +56,10 @@ class PolicyEvalCallback(BaseCallback):
         self.started = time.perf_counter()
 
     def _init_callback(self) -> None:
-        rule = make_controller(BEST_RULE, self.venv.site)
         # rules set the battery's power: under another battery_action they run in a plain twin
         rule_env = self.venv if self.venv.battery_action == "power" else CpmVecEnv(
-            self.venv.config, self.venv.num_envs, shield=self.venv.shield)
-        self.rule_reward = float(run_controller(rule, rule_env, self.seeds, BEST_RULE).reward.mean())
+            self.venv.source, self.venv.num_envs, shield=self.venv.shield)
+        self.rule_reward = float(run_named(BEST_RULE, rule_env, self.seeds, BEST_RULE).reward.mean())
         self.last_eval = self.model.num_timesteps  # a resumed run starts at its checkpoint
         if self.csv_path.is_file():  # a resumed run: keep its history and its best reward
             with self.csv_path.open() as f:
@@ -105,7 +104,7 @@ class PolicyEvalCallback(BaseCallback):
 
 
 def _scenario(model) -> dict:
-    return scenario_to_dict(model.get_env().unwrapped.config)
+    return source_dict(model.get_env().unwrapped.source)
 
 
 def _env_options(model) -> dict:

@@ -21,7 +21,8 @@ from agents.evaluation.seeds import parse_seeds
 from agents.files import write_atomic
 from agents.learning.artifacts import MANIFEST, check_artifacts, options_in, scenario_sha256
 from agents.learning.callbacks import CheckpointSetCallback, PolicyEvalCallback, save_policy
-from cpm_env.config import read_yaml, resolve_scenario, scenario_to_dict
+from cpm_env.config import read_yaml
+from cpm_env.family import resolve, source_dict
 from cpm_env.vec_env import EPISODE_KPIS, CpmVecEnv
 
 PPO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ppo.yml"
@@ -198,7 +199,7 @@ class KpiLogger(BaseCallback):
 
     def _on_step(self) -> bool:
         venv = self.training_env.unwrapped
-        if venv.params.capacity_mwh > 0:
+        if np.any(np.asarray(venv.params.capacity_mwh) > 0):  # a family's batch: any site with a battery
             self.logger.record_mean("site/soc", float(venv.last_outputs.soc.mean()))
         for name, cap in zip(venv.site.class_names, venv.state.caps):
             self.logger.record_mean(f"site/cap_{name}", float(cap.mean()))
@@ -238,7 +239,7 @@ def train(venv: CpmVecEnv, hp: dict[str, Any], timesteps: int, seed: int, run_di
     if run_args is not None:
         write_atomic(run_dir / "args.yml", yaml.safe_dump(run_args, sort_keys=False).encode())
     write_atomic(run_dir / "config.yml", yaml.safe_dump(hp, sort_keys=False).encode())
-    write_atomic(run_dir / "scenario.yml", yaml.safe_dump(scenario_to_dict(venv.config), sort_keys=False).encode())
+    write_atomic(run_dir / "scenario.yml", yaml.safe_dump(source_dict(venv.source), sort_keys=False).encode())
     return _learn(model, hp, timesteps, run_dir, on_eval, progress_bar, reset=True)
 
 
@@ -266,7 +267,7 @@ def _learn(model: PPO, hp: dict[str, Any], timesteps: int, run_dir: Path, on_eva
     # eval_shield: evaluate (and so choose best/) behind the filter the policy will be deployed behind
     options = options_in(vars(venv))
     options["shield"] = options["shield"] or bool(hp.get("eval_shield"))
-    evaluator = PolicyEvalCallback(CpmVecEnv(venv.config, len(seeds), **options), seeds,
+    evaluator = PolicyEvalCallback(CpmVecEnv(venv.source, len(seeds), **options), seeds,
                                    int(hp.get("eval_freq", 500_000)), run_dir, on_eval)
     checkpoints = CheckpointSetCallback(int(hp.get("checkpoint_freq", 100_000)), run_dir / "checkpoints")
     model.learn(timesteps, callback=[KpiLogger(), checkpoints, evaluator], progress_bar=progress_bar,
@@ -326,7 +327,7 @@ def check_resumable(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], Chec
 def check_same_scenario(run_dir: Path, scenario: str) -> None:
     """ValueError unless ``scenario`` (an id or YAML path, as given) is the scenario the run trained on."""
     saved = read_yaml(run_dir / "scenario.yml")
-    given = scenario_to_dict(resolve_scenario(scenario))
+    given = source_dict(resolve(scenario))
     if given != saved:
         run_args = read_yaml(run_dir / "args.yml", "train.py arguments")
         raise ValueError(f"--resume {run_dir}: the run trained on scenario {saved.get('id')!r} "

@@ -1,0 +1,133 @@
+"""Site families (cpm_env.family): load-time checks, reproducible draws, and envs that draw a site per episode."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from hypothesis import given
+from hypothesis import strategies as st
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import cpm_env
+from cpm_env import make_vec
+from cpm_env.config import ConfigError, load_scenario
+from cpm_env.family import SiteFamily
+
+FAMILY_ID = "cpm_env/SiteFamily-v0"
+FAMILY_FILE = cpm_env.SCENARIO_DIR / "site_family.yml"
+# two hours, with the demand-response window (where a site has one) inside them
+SHORT = {"duration_h": 2.0,
+         "grid": {"demand_response": {"earliest_start_h": 0.5, "latest_start_h": 0.5, "duration_h": 1.0,
+                                      "notice_h": 0.25}}}
+
+
+def family_file(tmp_yaml, body: str) -> str:
+    """A family file extending the default scenario, with ``body`` as its ``family:`` section."""
+    return str(tmp_yaml(f"id: Fam-v0\nextends: {cpm_env.DEFAULT_SCENARIO}\nfamily:\n{body}", "fam.yml"))
+
+
+@pytest.mark.parametrize("body, match", [
+    ("  site.oversubscription: {uniform: [1.5, 1.2]}\n", r"family\.site\.oversubscription\.uniform .*inverted range"),
+    ("  site.oversubscription: {uniform: [1.2, 1.2]}\n", r"family\.site\.oversubscription\.uniform .*empty range"),
+    ("  site.oversubscription: {uniform: [1.2]}\n", r"family\.site\.oversubscription\.uniform .*\[low, high\]"),
+    ("  site.oversubscription: {choice: []}\n", r"family\.site\.oversubscription\.choice .*non-empty"),
+    ("  site.oversubscription: {gaussian: [1.2, 0.1]}\n", r"family\.site\.oversubscription: distribution 'gaussian'"),
+    ("  battery.soc_min: {uniform: [0.1, 0.6]}\n  battery.soc_max: {uniform: [0.5, 0.9]}\n",
+     r"family: the draw battery\.soc_min = 0\.6, battery\.soc_max = 0\.5 makes an invalid site: battery\.soc_min"),
+    ("  site.oversubscriptions: {uniform: [1.0, 1.5]}\n", r"site\.oversubscriptions = '\(unknown key\)'"),
+    ("  site.gpu_classes.storage.share: {uniform: [0.1, 0.5]}\n", r"no GPU class 'storage'"),
+    ("  dt_s: {choice: [60, 30]}\n", r"changes the observation or action layout"),
+    ("  grid.demand_response.events_per_episode: {uniform: [0, 2]}\n",
+     r"events_per_episode = 0\.0: must be an integer"),
+    ("  battery: {uniform: [0, 1]}\n", r"names a section, not a field"),
+])
+def test_bad_family_is_one_line_error_at_load_time(tmp_yaml, body, match):
+    path = family_file(tmp_yaml, body)
+    for build in (lambda: SiteFamily(path), lambda: gym.make("cpm_env/DataCenter-v0", scenario=path),
+                  lambda: make_vec("cpm_env/DataCenter-v0", scenario=path)):
+        with pytest.raises(ConfigError, match=match) as info:
+            build()
+        message = str(info.value)
+        assert "\n" not in message and "fam.yml" in message
+
+
+def test_a_family_file_is_not_one_site():
+    with pytest.raises(ConfigError, match="site_family.yml: family: a site family, not one site"):
+        load_scenario(FAMILY_FILE)
+
+
+def test_override_of_a_drawn_field_is_refused():
+    with pytest.raises(ConfigError, match="scenario override site.oversubscription: the family .* draws it"):
+        gym.make(FAMILY_ID, scenario={"site": {"oversubscription": 1.2}})
+
+
+@given(st.integers(0, 2**32 - 1))
+def test_draws_stay_in_the_family_and_repeat_by_seed(seed):
+    family = SiteFamily(FAMILY_FILE)
+    cfg = family.site(seed)
+    assert cfg == family.site(seed) and cfg.id == f"SiteFamily-v0-site{seed}"
+    lim, bat, grid = cfg.grid.limit_mw, cfg.battery, cfg.grid
+    assert 1.0 <= cfg.site.oversubscription <= 1.7
+    shares = {c.name: c.share for c in cfg.site.gpu_classes}
+    assert 0.3 <= shares["training"] <= 0.9 and sum(shares.values()) == pytest.approx(1.0)
+    assert 0.0 <= bat.capacity_mwh / lim <= 2.0
+    assert bat.capacity_mwh == 0 or 0.25 <= bat.power_mw / bat.capacity_mwh <= 1.0 + 1e-12
+    assert 0.04 * lim <= grid.ramp_limit_mw_per_min <= 0.20 * lim and 0.1 * lim <= grid.swing_band_mw <= 0.3 * lim
+    assert grid.demand_response.events_per_episode in (0, 1) and cfg.dt_s == 60.0
+
+
+def test_family_env_draws_its_site_from_the_reset_seed():
+    env = gym.make(FAMILY_ID).unwrapped
+    family = SiteFamily(FAMILY_FILE)
+    obs, _ = env.reset(seed=1000)
+    first = family.site(1000)
+    assert env.config.site == first.site and env.config.battery == first.battery and env.config.grid == first.grid
+    n_site = len(cpm_env.spaces.site_parameter_features(first))
+    np.testing.assert_array_equal(obs[-n_site:], cpm_env.spaces.site_parameter_entries(first))
+    env.reset()
+    assert env.config.site != first.site  # the next episode, the next site
+    again, _ = gym.make(FAMILY_ID).unwrapped.reset(seed=1000)
+    np.testing.assert_array_equal(again, obs)
+
+
+def test_family_env_passes_gymnasium_and_sb3_checks_and_stays_in_its_space():
+    env = gym.make(FAMILY_ID, scenario=SHORT)
+    check_env(env.unwrapped, skip_render_check=True)
+    sb3_check_env(gym.make(FAMILY_ID, scenario=SHORT).unwrapped)
+    rng = np.random.default_rng(3)
+    for seed in range(6):  # sites with and without a battery, a window, a tight ramp
+        obs, _ = env.reset(seed=seed)
+        for _ in range(env.unwrapped.config.n_steps):
+            assert env.observation_space.contains(obs), seed
+            obs, reward, _, truncated, _ = env.step(rng.uniform(-1, 1, env.action_space.shape).astype(np.float32))
+            assert np.isfinite(reward)
+        assert truncated
+
+
+def test_batched_family_env_equals_single_envs_across_resets():
+    n = 4
+    venv = make_vec(FAMILY_ID, n_envs=n, seed=7, scenario=SHORT, site_features=True)
+    envs = [gym.make(FAMILY_ID, scenario=SHORT).unwrapped for _ in range(n)]
+    np.testing.assert_array_equal(venv.reset(), np.stack([e.reset(seed=7 + i)[0] for i, e in enumerate(envs)]))
+    assert len({s.config.battery.capacity_mwh for s in venv.sites}) == n  # one site per env
+    rng = np.random.default_rng(0)
+    for t in range(2 * envs[0].config.n_steps + 3):
+        actions = rng.uniform(-1.2, 1.2, (n, venv.action_space.shape[0])).astype(np.float32)
+        obs, rewards, dones, infos = venv.step(actions)
+        for i, env in enumerate(envs):
+            o, r, _, truncated, _ = env.step(actions[i])
+            assert dones[i] == truncated
+            if truncated:
+                np.testing.assert_array_equal(infos[i]["terminal_observation"], o)
+                o, _ = env.reset()
+            np.testing.assert_array_equal(obs[i], o, err_msg=f"step {t}, env {i}")
+            assert rewards[i] == np.float32(r)
+
+
+def test_batched_family_env_refuses_the_filter_in_one_line():
+    with pytest.raises(ValueError, match="shield = True with the site family SiteFamily-v0") as info:
+        make_vec(FAMILY_ID, n_envs=2, shield=True)
+    assert "\n" not in str(info.value)
+    env = gym.make(FAMILY_ID, scenario=SHORT, shield=True)  # the single env filters each drawn site
+    env.reset(seed=0)
+    assert "shield_intervened" in env.step(np.ones(env.action_space.shape, dtype=np.float32))[4]
