@@ -30,12 +30,12 @@ import sys
 from pathlib import Path
 
 from agents.files import move_aside
-from agents.learning.artifacts import options_in
+from agents.learning.artifacts import ENV_OPTIONS, options_in
 from agents.learning.callbacks import final_evaluation_line
 from agents.learning.rundir import check_fresh_run_dir, check_name, default_run_dir
 from agents.learning.train import check_resumable, check_same_scenario, resume, run_hyperparams, train
 from cpm_env.config import ConfigError
-from cpm_env.family import resolve
+from cpm_env.family import SiteFamily, resolve
 from cpm_env.spaces import BATTERY_ACTIONS
 from cpm_env.vec_env import make_vec
 
@@ -95,12 +95,15 @@ def main(argv: list[str] | None = None) -> int:
                             seed=int(run_args["seed"]) + checkpoint[2], **options_in(run_args))
         else:
             scenario = args.scenario or DEFAULT_SCENARIO
-            scenario_id = resolve(scenario).id
+            source = resolve(scenario)
+            scenario_id = source.id
             hp = run_hyperparams(scenario_id, args.hyperparams, args.n_envs, args.timesteps, args.optimize,
                                  args.n_trials)
             # the env options: the command line's, else the config's for the scenario, else the defaults
             given = {key: value for key, value in options_in(vars(args)).items() if value is not None}
-            options = {**options_in(hp), **given}
+            # a policy for a site family must know the site it faces: it observes the site's parameters by default
+            family_default = {"site_features": True} if isinstance(source, SiteFamily) else {}
+            options = {**options_in(hp), **family_default, **{k: hp[k] for k in ENV_OPTIONS if k in hp}, **given}
             vars(args).update(options)  # args.yml: --resume rebuilds the env from them
             hp.update(options)
             if args.optimize:

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from agents.evaluation.runner import check_names, make_controller, run_controller
+from agents.evaluation.oracle_share import oracle_share_rows
+from agents.evaluation.runner import check_names, make_controller
 from agents.evaluation.seeds import parse_seeds
 from agents.files import write_atomic
 from agents.learning.ppo import shipped_model_dir
@@ -49,24 +50,6 @@ def pinned(name: str, cfg: ScenarioConfig) -> str:
     if base != "ppo":
         return name
     return f"ppo:{shipped_model_dir(CpmVecEnv(cfg, 1).site)}{plus}{suffix}"
-
-
-def scenario_rows(cfg: ScenarioConfig, variant: str, controllers: dict[str, str], seeds: list[int]) -> list[dict]:
-    """One row per controller x seed: reward and % of the oracle's reward on that seed's episode;
-    ``controllers`` maps each label to the name that builds it (:func:`pinned`)."""
-    venv = CpmVecEnv(cfg, len(seeds))
-    oracle = run_controller(make_controller("oracle", venv.site), venv, seeds, "oracle").reward.to_numpy()
-    rows = []
-    for name, spelled in controllers.items():
-        controller = make_controller(spelled, venv.site, allow_other_scenario=True)
-        episodes = run_controller(controller, venv, seeds, name)
-        for seed, reward, compute, ref in zip(seeds, episodes.reward, episodes.compute_fraction, oracle):
-            rows.append({"scenario": cfg.id, "variant": variant, "controller": name, "seed": seed,
-                         "reward": reward, "oracle_reward": ref, "compute_fraction": compute,
-                         "pct_oracle": 100.0 * reward / ref})
-        print(f"{cfg.id} ({variant}) {name}: {100.0 * episodes.reward.sum() / oracle.sum():.1f}% of the oracle",
-              flush=True)
-    return rows
 
 
 def table(rows: pd.DataFrame, controllers: list[str]) -> list[str]:
@@ -106,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for cfg in configs:
         for variant, variant_cfg in zip(VARIANTS, (cfg, without_surprises(cfg))):
-            rows += scenario_rows(variant_cfg, variant, {n: pinned(n, cfg) for n in controllers}, seeds)
+            rows += oracle_share_rows(variant_cfg, {n: pinned(n, cfg) for n in controllers}, seeds,
+                                      {"variant": variant})
     frame = pd.DataFrame(rows)
     frame["scenario"] = frame.scenario.str.replace("-NoSurprises", "", regex=False)
     lines = [f"# Held-out seeds {args.seeds}: % of the oracle's reward", "", *table(frame, controllers), "",

@@ -24,13 +24,9 @@ if not _MISSING:
     from gymnasium.envs.registration import register, registry
 
     from cpm_env.config import DEFAULT_SCENARIO, SCENARIO_DIR, ConfigError, ScenarioConfig, load_scenario, scenario_ids
-    from cpm_env.family import is_family_file
-
     for _env_id, _path in scenario_ids().items():
         if _env_id not in registry:
-            # a family's policy must know which site it faces: its env observes the site's parameters by default
-            _kwargs = {"base": _path, "site_features": True} if is_family_file(_path) else {"base": _path}
-            register(id=_env_id, entry_point="cpm_env.env:CpmEnv", kwargs=_kwargs)
+            register(id=_env_id, entry_point="cpm_env.env:CpmEnv", kwargs={"base": _path})
 
     from cpm_env.env import CpmEnv
 

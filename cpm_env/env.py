@@ -51,8 +51,8 @@ class CpmEnv(gym.Env):
     duty; facility demand, headroom, grid limit, lagged demand; time of day (sin, cos);
     episode progress; demand forecasts by forecast.kind (if enabled); demand-response state (active,
     pending, starts in h, remaining h, limit); last grid import, SoC, last battery power,
-    caps (and floors) in force; with ``site_features=True`` then the site's static parameters
-    (``cpm_env.spaces.site_parameter_features``).
+    caps (and floors) in force; with ``site_features=True`` (a site family's default) then the site's
+    static parameters (``cpm_env.spaces.site_parameter_features``).
 
     ## Rewards
     Per step, in compute units (1 unit = 1 MW of GPUs at full speed for 1 h)::
@@ -80,6 +80,9 @@ class CpmEnv(gym.Env):
     the safety filter (:func:`cpm_env.shield.shield`, on the true state) before the physics, so an
     agent trains inside the safe set and the reward is that of what the site did; ``info`` then
     adds ``shield_intervened`` (bool) and ``shield_delta_mw`` (MW the filter moved).
+    A site family (``gym.make("cpm_env/SiteFamily-v0")``, or a family file as ``scenario``:
+    :mod:`cpm_env.family`) draws a new site at every reset from the env's generator, then its episode;
+    ``env.config`` and ``env.params`` are that site's.
     ``battery_action="import_change"`` makes the first action entry the change of the step-mean
     grid import (``a * ramp_step_mw`` MW; 0 holds it) instead of the battery's power; the battery
     set-point is what that takes at the step's caps (see :mod:`cpm_env.spaces`).
@@ -91,7 +94,7 @@ class CpmEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, scenario: ScenarioLike = None, base: str | Path | None = None, render_mode=None,
-                 shield: bool = False, battery_action: str = "power", site_features: bool = False):
+                 shield: bool = False, battery_action: str = "power", site_features: bool | None = None):
         if not isinstance(shield, bool):
             raise ValueError(f"shield = {shield!r}: must be true or false")
         self.shield = shield
@@ -101,6 +104,8 @@ class CpmEnv(gym.Env):
         self.source = self.family if self.family is not None else self.site.config  # to build the same env again
         self.config = self.site.config
         self.params = self.site.params
+        if site_features is None:  # a family's policy must know the site it faces: its parameters by default
+            site_features = self.family is not None
         features, self._site_entries = spaces.site_observation(self.config, self.site.obs_features, site_features)
         if self.family is not None:
             features = self.family.observation_features(features) + features[len(self.site.obs_features):]

@@ -6,6 +6,9 @@ arrays, so its trajectories equal those of N independent ``CpmEnv`` (a test chec
 All copies share the episode length, so they all end together and autoreset in the same
 step; the last observation is in ``infos[i]["terminal_observation"]``.
 
+On a site family (:mod:`cpm_env.family`) each env draws its own site per episode, and the physics
+runs on the sites' parameters stacked into arrays over the batch (:func:`cpm_env.site.stack_params`).
+
 Per-step KPIs are in ``vec_env.last_outputs`` (arrays over the batch); building N info
 dicts a step would cost more than the physics, so infos carry them only if
 ``kpis_in_info=True``. Episode totals are always in ``infos[i]["episode"]`` at the end.
@@ -41,7 +44,7 @@ class CpmVecEnv(VecEnv):
 
     def __init__(self, scenario: ScenarioLike = None, n_envs: int = 1, base: str | Path | None = None,
                  kpis_in_info: bool = False, shield: bool = False, battery_action: str = "power",
-                 site_features: bool = False):
+                 site_features: bool | None = None):
         if not isinstance(n_envs, int) or n_envs < 1:
             raise ValueError(f"n_envs = {n_envs!r}: must be an integer >= 1")
         if not isinstance(shield, bool):
@@ -59,6 +62,8 @@ class CpmVecEnv(VecEnv):
         self.config, self.params = self.site.config, self.site.params
         self.sites = [self.site] * n_envs  # env i's site this episode
         self._inv_limit: float | np.ndarray = self.site.inv_limit
+        if site_features is None:  # a family's policy must know the site it faces: its parameters by default
+            site_features = self.family is not None
         features, self._site_entries = spaces.site_observation(self.config, self.site.obs_features, site_features)
         if self.family is not None:
             features = self.family.observation_features(features) + features[len(self.site.obs_features):]
@@ -223,14 +228,16 @@ class CpmVecEnv(VecEnv):
 
 def make_vec(env_id: str = "cpm_env/DataCenter-v0", n_envs: int = 1, seed: int | None = None,
              scenario: ScenarioLike = None, kpis_in_info: bool = False, shield: bool = False,
-             battery_action: str = "power", site_features: bool = False) -> CpmVecEnv:
+             battery_action: str = "power", site_features: bool | None = None) -> CpmVecEnv:
     """Batched VecEnv of a registered id (or a scenario YAML path), seeded ``seed + i`` per env.
 
     ``scenario`` takes the same overrides as ``gym.make(env_id, scenario=...)``; ``shield`` passes
     every action through the safety filter before the physics (as ``gym.make(env_id, shield=True)``);
     ``battery_action`` chooses what the first action entry sets (as ``gym.make``'s, :mod:`cpm_env.spaces`);
     ``site_features`` appends the site's static parameters to every observation
-    (:func:`cpm_env.spaces.site_parameter_features`).
+    (:func:`cpm_env.spaces.site_parameter_features`; default: on for a site family, off for one site).
+    A site family (``cpm_env/SiteFamily-v0``, a family file: :mod:`cpm_env.family`) draws a site per env
+    and episode from that env's generator, before its episode; ``vec_env.sites`` holds them.
     """
     base = scenario_file(env_id)
     venv = CpmVecEnv(scenario, n_envs, base=base, kpis_in_info=kpis_in_info, shield=shield,

@@ -77,7 +77,8 @@ def test_draws_stay_in_the_family_and_repeat_by_seed(seed):
 
 
 def test_family_env_draws_its_site_from_the_reset_seed():
-    env = gym.make(FAMILY_ID).unwrapped
+    env = gym.make(FAMILY_ID).unwrapped  # a family observes its sites' parameters by default
+    assert env.site_features and not gym.make("cpm_env/DataCenter-v0").unwrapped.site_features
     family = SiteFamily(FAMILY_FILE)
     obs, _ = env.reset(seed=1000)
     first = family.site(1000)
@@ -131,3 +132,36 @@ def test_batched_family_env_refuses_the_filter_in_one_line():
     env = gym.make(FAMILY_ID, scenario=SHORT, shield=True)  # the single env filters each drawn site
     env.reset(seed=0)
     assert "shield_intervened" in env.step(np.ones(env.action_space.shape, dtype=np.float32))[4]
+
+
+def test_train_py_trains_a_generalist_on_a_family_and_resumes_it(tmp_path, tmp_yaml):
+    import yaml
+
+    import train as train_cli
+    from conftest import TINY_TRAINING
+
+    path = tmp_yaml(yaml.safe_dump({"id": "ShortFamily-v0", "extends": str(FAMILY_FILE), **SHORT}), "short_family.yml")
+    run = tmp_path / "run"
+    assert train_cli.main(["--scenario", str(path), "--run-dir", str(run), *TINY_TRAINING]) == 0
+    saved = yaml.safe_load((run / "scenario.yml").read_text())
+    assert saved["family"]["site.oversubscription"] == {"uniform": [1.0, 1.7]}  # the run holds the family itself
+    assert SiteFamily(run / "scenario.yml").to_dict() == SiteFamily(path).to_dict()
+    manifest = yaml.safe_load((run / "manifest.json").read_text())
+    assert manifest["env_options"]["site_features"] is True  # a family's default, without a configs/ppo.yml block
+    assert train_cli.main(["--resume", str(run)]) == 2  # finished: nothing to resume, said in one line
+
+
+def test_generalization_benchmark_refuses_a_plain_scenario_before_any_work(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("generalization", cpm_env.SCENARIO_DIR.parents[1]
+                                                  / "benchmarks" / "generalization.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--family", "cpm_env/DataCenter-v0", "--out", str(tmp_path / "out")]) == 2
+    assert "not a site family" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    family = SiteFamily(FAMILY_FILE)
+    for label, values in module.OUTSIDE.items():  # each outside site is valid and past the family's ranges
+        cfg = module.outside_site(family, label, values)
+        assert cfg.battery.soc_min == family.reference.battery.soc_min
+    assert module.outside_site(family, "x", {"site.oversubscription": 1.9}).site.oversubscription == 1.9
