@@ -56,8 +56,9 @@ RELATIVE_KEYS = {
 }
 CHECK_DRAWS = 32  # seeded draws checked at load time, besides the corners
 MAX_CORNERS = 4096  # more combinations than this: only the seeded draws are checked
-# families checked in this process, (file, its mtime, the overrides) -> their observation bounds
-_CHECKED: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+# families checked in this process, (file, its mtime, the overrides) -> their observation bounds and the
+# range of their site-parameter entries
+_CHECKED: dict[tuple, tuple[np.ndarray, ...]] = {}
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,21 @@ def apply_draws(base: Mapping[str, Any], values: Mapping[str, Any], source: str)
     return data
 
 
+def key_value(cfg: ScenarioConfig, key: str) -> Any:
+    """The value of family key ``key`` on site ``cfg``: the field's, or for a relative key (:data:`RELATIVE_KEYS`)
+    the field over what it is a fraction of (None where that is 0: a C-rate without a battery)."""
+    data = config.scenario_to_dict(cfg)
+    if key in RELATIVE_KEYS:
+        target, of = RELATIVE_KEYS[key]
+        total = float(_get(data, of))
+        return float(_get(data, target)) / total if total > 0 else None
+    parts = key.split(".")
+    if parts[:2] == ["site", "gpu_classes"]:
+        k = _class_index(data, parts[2])
+        return _get(data["site"]["gpu_classes"][k], ".".join(parts[3:])) if k is not None else None
+    return _get(data, key)
+
+
 def layout(cfg: ScenarioConfig) -> tuple:
     """What every site of a family must share: the observation and action layout's inputs."""
     return (tuple(c.name for c in cfg.site.gpu_classes), tuple(c.floor_max > 0 for c in cfg.site.gpu_classes),
@@ -218,7 +234,7 @@ class SiteFamily:
         key = (str(self.path.resolve()), self.path.stat().st_mtime_ns, repr(overrides))
         if key not in _CHECKED:  # a check takes ~1 s: once per file version and overrides in a process
             _CHECKED[key] = self._check()
-        self.obs_low, self.obs_high = _CHECKED[key]
+        self.obs_low, self.obs_high, self.site_low, self.site_high = _CHECKED[key]
 
     def _build(self, values: Mapping[str, Any], seed: int | None = None) -> ScenarioConfig:
         data = apply_draws(self.base, values, self.source)
@@ -226,16 +242,19 @@ class SiteFamily:
             data["id"] = f"{self.id}-site{seed}"
         return config.scenario_from_dict(data, self.source)
 
-    def _check(self) -> tuple[np.ndarray, np.ndarray]:
+    def _check(self) -> tuple[np.ndarray, ...]:
         """Every corner (up to :data:`MAX_CORNERS`) and :data:`CHECK_DRAWS` seeded draws build a valid site
-        with the reference layout; returns the lowest and highest bound of each observation entry over
-        them (without the site's parameters), the family's observation space."""
+        with the reference layout; returns, over them, the lowest and highest bound of each observation
+        entry (without the site's parameters: the family's observation space) and the lowest and highest
+        value of each site-parameter entry (:func:`cpm_env.spaces.site_parameter_entries`: the range the
+        family trains a policy on)."""
         from cpm_env import spaces
         from cpm_env.site import make_params
 
         want = layout(self.reference)
         n_obs = len(spaces.observation_features(self.reference, make_params(self.reference)))
         low, high = np.full(n_obs, np.inf), np.full(n_obs, -np.inf)
+        site_low = site_high = spaces.site_parameter_entries(self.reference).astype(float)
         combos = math.prod(len(d.corners()) for d in self.draws)
         corners = itertools.product(*(d.corners() for d in self.draws)) if combos <= MAX_CORNERS else ()
         rng = np.random.default_rng(0)
@@ -245,7 +264,7 @@ class SiteFamily:
             shown = ", ".join(f"{k} = {v!r}" for k, v in values.items())
             try:
                 cfg = self._build(values)
-                spaces.site_parameter_entries(cfg)
+                entries = spaces.site_parameter_entries(cfg).astype(float)
             except (ConfigError, ValueError) as err:
                 raise ConfigError(f"{self.source}: {FAMILY_KEY}: the draw {shown} makes an invalid site: "
                                   f"{str(err).removeprefix(self.source + ': ')}") from None
@@ -256,7 +275,8 @@ class SiteFamily:
             feats = spaces.observation_features(cfg, make_params(cfg))
             lo, hi = np.array([f.low for f in feats]), np.array([f.high for f in feats])
             low, high = np.minimum(low, lo), np.maximum(high, hi)
-        return low, high
+            site_low, site_high = np.minimum(site_low, entries), np.maximum(site_high, entries)
+        return low, high, site_low, site_high
 
     def observation_features(self, features: list) -> list:
         """``features`` (a site's :func:`cpm_env.spaces.observation_features`, in its order) with the bounds
@@ -278,6 +298,24 @@ class SiteFamily:
         ``family:``): written as YAML, :class:`SiteFamily` loads the same family from it."""
         spec = {d.key: {d.kind: list(d.values)} for d in self.draws}
         return {**self.base, FAMILY_KEY: spec}
+
+    def outside(self, cfg: ScenarioConfig) -> list[str]:
+        """Where site ``cfg`` lies outside the family, one ``key = value (the family's range)`` per family key
+        (values as :func:`key_value` reads them, relative keys as fractions); empty inside it."""
+        ref = self.reference
+        out = [f"{name} = {mine!r} (the family's: {theirs!r})" for name, mine, theirs in (
+            ("dt_s", cfg.dt_s, ref.dt_s), ("duration_h", cfg.duration_h, ref.duration_h),
+            ("GPU classes", [c.name for c in cfg.site.gpu_classes], [c.name for c in ref.site.gpu_classes]))
+            if mine != theirs]
+        for d in self.draws:
+            value = key_value(cfg, d.key)
+            if value is None:  # not applicable (a C-rate without a battery)
+                continue
+            inside = value in d.values if d.kind == "choice" else d.values[0] - 1e-9 <= value <= d.values[1] + 1e-9
+            if not inside:
+                allowed = f"one of {list(d.values)}" if d.kind == "choice" else f"{d.values[0]:g}..{d.values[1]:g}"
+                out.append(f"{d.key} = {value:.4g} (the family's: {allowed})")
+        return out
 
     def ranges(self) -> dict[str, tuple]:
         """Each key's range (low, high) or choices, for reports."""

@@ -134,21 +134,75 @@ def test_batched_family_env_refuses_the_filter_in_one_line():
     assert "shield_intervened" in env.step(np.ones(env.action_space.shape, dtype=np.float32))[4]
 
 
-def test_train_py_trains_a_generalist_on_a_family_and_resumes_it(tmp_path, tmp_yaml):
+@pytest.fixture(scope="module")
+def family_run(tmp_path_factory):
+    """(run dir, family file) of a tiny policy trained by train.py on a two-hour copy of SiteFamily-v0."""
+    import torch
     import yaml
 
     import train as train_cli
     from conftest import TINY_TRAINING
 
-    path = tmp_yaml(yaml.safe_dump({"id": "ShortFamily-v0", "extends": str(FAMILY_FILE), **SHORT}), "short_family.yml")
-    run = tmp_path / "run"
-    assert train_cli.main(["--scenario", str(path), "--run-dir", str(run), *TINY_TRAINING]) == 0
+    folder = tmp_path_factory.mktemp("family")
+    path = folder / "short_family.yml"
+    path.write_text(yaml.safe_dump({"id": "ShortFamily-v0", "extends": str(FAMILY_FILE), **SHORT}))
+    run = folder / "run"
+    threads = torch.get_num_threads()
+    try:
+        assert train_cli.main(["--scenario", str(path), "--run-dir", str(run), *TINY_TRAINING]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return run, path
+
+
+def test_train_py_trains_a_generalist_on_a_family(family_run):
+    import yaml
+
+    import train as train_cli
+
+    run, path = family_run
     saved = yaml.safe_load((run / "scenario.yml").read_text())
     assert saved["family"]["site.oversubscription"] == {"uniform": [1.0, 1.7]}  # the run holds the family itself
     assert SiteFamily(run / "scenario.yml").to_dict() == SiteFamily(path).to_dict()
     manifest = yaml.safe_load((run / "manifest.json").read_text())
     assert manifest["env_options"]["site_features"] is True  # a family's default, without a configs/ppo.yml block
     assert train_cli.main(["--resume", str(run)]) == 2  # finished: nothing to resume, said in one line
+
+
+def test_a_generalist_runs_on_any_site_and_warns_off_its_family(family_run, capsys):
+    from agents.learning.ppo import PPOController
+    from cpm_env.scenario import Site
+
+    run, path = family_run
+    family = SiteFamily(path)
+    inside = PPOController(run, Site(family.site(5)))  # another site than any it trained on: no flag needed
+    assert inside.family is not None and inside.outside == [] and "warning" not in capsys.readouterr().err
+    far = cpm_env.config.resolve_scenario(family.site(5), {"site": {"oversubscription": 1.9}})
+    outside = PPOController(run, Site(far))
+    assert outside.outside == ["site.oversubscription = 1.9 (the family's: 1..1.7)"]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "lies outside the site family ShortFamily-v0" in err
+
+
+def test_export_of_a_generalist_needs_its_site_and_records_the_family_range(family_run, tmp_path, capsys):
+    import json
+
+    import yaml
+
+    import export as export_cli
+    from cpm_env.config import scenario_to_dict
+
+    run, path = family_run
+    assert export_cli.main([str(run), "--out", str(tmp_path / "none")]) == 2
+    assert "trained on the site family 'ShortFamily-v0': pass --scenario" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
+    site = tmp_path / "site.yml"
+    site.write_text(yaml.safe_dump(scenario_to_dict(SiteFamily(path).site(5))))
+    assert export_cli.main([str(run), "--out", str(tmp_path / "export"), "--scenario", str(site)]) == 0
+    params = json.loads((tmp_path / "export" / "policy.json").read_text())["site_parameters"]
+    bounds = dict(zip(params["entries"], zip(params["trained_low"], params["trained_high"])))
+    assert bounds["site_oversubscription"] == pytest.approx((1.0, 1.7), abs=1e-6)
+    assert bounds["site_battery_energy"] == pytest.approx((0.0, 2.0), abs=1e-6)
 
 
 def test_generalization_benchmark_refuses_a_plain_scenario_before_any_work(tmp_path, capsys):

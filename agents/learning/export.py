@@ -51,7 +51,7 @@ from agents.controllers.import_change import ImportChangeActions
 from agents.controllers.rules import fit_cap
 from agents.files import write_atomic
 from agents.learning.artifacts import env_options
-from agents.learning.ppo import PPOController
+from agents.learning.ppo import PPOController, trained_family
 from agents.runtime import (
     INPUT_DTYPE,
     ONNX_FILE,
@@ -64,6 +64,7 @@ from agents.runtime import (
 )
 from cpm_env import spaces
 from cpm_env.config import ForecastConfig, ScenarioConfig, read_yaml, scenario_to_dict
+from cpm_env.family import is_family_file
 from cpm_env.forecast import SCHEDULE_KINDS, STEP_FORECASTERS, make_forecaster
 from cpm_env.ops import NUMPY
 from cpm_env.physics import setpoint_columns
@@ -280,6 +281,9 @@ def sidecar(site: Site, run_dir: Path, manifest: dict, model: bytes, shield: boo
     site_names = [f.name for f in features[len(site.obs_features):]]
     trained_behind_filter = bool(options["shield"])
     safe, rule = safe_action(site)
+    family = trained_family(run_dir, manifest)
+    trained = ((family.site_low, family.site_high) if family is not None and site_entries.size
+               else (site_entries.astype(float), site_entries.astype(float)))
     return {
         "schema_version": SCHEMA_VERSION,
         "scenario": {"id": cfg.id, "dt_s": cfg.dt_s, "config": scenario_to_dict(cfg)},
@@ -287,9 +291,8 @@ def sidecar(site: Site, run_dir: Path, manifest: dict, model: bytes, shield: boo
                           "description": f"{f.description}; entry = physical value / scale"}
                          for i, f in enumerate(features)],
         "site_parameters": {"entries": site_names, "values": site_entries.astype(float).tolist(),
-                            # trained on one scenario: its range is its own values
-                            "trained_low": site_entries.astype(float).tolist(),
-                            "trained_high": site_entries.astype(float).tolist(),
+                            # trained on one scenario: its range is its own values; on a family: the family's
+                            "trained_low": trained[0].tolist(), "trained_high": trained[1].tolist(),
                             "description": "the site's static parameters (train.py --site-features): observation "
                                            "entries the runtime fills from values in telemetry mode; an observation "
                                            "outside trained_low..trained_high makes the runtime warn"},
@@ -345,6 +348,10 @@ def export_policy(source: str | Path, out: str | Path, scenario: str | None = No
         if not scenario_path.is_file():
             raise ValueError(f"{scenario_path}: not found: pass --scenario ID_OR_YAML, the scenario the policy "
                              "was trained on")
+        if is_family_file(scenario_path):
+            raise ValueError(f"{scenario_path}: the policy was trained on the site family "
+                             f"{read_yaml(scenario_path).get('id')!r}: pass --scenario ID_OR_YAML, the site to export "
+                             "it for (its parameters and safety filter go into policy.json)")
         scenario = str(scenario_path)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # SB3's small MLP runs several times slower with threads competing for cores

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,8 @@ import numpy as np
 from agents.learning.artifacts import MANIFEST, check_artifacts, env_options, scenario_sha256
 from agents.learning.policy_files import NORMALIZER_FILE, SPEC_FILE, WEIGHTS_FILE, load_policy_files
 from cpm_env import spaces
-from cpm_env.config import scenario_to_dict
+from cpm_env.config import read_yaml, scenario_to_dict
+from cpm_env.family import FAMILY_KEY, SiteFamily
 from cpm_env.scenario import Site
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
@@ -25,13 +27,28 @@ def shipped_model_dir(site: Site) -> Path:
     return path
 
 
+def trained_family(directory: Path, manifest: dict) -> SiteFamily | None:
+    """The site family a sealed set was trained on: the ``scenario.yml`` in the set, or in the run dir it was
+    saved under (``best/``, a checkpoint), whose hash is the manifest's scenario's and which holds a
+    ``family:``; None for a policy of one site."""
+    for folder in (directory, directory.parent, directory.parent.parent):
+        path = folder / "scenario.yml"
+        if path.is_file():
+            data = read_yaml(path)
+            if FAMILY_KEY in data and scenario_sha256(data) == manifest["scenario"].get("sha256"):
+                return SiteFamily(path)
+    return None
+
+
 class PPOController:
     """Deterministic actions of a trained PPO policy, observations normalized as in training.
 
     Reads only the pickle-free files of a sealed set (``policy.npz``, ``policy_spec.json``,
     ``normalizer.json``), after :func:`check_artifacts` has checked them against ``manifest.json``.
     A policy trained on another scenario (another scenario dict than ``site``'s) is refused unless
-    ``allow_other_scenario=True``; a different observation shape is refused always.
+    ``allow_other_scenario=True``, except a policy trained on a site family (:func:`trained_family`), which
+    runs on any site and prints a warning where the site lies outside the family (``self.outside``); a
+    different observation shape is refused always.
     """
 
     def __init__(self, run_dir: str | Path, site: Site, allow_other_scenario: bool = False):
@@ -49,7 +66,14 @@ class PPOController:
             raise ValueError(f"ppo:{given}: {directory / MANIFEST}: does not list {NORMALIZER_FILE}: the set is "
                              "incomplete")
         trained = manifest["scenario"]
-        if trained.get("sha256") != scenario_sha256(scenario_to_dict(site.config)) and not allow_other_scenario:
+        # a generalist serves any site of its family's layout; off the family's ranges it says so, once
+        self.family = trained_family(directory, manifest)
+        self.outside = self.family.outside(site.config) if self.family is not None else []
+        if self.outside:
+            print(f"warning: ppo:{given}: {site.config.id} lies outside the site family {self.family.id} the policy "
+                  f"was trained on ({'; '.join(self.outside)}): its decisions there are untested", file=sys.stderr)
+        if (self.family is None and trained.get("sha256") != scenario_sha256(scenario_to_dict(site.config))
+                and not allow_other_scenario):
             same = " (same id, other settings)" if trained.get("id") == site.config.id else ""
             raise ValueError(f"ppo:{given}: trained on scenario {trained.get('id')!r}, not {site.config.id!r}{same}: "
                              "train a policy on this scenario, or allow it explicitly (allow_other_scenario=True; "
