@@ -45,6 +45,9 @@ first that meets the contract wins); elsewhere the numpy search runs. The result
 batch of one, bit for bit. :func:`shield_site` is that path for a control loop that already holds
 validated floats: it builds no arrays where the proposal passes.
 
+The parameters may be one site's (floats) or a batch of sites' (a site family's batched env:
+:func:`cpm_env.site.stack_params`, arrays over the batch that follow it through the search).
+
 A controller that holds only the observation vector decodes it with :func:`decode_observation` (the
 entries :func:`required_entries` names), as ``NAME+shield`` in evaluation and the exported runtime do.
 
@@ -154,8 +157,8 @@ def _excess(p: SiteParams, import_prev_mw, limit_mw, import_mw, peak_import_mw, 
             ops) -> tuple:
     """:func:`contract_terms` of the step-mean and high-phase import, the limit and the residual swing (MW)."""
     return (peak_import_mw - limit_mw + margin_mw,
-            ops.abs(import_mw - import_prev_mw) - p.ramp_step_mw + min(margin_mw, 0.5 * p.ramp_step_mw),
-            residual_mw - p.swing_band_mw + min(margin_mw, 0.5 * p.swing_band_mw))
+            ops.abs(import_mw - import_prev_mw) - p.ramp_step_mw + _tightening(margin_mw, p.ramp_step_mw),
+            residual_mw - p.swing_band_mw + _tightening(margin_mw, p.swing_band_mw))
 
 
 def contract_excess(p: SiteParams, s: State, out: Outputs, margin_mw: float = MARGIN_MW) -> np.ndarray:
@@ -171,6 +174,20 @@ def meets(excess: np.ndarray) -> np.ndarray:
 def _map(tree, fn):
     """Apply ``fn`` to every array in a State/Exo/Action (per-class tuples included)."""
     return type(tree)(*(tuple(fn(v) for v in f) if isinstance(f, tuple) else fn(f) for f in tree))
+
+
+def _map_params(p: SiteParams, fn) -> SiteParams:
+    """``p`` with ``fn`` applied to each of its per-site arrays (a batch of sites' parameters,
+    :func:`cpm_env.site.stack_params`), so they follow the batch as the state does; floats stay as they are."""
+    def one(v):
+        return fn(v) if isinstance(v, np.ndarray) else v
+    return SiteParams(*[tuple(one(v) for v in f) if isinstance(f, tuple) else one(f) for f in p])  # type: ignore[arg-type]
+
+
+def _tightening(margin_mw: float, threshold_mw):
+    """How much a threshold is tightened: ``margin_mw``, at most half the threshold (floats or arrays)."""
+    half = 0.5 * threshold_mw
+    return min(margin_mw, half) if isinstance(half, float) else np.minimum(margin_mw, half)
 
 
 def _reachable_caps(p: SiteParams, s: State, x: Exo, floors) -> tuple[tuple, tuple]:
@@ -195,8 +212,9 @@ def _ramp_roots(p: SiteParams, s: State, x: Exo, floors: tuple, cap0: tuple, end
     grid = np.sort(np.clip(np.nan_to_num(np.concatenate(lam, axis=1), nan=0.0), 0.0, 1.0), axis=1)  # (N, S)
     caps = tuple(c[:, None] + grid * (e - c)[:, None] for c, e in zip(cap0, end))
     col = lambda v: v[:, None]  # noqa: E731
-    _, out = physics.step(p, _map(s, col), Action(0.0 * grid, caps, tuple(map(col, floors))), _map(x, col), NUMPY)
-    pmax, ramp = p.battery_power_mw, p.ramp_step_mw - min(margin_mw, 0.5 * p.ramp_step_mw)
+    _, out = physics.step(_map_params(p, col), _map(s, col), Action(0.0 * grid, caps, tuple(map(col, floors))),
+                          _map(x, col), NUMPY)
+    pmax, ramp = p.battery_power_mw, p.ramp_step_mw - _tightening(margin_mw, p.ramp_step_mw)
     b_lo = physics.battery_setpoint(p, s.energy_mwh, -pmax, np.inf, NUMPY)
     b_hi = physics.battery_setpoint(p, s.energy_mwh, pmax, np.inf, NUMPY)
     targets = np.stack([s.import_mw - ramp + b_lo, s.import_mw - ramp + b_hi,
@@ -252,8 +270,8 @@ def _battery_setpoints(p: SiteParams, s: State, x: Exo, fac, swing, b_ref, margi
              ops.where(has_energy_piece, (e - p.energy_min_mwh) / p.dt_h / ls_safe, ops.nan)]
     beta = [0.0 * d, 0.0 * d, -1.0 / d_lo_safe, 1.0 / d_hi_safe,
             ops.where(has_energy_piece, -(d / p.eta_discharge + d_lo * p.eta_charge) / ls_safe, ops.nan)]
-    ramp = p.ramp_step_mw - min(margin_mw, 0.5 * p.ramp_step_mw)
-    band_need = swing - (p.swing_band_mw - min(margin_mw, 0.5 * p.swing_band_mw))  # u must reach this
+    ramp = p.ramp_step_mw - _tightening(margin_mw, p.ramp_step_mw)
+    band_need = swing - (p.swing_band_mw - _tightening(margin_mw, p.swing_band_mw))  # u must reach this
     limit_need = fac + d_lo * swing - (x.limit_mw - margin_mw)  # b + d_lo * u must reach this
     cands = [b_lo, b_hi, b_ref, fac - s.import_mw - ramp, fac - s.import_mw + ramp]
     for i, j in itertools.combinations(range(len(alpha)), 2):
@@ -298,14 +316,16 @@ def _select(excess: np.ndarray, cap_cost: np.ndarray, distance: np.ndarray) -> t
 def _judge(p: SiteParams, s: State, x: Exo, floors: tuple, caps: tuple, b0, margin_mw: float):
     """Battery candidates (N, C, B) for the (N, C) cap candidates ``caps`` and their contract excess (3, N, C, B)."""
     s2, x2 = _map(s, lambda v: v[:, None]), _map(x, lambda v: v[:, None])
+    p2 = _map_params(p, lambda v: v[:, None])
     floors2 = tuple(f[:, None] for f in floors)
-    _, fixed = physics.step(p, s2, Action(0.0 * caps[0], caps, floors2), x2, NUMPY)
-    batt = _battery_candidates(p, s2, x2, np.asarray(fixed.facility_power_mw), np.asarray(fixed.facility_swing_mw),
+    _, fixed = physics.step(p2, s2, Action(0.0 * caps[0], caps, floors2), x2, NUMPY)
+    batt = _battery_candidates(p2, s2, x2, np.asarray(fixed.facility_power_mw), np.asarray(fixed.facility_swing_mw),
                                b0[:, None], margin_mw)
     s3, x3 = _map(s2, lambda v: v[..., None]), _map(x2, lambda v: v[..., None])
+    p3 = _map_params(p2, lambda v: v[..., None])
     action = Action(batt, tuple(c[..., None] for c in caps), tuple(f[..., None] for f in floors2))
-    _, out = physics.step(p, s3, action, x3, NUMPY)
-    return batt, contract_excess(p, s3, out, margin_mw)
+    _, out = physics.step(p3, s3, action, x3, NUMPY)
+    return batt, contract_excess(p3, s3, out, margin_mw)
 
 
 def _closest_cap(excess: np.ndarray) -> np.ndarray:
@@ -341,7 +361,7 @@ def _search(p: SiteParams, s: State, x: Exo, floors: tuple, b0, cap0: tuple,
         batt, excess = np.concatenate([batt, new_batt], axis=1), np.concatenate([excess, new_excess], axis=2)
         width *= ZOOM_SHRINK
     n, m = batt.shape[0], batt.shape[1] * batt.shape[2]
-    cap_cost = sum(pk * np.abs(c - c0[:, None]) for pk, c, c0 in zip(p.peak_mw, caps, cap0))
+    cap_cost = sum(np.asarray(pk)[..., None] * np.abs(c - c0[:, None]) for pk, c, c0 in zip(p.peak_mw, caps, cap0))
     cap_cost = np.broadcast_to(np.asarray(cap_cost)[..., None], batt.shape).reshape(n, m)
     pick, code = _select(excess.reshape(3, n, m), cap_cost, np.abs(batt - b0[:, None, None]).reshape(n, m))
     return batt.reshape(n, m)[rows, pick], tuple(c[rows, pick // batt.shape[2]] for c in caps), code
@@ -496,8 +516,9 @@ def _shield_arrays(p: SiteParams, s: State, x: Exo, a: Action, margin_mw: float)
     battery, caps, code = b0.copy(), [c.copy() for c in cap0], np.zeros(n, dtype=int)
     if bad.size:
         take = lambda v: v[bad]  # noqa: E731
-        battery[bad], new_caps, code[bad] = _search(p, _map(s, take), _map(x, take), tuple(f[bad] for f in floors),
-                                                    b0[bad], tuple(c[bad] for c in cap0), margin_mw)
+        battery[bad], new_caps, code[bad] = _search(_map_params(p, take), _map(s, take), _map(x, take),
+                                                    tuple(f[bad] for f in floors), b0[bad], tuple(c[bad] for c in cap0),
+                                                    margin_mw)
         for c, new in zip(caps, new_caps):
             c[bad] = new
     d_battery = battery - b0

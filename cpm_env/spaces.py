@@ -32,7 +32,7 @@ from gymnasium import spaces as gym_spaces
 from cpm_env.config import ScenarioConfig
 from cpm_env.forecast import forecast_entries
 from cpm_env.physics import BATTERY_ACTIONS, Action, battery_for_import
-from cpm_env.site import SiteParams, State, state_of_charge, swinging_steps
+from cpm_env.site import SiteParams, State, make_params, state_of_charge, swinging_steps
 
 
 class Feature(NamedTuple):
@@ -180,6 +180,69 @@ def with_site_entries(obs, entries: np.ndarray) -> np.ndarray:
     ``entries`` (:func:`site_parameter_entries`) appended to each, float32."""
     obs = np.asarray(obs, dtype=np.float32)
     return np.concatenate([obs, np.broadcast_to(entries, obs.shape[:-1] + entries.shape)], axis=-1)
+
+
+class Padding(NamedTuple):
+    """How a policy built for more GPU classes reads a site with fewer (:func:`class_padding`)."""
+
+    source: np.ndarray  # per policy observation entry: the index of the site's entry, or -1 (padded)
+    value: np.ndarray  # float32, the entry of a padded one (else 0)
+    actions: np.ndarray  # per site action entry: the index of the policy's action it takes
+    classes: tuple[str, ...]  # the classes padded
+
+
+def _padded_entry(name: str, cls: str, reference: dict[str, float]) -> float | None:
+    """The entry a class of share 0 shows under ``name`` (None: not one of the class's entries)."""
+    constants = {f"demand_{cls}": 0.0, f"swing_{cls}": 0.0, f"cap_{cls}_prev": 1.0, f"floor_{cls}_prev": 0.0,
+                 f"site_share_{cls}": 0.0, f"site_floor_max_{cls}": 0.0}
+    if name in constants:
+        return constants[name]
+    if name in (f"site_cap_min_{cls}", f"site_cap_slew_{cls}"):  # levers of a class with nothing to move
+        return reference[name]
+    return None
+
+
+def class_padding(trained: ScenarioConfig, site: ScenarioConfig, site_features: bool) -> Padding | None:
+    """How a policy built for ``trained``'s GPU classes runs a site with fewer of them (None: the same classes).
+
+    Each class of ``trained`` that ``site`` lacks is read as a class of share 0: uncapped demand and swing 0, its
+    cap in force 1 and its floor 0, and (with ``site_features``) share 0, floor 0 and ``trained``'s cap range and
+    slew; the policy's actions for it are dropped. Every other entry is the site's own, by name. A site with a
+    class ``trained`` lacks, or its classes in another order, is a one-line ValueError.
+    """
+    mine = [c.name for c in site.site.gpu_classes]
+    theirs = [c.name for c in trained.site.gpu_classes]
+    if mine == theirs:
+        return None
+    if [c for c in theirs if c in mine] != mine:
+        raise ValueError(f"{site.id}: GPU classes {mine}: a policy built for {theirs} runs a site with some of those "
+                         "classes, in that order (the others are read as classes of share 0)")
+    missing = tuple(c for c in theirs if c not in mine)
+
+    def names(cfg: ScenarioConfig) -> list[str]:
+        feats = observation_features(cfg, make_params(cfg))
+        return [f.name for f in feats + (site_parameter_features(cfg) if site_features else [])]
+
+    reference = dict(zip([f.name for f in site_parameter_features(trained)], site_parameter_entries(trained)))
+    index = {name: i for i, name in enumerate(names(site))}
+    source, value = [], []
+    for name in names(trained):
+        pad = next((v for cls in missing if (v := _padded_entry(name, cls, reference)) is not None), None)
+        if name not in index and pad is None:
+            raise ValueError(f"{site.id}: observation entry {name!r} of the policy's site is not this site's")
+        source.append(index.get(name, -1) if pad is None else -1)
+        value.append(0.0 if pad is None else pad)
+    trained_actions = [f.name for f in action_features(trained, make_params(trained))]
+    site_actions = [f.name for f in action_features(site, make_params(site))]
+    return Padding(np.array(source), np.array(value, dtype=np.float32),
+                   np.array([trained_actions.index(a) for a in site_actions]), missing)
+
+
+def pad_observation(obs: np.ndarray, padding: Padding) -> np.ndarray:
+    """Observation(s) (..., n_site) of a site in the layout of the policy that :func:`class_padding` built
+    ``padding`` for."""
+    obs = np.asarray(obs, dtype=np.float32)
+    return np.where(padding.source >= 0, obs[..., np.maximum(padding.source, 0)], padding.value)
 
 
 def site_parameter_entries(cfg: ScenarioConfig) -> np.ndarray:

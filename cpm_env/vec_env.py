@@ -52,10 +52,6 @@ class CpmVecEnv(VecEnv):
         self.shield = shield  # as CpmEnv's: actions through the safety filter before the physics
         self.battery_action = spaces.check_battery_action(battery_action)  # as CpmEnv's
         self.family = find_family(scenario, base)  # a site family: each env draws its site per episode
-        if self.family is not None and shield:
-            raise ValueError(f"shield = True with the site family {self.family.id}: the batched filter takes one "
-                             "site's parameters; train the family without it and evaluate ppo+shield per site "
-                             "(gym.make's single env filters a family's sites)")
         self.site = Site(self.family.reference) if self.family is not None else Site(scenario, base)
         self.source = self.family if self.family is not None else self.site.config  # to build the same env again
         self.site.episodes.check_batch(n_envs)

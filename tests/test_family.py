@@ -105,10 +105,12 @@ def test_family_env_passes_gymnasium_and_sb3_checks_and_stays_in_its_space():
         assert truncated
 
 
-def test_batched_family_env_equals_single_envs_across_resets():
+@pytest.mark.parametrize("shield", [False, True])
+def test_batched_family_env_equals_single_envs_across_resets(shield):
+    """Each env its own site, the physics (and the safety filter) on the sites' stacked parameters."""
     n = 4
-    venv = make_vec(FAMILY_ID, n_envs=n, seed=7, scenario=SHORT, site_features=True)
-    envs = [gym.make(FAMILY_ID, scenario=SHORT).unwrapped for _ in range(n)]
+    venv = make_vec(FAMILY_ID, n_envs=n, seed=7, scenario=SHORT, shield=shield)
+    envs = [gym.make(FAMILY_ID, scenario=SHORT, shield=shield).unwrapped for _ in range(n)]
     np.testing.assert_array_equal(venv.reset(), np.stack([e.reset(seed=7 + i)[0] for i, e in enumerate(envs)]))
     assert len({s.config.battery.capacity_mwh for s in venv.sites}) == n  # one site per env
     rng = np.random.default_rng(0)
@@ -123,15 +125,6 @@ def test_batched_family_env_equals_single_envs_across_resets():
                 o, _ = env.reset()
             np.testing.assert_array_equal(obs[i], o, err_msg=f"step {t}, env {i}")
             assert rewards[i] == np.float32(r)
-
-
-def test_batched_family_env_refuses_the_filter_in_one_line():
-    with pytest.raises(ValueError, match="shield = True with the site family SiteFamily-v0") as info:
-        make_vec(FAMILY_ID, n_envs=2, shield=True)
-    assert "\n" not in str(info.value)
-    env = gym.make(FAMILY_ID, scenario=SHORT, shield=True)  # the single env filters each drawn site
-    env.reset(seed=0)
-    assert "shield_intervened" in env.step(np.ones(env.action_space.shape, dtype=np.float32))[4]
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +212,33 @@ def test_generalization_benchmark_refuses_a_plain_scenario_before_any_work(tmp_p
         cfg = module.outside_site(family, label, values)
         assert cfg.battery.soc_min == family.reference.battery.soc_min
     assert module.outside_site(family, "x", {"site.oversubscription": 1.9}).site.oversubscription == 1.9
+
+
+def test_a_generalist_reads_missing_gpu_classes_as_classes_of_share_0(family_run):
+    from agents.evaluation.runner import run_controller
+    from agents.learning.ppo import PPOController
+    from cpm_env.config import resolve_scenario
+    from cpm_env.scenario import Site
+    from cpm_env.vec_env import CpmVecEnv
+
+    run, path = family_run
+    base = SiteFamily(path).site(5)
+    one_class = resolve_scenario(base, {"site": {"gpu_classes": [{"name": "training", "share": 1.0}]}})
+    policy = PPOController(run, Site(one_class))
+    assert policy.padding.classes == ("inference",)
+    names = [f.name for f in cpm_env.spaces.observation_features(base, cpm_env.site.make_params(base))
+             + cpm_env.spaces.site_parameter_features(base)]
+    padded = {name: float(v) for name, i, v in zip(names, policy.padding.source, policy.padding.value) if i < 0}
+    assert padded == {"demand_inference": 0.0, "swing_inference": 0.0, "cap_inference_prev": 1.0,
+                      "site_share_inference": 0.0, "site_cap_min_inference": pytest.approx(0.2857),
+                      "site_cap_slew_inference": 0.5, "site_floor_max_inference": 0.0}
+    venv = CpmVecEnv(one_class, 2)
+    action, _ = policy.predict(venv.reset())
+    assert action.shape == (2, 2)  # battery and the one cap: the padded class's action dropped
+    assert np.isfinite(run_controller(policy, venv, [100, 101], "generalist").reward).all()
+    extra = resolve_scenario(base, {"site": {"gpu_classes": [
+        {"name": "training", "share": 0.5}, {"name": "inference", "share": 0.3, "workload": {"kind": "inference"}},
+        {"name": "storage", "share": 0.2, "workload": {"kind": "inference"}}]}})
+    with pytest.raises(ValueError, match=r"GPU classes \['training', 'inference', 'storage'\]: a policy built for "
+                                         r"\['training', 'inference'\] runs a site with some of those classes"):
+        PPOController(run, Site(extra))

@@ -85,7 +85,14 @@ class PPOController:
         except ValueError as err:
             raise ValueError(f"ppo:{given}: {err}") from None
         self.n_plain = site.observation_space.shape[0]
-        if self.policy.observation_space.shape != (self.n_plain + self.site_entries.size,):
+        # a generalist on a site with fewer GPU classes reads the missing ones as classes of share 0
+        try:
+            self.padding = (spaces.class_padding(self.family.reference, site.config, bool(self.site_entries.size))
+                            if self.family is not None else None)
+        except ValueError as err:
+            raise ValueError(f"ppo:{given}: {err}") from None
+        n_policy = self.n_plain + self.site_entries.size if self.padding is None else len(self.padding.source)
+        if self.policy.observation_space.shape != (n_policy,):
             raise ValueError(f"ppo:{given}: model observes {self.policy.observation_space.shape}, "
                              f"this scenario gives {site.observation_space.shape}"
                              + (f" and {self.site_entries.size} site parameters" if self.site_entries.size else ""))
@@ -96,7 +103,9 @@ class PPOController:
         obs = np.asarray(observation, dtype=np.float32)
         if self.site_entries.size and obs.shape[-1] == self.n_plain:  # a plain env's observation
             obs = spaces.with_site_entries(obs, self.site_entries)
+        if self.padding is not None:
+            obs = spaces.pad_observation(obs, self.padding)
         if self.normalizer is not None:
             obs = self.normalizer.normalize(obs)
         action, _ = self.policy.predict(obs, deterministic=deterministic)
-        return action, state
+        return (action if self.padding is None else action[..., self.padding.actions]), state
