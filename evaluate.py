@@ -99,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         seeds = parse_seeds(seeds_text)
         venv = make_vec(args.scenario, len(seeds))
+        if venv.family is not None:
+            raise ValueError(f"--scenario {args.scenario}: the site family {venv.family.id} draws a site per seed, "
+                             "and the rules, the MPC and the oracle read one site's model: evaluate sites drawn "
+                             "from it with benchmarks/generalization.py, or one with "
+                             "cpm_env.family.SiteFamily(path).site(seed)")
         names = controller_names(args.controllers, venv.config.id)
         out = args.out if args.out is not None else Path("results") / safe_name(venv.config.id, "scenario id")
         folder = RunFolder(out, run_stamp(venv, names, seeds), "--out", args.overwrite, REPORT_FILES)

@@ -758,7 +758,8 @@ def load_scenario(path: str | Path, overrides: Mapping[str, Any] | None = None) 
     data = read_scenario_file(path)
     if "family" in data:
         raise ConfigError(f"{path}: family: a site family, not one site: gym.make, make_vec and train.py draw a site "
-                          "from it per episode; cpm_env.family.SiteFamily(path).site(seed) gives one")
+                          "from it per episode; benchmarks/generalization.py evaluates sites drawn from it, "
+                          "cpm_env.family.SiteFamily(path).site(seed) gives one")
     if overrides:
         return _build_overridden(data, overrides, str(path))
     return scenario_from_dict(data, source=str(path))

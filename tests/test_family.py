@@ -242,3 +242,15 @@ def test_a_generalist_reads_missing_gpu_classes_as_classes_of_share_0(family_run
     with pytest.raises(ValueError, match=r"GPU classes \['training', 'inference', 'storage'\]: a policy built for "
                                          r"\['training', 'inference'\] runs a site with some of those classes"):
         PPOController(run, Site(extra))
+
+
+def test_evaluating_a_family_as_one_site_is_refused(capsys, tmp_path):
+    import evaluate
+    from agents.evaluation.runner import make_controller, run_controller
+
+    assert evaluate.main(["--scenario", FAMILY_ID, "--seeds", "100", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "draws a site per seed" in err and not (tmp_path / "out").exists()
+    venv = make_vec(FAMILY_ID, n_envs=2, scenario=SHORT)
+    with pytest.raises(ValueError, match="greedy: reads one site's model, and the site family"):
+        run_controller(make_controller("greedy", venv.site), venv, [1, 2], "greedy")

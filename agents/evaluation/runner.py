@@ -242,6 +242,9 @@ def run_controller(controller: Controller, venv: CpmVecEnv, seeds: list[int], la
     If ``trace`` is a dict, it receives the first seed's per-step series (for plots). With
     ``price_usd_per_mwh`` (one price per step) the rows also get ``energy_cost_usd``.
     """
+    if venv.family is not None and not getattr(controller, "reads_observation_only", False):
+        raise ValueError(f"{label}: reads one site's model, and the site family {venv.family.id} draws a site per "
+                         "seed: run it per site (agents.evaluation.runner.run_named, benchmarks/generalization.py)")
     venv.seed(seeds)
     obs = venv.reset()
     if hasattr(controller, "start_episode"):  # the oracle reads the episode it will face

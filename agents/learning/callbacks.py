@@ -28,6 +28,7 @@ class TrainingPolicy:
 
     def __init__(self, model):
         self.model = model
+        self.reads_observation_only = True  # runs on a site family's batch: the observation tells it the site
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
         norm = self.model.get_vec_normalize_env()
