@@ -236,13 +236,18 @@ def episode_rows(totals: EpisodeTotals, venv: CpmVecEnv, seeds: list[int], label
 
 def run_controller(controller: Controller, venv: CpmVecEnv, seeds: list[int], label: str,
                    progress: tqdm | None = None, trace: dict | None = None,
-                   price_usd_per_mwh: np.ndarray | None = None) -> pd.DataFrame:
+                   price_usd_per_mwh: np.ndarray | None = None, built_for_its_site: bool = False) -> pd.DataFrame:
     """One episode per seed, all seeds stepped as one batch; one row of KPIs per episode.
+
+    On a site family's batch only a controller that reads nothing but the observation runs
+    (``reads_observation_only``), or one built for the site its single seed draws (``built_for_its_site``,
+    as :func:`run_named` builds them); any other is a one-line ValueError.
 
     If ``trace`` is a dict, it receives the first seed's per-step series (for plots). With
     ``price_usd_per_mwh`` (one price per step) the rows also get ``energy_cost_usd``.
     """
-    if venv.family is not None and not getattr(controller, "reads_observation_only", False):
+    if venv.family is not None and not (getattr(controller, "reads_observation_only", False)
+                                        or (built_for_its_site and len(seeds) == 1)):
         raise ValueError(f"{label}: reads one site's model, and the site family {venv.family.id} draws a site per "
                          "seed: run it per site (agents.evaluation.runner.run_named, benchmarks/generalization.py)")
     venv.seed(seeds)
@@ -277,5 +282,5 @@ def run_named(name: str, venv: CpmVecEnv, seeds: list[int], label: str) -> pd.Da
         return run_controller(make_controller(name, venv.site), venv, seeds, label)
     options = {"shield": venv.shield, "battery_action": venv.battery_action, "site_features": venv.site_features}
     return pd.concat([run_controller(make_controller(name, Site(family.site(seed))), CpmVecEnv(family, 1, **options),
-                                     [seed], label) for seed in seeds], ignore_index=True)
+                                     [seed], label, built_for_its_site=True) for seed in seeds], ignore_index=True)
 
