@@ -40,6 +40,11 @@ def test_hyperparams_merge_default_scenario_and_overrides():
     assert hp["learning_rate"] == 0.001 and hp["policy_kwargs"] == {"net_arch": [32]}
     with pytest.raises(ValueError, match="valid keys are .*learning_rate"):
         load_hyperparams("cpm_env/DataCenter-v0", ["lr:0.1"])
+    # written as configs/ppo.yml writes them (YAML), or as Python literals
+    hp = load_hyperparams("cpm_env/DataCenter-v0", ["eval_shield:true", "policy_kwargs:{net_arch: [256, 256]}",
+                                                    "learning_rate:3e-4", "eval_seeds:10000-10004"])
+    assert hp["eval_shield"] is True and hp["policy_kwargs"] == {"net_arch": [256, 256]}
+    assert hp["learning_rate"] == 3e-4 and hp["eval_seeds"] == "10000-10004"
 
 
 def test_unknown_hyperparameter_is_a_one_line_cli_error(capsys):

@@ -21,7 +21,7 @@ from agents.evaluation.seeds import parse_seeds
 from agents.files import write_atomic
 from agents.learning.artifacts import MANIFEST, check_artifacts, options_in, scenario_sha256
 from agents.learning.callbacks import CheckpointSetCallback, PolicyEvalCallback, save_policy
-from cpm_env.config import read_yaml
+from cpm_env.config import YamlLoader, read_yaml
 from cpm_env.family import resolve, source_dict
 from cpm_env.vec_env import EPISODE_KPIS, CpmVecEnv
 
@@ -37,6 +37,22 @@ RUN_FILES = ("config.yml", "args.yml", "scenario.yml")  # sealed with the run di
 PPO_KEYS = {"learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "clip_range", "ent_coef",
             "vf_coef", "max_grad_norm", "target_kl", "policy_kwargs", "use_sde", "sde_sample_freq",
             "normalize_advantage"}
+
+
+def override_value(raw: str) -> Any:
+    """A ``--hyperparams KEY:VALUE`` value as configs/ppo.yml would hold it (YAML: ``true``, ``1e-3``,
+    ``{net_arch: [256, 256]}``), else as a Python literal (``None``, ``(64, 64)``), else the plain string
+    (``MlpPolicy``, ``lin_3e-4``)."""
+    try:
+        value = yaml.load(raw, Loader=YamlLoader)  # noqa: S506 (YamlLoader is a SafeLoader)
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            pass
+    return value
 
 
 def load_hyperparams(scenario_id: str, overrides: list[str] | None = None, path: Path = PPO_CONFIG) -> dict[str, Any]:
@@ -72,10 +88,7 @@ def load_hyperparams(scenario_id: str, overrides: list[str] | None = None, path:
         if not sep or key not in RUN_KEYS | PPO_KEYS:
             raise ValueError(f"--hyperparams {item!r}: unknown key {key!r}; valid keys are "
                              f"{', '.join(sorted(RUN_KEYS | PPO_KEYS))}")
-        try:
-            hp[key] = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            hp[key] = raw  # a plain string (e.g. policy: MlpPolicy)
+        hp[key] = override_value(raw)
         check_hyperparam(key, hp[key], f"--hyperparams {item!r}")
     for key, value in hp.items():
         check_hyperparam(key, value, f"{path.name}: {key}")
