@@ -1,7 +1,7 @@
 """How far one policy carries: the generalist trained on a site family, on sites it never saw.
 
     python benchmarks/generalization.py [--family cpm_env/SiteFamily-v0] [--generalist models/SiteFamily-v0]
-        [--sites 2000-2009] [--seeds 100-102] [--out results/generalization]
+        [--sites 2000-2009] [--seeds 100-102] [--shipped ID,...|none] [--out results/generalization]
 
 Three sets of sites, every controller scored against the oracle on the same episodes:
 
@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the generalist's run dir (default: the shipped one)")
     parser.add_argument("--sites", default="2000-2009", help="site seeds of the family's held-out sites")
     parser.add_argument("--seeds", default="100-102", help="evaluation seeds per site (default 100-102)")
+    parser.add_argument("--shipped", default=",".join(SHIPPED),
+                        help="shipped scenarios run zero-shot beside their specialists (comma-separated; none: skip)")
     parser.add_argument("--out", type=Path, default=Path("results/generalization"), help="output folder")
     args = parser.parse_args(argv)
     try:
@@ -117,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         if family is None:
             raise ValueError(f"--family {args.family}: not a site family (a scenario file without family:)")
         sites, seeds = parse_seeds(args.sites, "--sites"), parse_seeds(args.seeds, "--seeds")
+        shipped = [] if args.shipped == "none" else [resolve_scenario(s) for s in args.shipped.split(",")]
+        for cfg in shipped:
+            if not (MODELS_DIR / cfg.id / "manifest.json").is_file():
+                raise ValueError(f"--shipped {cfg.id}: no specialist in {MODELS_DIR / cfg.id}")
         if not (args.generalist / "manifest.json").is_file():
             raise ValueError(f"--generalist {args.generalist}: no manifest.json: train one with train.py --scenario "
                              f"{args.family} --run-dir DIR")
@@ -128,8 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[tuple[str, str, ScenarioConfig, dict[str, str]]] = []
     for seed in sites:
         runs.append(("family", str(seed), family.site(seed), {**{n: n for n in RULE_NAMES}, **generalist}))
-    for scenario in SHIPPED:
-        cfg = resolve_scenario(scenario)
+    for cfg in shipped:
         runs.append(("shipped", cfg.id, cfg, {"specialist": f"ppo:{MODELS_DIR / cfg.id}", **generalist}))
     for label, values in OUTSIDE.items():
         runs.append(("outside", label, outside_site(family, label, values), {"static_cap+shield": "static_cap+shield",

@@ -254,3 +254,21 @@ def test_evaluating_a_family_as_one_site_is_refused(capsys, tmp_path):
     venv = make_vec(FAMILY_ID, n_envs=2, scenario=SHORT)
     with pytest.raises(ValueError, match="greedy: reads one site's model, and the site family"):
         run_controller(make_controller("greedy", venv.site), venv, [1, 2], "greedy")
+
+
+def test_generalization_benchmark_reports_every_set(family_run, tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("generalization", cpm_env.SCENARIO_DIR.parents[1]
+                                                  / "benchmarks" / "generalization.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    run, path = family_run
+    out = tmp_path / "out"
+    assert module.main(["--family", str(path), "--generalist", str(run), "--sites", "3", "--seeds", "1",
+                        "--shipped", "none", "--out", str(out)]) == 0
+    frame = __import__("pandas").read_csv(out / "generalization.csv")
+    assert set(frame.set) == {"family", "outside"} and np.isfinite(frame.pct_oracle).all()
+    assert set(frame[frame.set == "family"].controller) == {*module.RULE_NAMES, "generalist", "generalist+shield"}
+    text = (out / "generalization.md").read_text()
+    assert "| 3 | " in text and "oversubscription 1.9" in text and "at or above the best rule on" in text
