@@ -70,8 +70,11 @@ def tables(frame: pd.DataFrame, configs: dict[str, ScenarioConfig]) -> list[str]
              "+shield |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     fam = frame[frame.set == "family"]
     best_rule_pcts, gen_pcts, shield_pcts = [], [], []
+    rule_pcts: dict[str, list[float]] = {name: [] for name in RULE_NAMES}
     for site, group in fam.groupby("scenario", sort=False):
         rules = {name: pct(group[group.controller == name]) for name in RULE_NAMES}
+        for name, value in rules.items():
+            rule_pcts[name].append(value)
         best = max(rules, key=lambda n: rules[n])
         gen, gen_s = pct(group[group.controller == "generalist"]), pct(group[group.controller == "generalist+shield"])
         over = [group[group.controller == c].violation_mwh.mean() for c in ("generalist", "generalist+shield")]
@@ -81,8 +84,11 @@ def tables(frame: pd.DataFrame, configs: dict[str, ScenarioConfig]) -> list[str]
         lines.append(f"| {site.rsplit('-site', 1)[-1]} | {site_line(configs[site])} | {best} | {rules[best]:.1f} | "
                      f"{gen:.1f} | {gen_s:.1f} | {over[0]:.2f} / {over[1]:.2f} |")
     n = len(gen_pcts)
-    lines += [f"| mean of {n} sites | | | | | | | | {sum(best_rule_pcts) / n:.1f} | {sum(gen_pcts) / n:.1f} | "
-              f"{sum(shield_pcts) / n:.1f} | |", "",
+    single = max(rule_pcts, key=lambda name: sum(rule_pcts[name]))  # the one rule best over all the sites
+    lines += [f"| mean of {n} sites | | | | | | | each site's best | {sum(best_rule_pcts) / n:.1f} | "
+              f"{sum(gen_pcts) / n:.1f} | {sum(shield_pcts) / n:.1f} | |",
+              f"| mean of {n} sites | | | | | | | best single rule: {single} | {sum(rule_pcts[single]) / n:.1f} | "
+              f"| | |", "",
               f"The generalist is at or above the best rule on {sum(g >= b for g, b in zip(gen_pcts, best_rule_pcts))} "
               f"of {n} sites (behind the filter: {sum(g >= b for g, b in zip(shield_pcts, best_rule_pcts))}).", "",
               "## The shipped scenarios, zero-shot", "",
