@@ -25,9 +25,8 @@ from pathlib import Path
 import pandas as pd
 
 from agents.controllers.rules import RULES
-from agents.evaluation.oracle_share import oracle_share_rows
+from agents.evaluation.oracle_share import oracle_share_rows, write_rows_and_table
 from agents.evaluation.seeds import parse_seeds
-from agents.files import write_atomic
 from agents.learning.ppo import MODELS_DIR
 from cpm_env.config import ScenarioConfig, resolve_scenario, scenario_from_dict
 from cpm_env.family import SiteFamily, apply_draws, find_family
@@ -154,10 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"# The generalist ({args.generalist}) on sites it never saw: % of the oracle's reward, "
              f"seeds {args.seeds}",
              "", *tables(frame, configs)]
-    write_atomic(args.out / "generalization.csv", frame.to_csv(index=False).encode())
-    write_atomic(args.out / "generalization.md", ("\n".join(lines) + "\n").encode())
-    print("\n".join(lines))
-    print(f"wrote {args.out}/generalization.csv, generalization.md")
+    write_rows_and_table(args.out, "generalization", frame, lines)
     return 0
 
 

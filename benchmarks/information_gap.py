@@ -20,10 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from agents.evaluation.oracle_share import oracle_share_rows
+from agents.evaluation.oracle_share import oracle_share_rows, write_rows_and_table
 from agents.evaluation.runner import check_names, make_controller
 from agents.evaluation.seeds import parse_seeds
-from agents.files import write_atomic
 from agents.learning.ppo import shipped_model_dir
 from cpm_env.config import ScenarioConfig, resolve_scenario, scenario_from_dict, scenario_to_dict
 from cpm_env.vec_env import CpmVecEnv
@@ -97,10 +96,7 @@ def main(argv: list[str] | None = None) -> int:
              "no failures or bursts: every class's mtbf_h and burst_rate_per_h set to 0 (the causal forecast then "
              "misses only the inference noise); each variant against its own oracle; the policies trained with the "
              "events on."]
-    write_atomic(args.out / "information_gap.csv", frame.to_csv(index=False).encode())
-    write_atomic(args.out / "information_gap.md", ("\n".join(lines) + "\n").encode())
-    print("\n".join(lines))
-    print(f"wrote {args.out}/information_gap.csv, information_gap.md")
+    write_rows_and_table(args.out, "information_gap", frame, lines)
     return 0
 
 

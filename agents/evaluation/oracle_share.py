@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
 
 from agents.evaluation.runner import make_controller, run_controller
+from agents.files import write_atomic
 from cpm_env.config import ScenarioConfig
 from cpm_env.vec_env import CpmVecEnv
 
@@ -29,3 +33,12 @@ def oracle_share_rows(cfg: ScenarioConfig, controllers: Mapping[str, str], seeds
         print(f"{cfg.id} {' '.join(map(str, (tags or {}).values()))} {label}: "
               f"{100.0 * episodes.reward.sum() / oracle.sum():.1f}% of the oracle", flush=True)
     return rows
+
+
+def write_rows_and_table(out: Path, stem: str, frame: pd.DataFrame, lines: list[str]) -> None:
+    """``out/<stem>.csv`` (the rows) and ``out/<stem>.md`` (the markdown ``lines``), each written atomically;
+    prints the table and what was written."""
+    write_atomic(out / f"{stem}.csv", frame.to_csv(index=False).encode())
+    write_atomic(out / f"{stem}.md", ("\n".join(lines) + "\n").encode())
+    print("\n".join(lines))
+    print(f"wrote {out}/{stem}.csv, {stem}.md")
