@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             given = {key: value for key, value in options_in(vars(args)).items() if value is not None}
             # a policy for a site family must know the site it faces: it observes the site's parameters by default
             family_default = {"site_features": True} if isinstance(source, SiteFamily) else {}
-            options = {**options_in(hp), **family_default, **{k: hp[k] for k in ENV_OPTIONS if k in hp}, **given}
+            options = {**ENV_OPTIONS, **family_default, **{k: hp[k] for k in ENV_OPTIONS if k in hp}, **given}
             vars(args).update(options)  # args.yml: --resume rebuilds the env from them
             hp.update(options)
             if args.optimize:

@@ -24,6 +24,7 @@ if not _MISSING:
     from gymnasium.envs.registration import register, registry
 
     from cpm_env.config import DEFAULT_SCENARIO, SCENARIO_DIR, ConfigError, ScenarioConfig, load_scenario, scenario_ids
+
     for _env_id, _path in scenario_ids().items():
         if _env_id not in registry:
             register(id=_env_id, entry_point="cpm_env.env:CpmEnv", kwargs={"base": _path})

@@ -11,10 +11,9 @@ import numpy as np
 from cpm_env import physics, spaces
 from cpm_env import shield as safety
 from cpm_env.episode import Episode
-from cpm_env.family import find_family
 from cpm_env.ops import SCALAR
 from cpm_env.physics import Exo
-from cpm_env.scenario import ScenarioLike, Site
+from cpm_env.scenario import ScenarioLike, Site, env_contract
 from cpm_env.site import Scalar, initial_state
 
 
@@ -95,24 +94,14 @@ class CpmEnv(gym.Env):
 
     def __init__(self, scenario: ScenarioLike = None, base: str | Path | None = None, render_mode=None,
                  shield: bool = False, battery_action: str = "power", site_features: bool | None = None):
-        if not isinstance(shield, bool):
-            raise ValueError(f"shield = {shield!r}: must be true or false")
-        self.shield = shield
-        self.battery_action = spaces.check_battery_action(battery_action)
-        self.family = find_family(scenario, base)
-        self.site = Site(self.family.reference) if self.family is not None else Site(scenario, base)
-        self.source = self.family if self.family is not None else self.site.config  # to build the same env again
-        self.config = self.site.config
-        self.params = self.site.params
-        if site_features is None:  # a family's policy must know the site it faces: its parameters by default
-            site_features = self.family is not None
-        features, self._site_entries = spaces.site_observation(self.config, self.site.obs_features, site_features)
-        if self.family is not None:
-            features = self.family.observation_features(features) + features[len(self.site.obs_features):]
-        self.site_features = site_features
-        self.obs_names = [f.name for f in features]
-        self.action_names = spaces.action_names(self.params, self.site.action_features, battery_action)
-        self.observation_space = spaces.observation_space(features)
+        c = env_contract(scenario, base, shield, battery_action, site_features)
+        self.family, self.site, self.source = c.family, c.site, c.source
+        self.shield, self.battery_action, self.site_features = c.shield, c.battery_action, c.site_features
+        self.config, self.params = self.site.config, self.site.params
+        self._site_entries = c.site_entries
+        self.obs_names = [f.name for f in c.features]
+        self.action_names = c.action_names
+        self.observation_space = spaces.observation_space(c.features)
         self.action_space = self.site.action_space
         self.render_mode = render_mode
         self.episode: Episode | None = None

@@ -33,6 +33,7 @@ key and the draw. A drawn site is a plain :class:`~cpm_env.config.ScenarioConfig
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Mapping
@@ -79,10 +80,6 @@ class Draw:
             return float(math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo))))
         return float(lo + u * (hi - lo))
 
-    def corners(self) -> tuple:
-        """The values a load-time check tries: the range's ends, or every choice."""
-        return self.values
-
 
 def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
@@ -115,8 +112,8 @@ def _parse_draw(key: Any, spec: Any, source: str) -> Draw:
     return Draw(key, kind, (lo, hi))
 
 
-def _class_index(data: Mapping[str, Any], name: str) -> int | None:
-    classes = data.get("site", {}).get("gpu_classes", [])
+def _class_index(classes: list, name: str) -> int | None:
+    """The position of GPU class ``name`` in a scenario's raw ``gpu_classes`` list (None: not there)."""
     return next((i for i, c in enumerate(classes) if isinstance(c, Mapping) and c.get("name") == name), None)
 
 
@@ -134,7 +131,7 @@ def _set(data: dict, parts: list[str], value: Any, where: str) -> None:
         if part == "gpu_classes" and isinstance(node.get(part), list):
             classes = [dict(c) for c in node[part]]
             node[part] = classes
-            k = _class_index({"site": {"gpu_classes": classes}}, parts[i + 1])
+            k = _class_index(classes, parts[i + 1])
             if k is None:
                 names = [c.get("name") for c in classes]
                 raise ConfigError(f"{where}: no GPU class {parts[i + 1]!r}: the classes are {names}")
@@ -153,7 +150,7 @@ def _set(data: dict, parts: list[str], value: Any, where: str) -> None:
 def _set_share(data: dict, name: str, share: Any, where: str) -> None:
     """Give class ``name`` ``share`` of the IT peak; the other classes keep their proportions of the rest."""
     classes = data["site"]["gpu_classes"]
-    k = _class_index(data, name)
+    k = _class_index(classes, name)
     if k is None:
         raise ConfigError(f"{where}: no GPU class {name!r}: the classes are {[c.get('name') for c in classes]}")
     rest = sum(float(c.get("share", 0.0)) for i, c in enumerate(classes) if i != k)
@@ -187,26 +184,29 @@ def apply_draws(base: Mapping[str, Any], values: Mapping[str, Any], source: str)
     return data
 
 
-def key_value(cfg: ScenarioConfig, key: str) -> Any:
-    """The value of family key ``key`` on site ``cfg``: the field's, or for a relative key (:data:`RELATIVE_KEYS`)
-    the field over what it is a fraction of (None where that is 0: a C-rate without a battery)."""
-    data = config.scenario_to_dict(cfg)
+def key_value(data: Mapping[str, Any], key: str) -> Any:
+    """The value of family key ``key`` on a site's plain fields ``data`` (:func:`cpm_env.config.scenario_to_dict`):
+    the field's, or for a relative key (:data:`RELATIVE_KEYS`) the field over what it is a fraction of (None where
+    that is 0: a C-rate without a battery)."""
     if key in RELATIVE_KEYS:
         target, of = RELATIVE_KEYS[key]
         total = float(_get(data, of))
         return float(_get(data, target)) / total if total > 0 else None
     parts = key.split(".")
     if parts[:2] == ["site", "gpu_classes"]:
-        k = _class_index(data, parts[2])
-        return _get(data["site"]["gpu_classes"][k], ".".join(parts[3:])) if k is not None else None
+        classes = data["site"]["gpu_classes"]
+        k = _class_index(classes, parts[2])
+        return _get(classes[k], ".".join(parts[3:])) if k is not None else None
     return _get(data, key)
 
 
-def layout(cfg: ScenarioConfig) -> tuple:
-    """What every site of a family must share: the observation and action layout's inputs."""
-    return (tuple(c.name for c in cfg.site.gpu_classes), tuple(c.floor_max > 0 for c in cfg.site.gpu_classes),
-            cfg.dt_s, cfg.n_steps, cfg.forecast.enabled, cfg.forecast.horizons_steps, cfg.forecast.kind,
-            cfg.grid.allow_export, tuple(c.throughput_curve for c in cfg.site.gpu_classes))
+def layout(cfg: ScenarioConfig) -> dict[str, Any]:
+    """What every site of a family must share, by name: the observation and action layout's inputs."""
+    classes = cfg.site.gpu_classes
+    return {"GPU classes": [c.name for c in classes], "floors": [c.floor_max > 0 for c in classes], "dt_s": cfg.dt_s,
+            "duration_h": cfg.duration_h, "forecast": (cfg.forecast.enabled, cfg.forecast.horizons_steps,
+                                                       cfg.forecast.kind),
+            "allow_export": cfg.grid.allow_export, "throughput curves": [c.throughput_curve for c in classes]}
 
 
 class SiteFamily:
@@ -255,12 +255,12 @@ class SiteFamily:
         n_obs = len(spaces.observation_features(self.reference, make_params(self.reference)))
         low, high = np.full(n_obs, np.inf), np.full(n_obs, -np.inf)
         site_low = site_high = spaces.site_parameter_entries(self.reference).astype(float)
-        combos = math.prod(len(d.corners()) for d in self.draws)
-        corners = itertools.product(*(d.corners() for d in self.draws)) if combos <= MAX_CORNERS else ()
+        combos = math.prod(len(d.values) for d in self.draws)  # a range's two ends, or every choice
+        corners = (dict(zip((d.key for d in self.draws), point))
+                   for point in itertools.product(*(d.values for d in self.draws))) if combos <= MAX_CORNERS else ()
         rng = np.random.default_rng(0)
-        randoms = ([d.sample(rng) for d in self.draws] for _ in range(CHECK_DRAWS))
-        for point in itertools.chain(corners, randoms):
-            values = dict(zip((d.key for d in self.draws), point))
+        randoms = (self._sample(rng) for _ in range(CHECK_DRAWS))
+        for values in itertools.chain(corners, randoms):
             shown = ", ".join(f"{k} = {v!r}" for k, v in values.items())
             try:
                 cfg = self._build(values)
@@ -283,15 +283,18 @@ class SiteFamily:
         of the whole family, so one observation space holds every site's observations."""
         return [f._replace(low=float(lo), high=float(hi)) for f, lo, hi in zip(features, self.obs_low, self.obs_high)]
 
+    def _sample(self, rng: np.random.Generator) -> dict[str, Any]:
+        """Every key's value from ``rng``, in file order (one uniform number each)."""
+        return {d.key: d.sample(rng) for d in self.draws}
+
     def draw(self, rng: np.random.Generator) -> ScenarioConfig:
         """One site: every key's value from ``rng`` in file order (one uniform number each)."""
-        return self._build({d.key: d.sample(rng) for d in self.draws})
+        return self._build(self._sample(rng))
 
     def site(self, seed: int) -> ScenarioConfig:
         """The site drawn from ``numpy.random.default_rng(seed)``, id ``<family id>-site<seed>``: the site
         that an env reset with ``seed`` faces in its first episode."""
-        rng = np.random.default_rng(seed)
-        return self._build({d.key: d.sample(rng) for d in self.draws}, seed)
+        return self._build(self._sample(np.random.default_rng(seed)), seed)
 
     def to_dict(self) -> dict[str, Any]:
         """The family as one self-contained family file's fields (its base with ``extends:`` resolved, and
@@ -302,13 +305,12 @@ class SiteFamily:
     def outside(self, cfg: ScenarioConfig) -> list[str]:
         """Where site ``cfg`` lies outside the family, one ``key = value (the family's range)`` per family key
         (values as :func:`key_value` reads them, relative keys as fractions); empty inside it."""
-        ref = self.reference
-        out = [f"{name} = {mine!r} (the family's: {theirs!r})" for name, mine, theirs in (
-            ("dt_s", cfg.dt_s, ref.dt_s), ("duration_h", cfg.duration_h, ref.duration_h),
-            ("GPU classes", [c.name for c in cfg.site.gpu_classes], [c.name for c in ref.site.gpu_classes]))
-            if mine != theirs]
+        mine, theirs = layout(cfg), layout(self.reference)
+        out = [f"{name} = {mine[name]!r} (the family's: {theirs[name]!r})" for name in theirs
+               if mine[name] != theirs[name]]
+        data = config.scenario_to_dict(cfg)
         for d in self.draws:
-            value = key_value(cfg, d.key)
+            value = key_value(data, d.key)
             if value is None:  # not applicable (a C-rate without a battery)
                 continue
             inside = value in d.values if d.kind == "choice" else d.values[0] - 1e-9 <= value <= d.values[1] + 1e-9
@@ -317,15 +319,19 @@ class SiteFamily:
                 out.append(f"{d.key} = {value:.4g} (the family's: {allowed})")
         return out
 
-    def ranges(self) -> dict[str, tuple]:
-        """Each key's range (low, high) or choices, for reports."""
-        return {d.key: d.values for d in self.draws}
-
 
 def is_family_file(path: str | Path) -> bool:
-    """Whether the scenario file at ``path`` (after its ``extends:`` chain) has a ``family:`` section."""
+    """Whether the scenario file at ``path`` (after its ``extends:`` chain) has a ``family:`` section; read once
+    per file version in a process (every env construction asks)."""
     path = Path(path)
-    return path.suffix in (".yml", ".yaml") and path.is_file() and FAMILY_KEY in config.read_scenario_file(path)
+    if path.suffix not in (".yml", ".yaml") or not path.is_file():
+        return False
+    return _has_family(str(path.resolve()), path.stat().st_mtime_ns)
+
+
+@functools.cache
+def _has_family(path: str, mtime_ns: int) -> bool:
+    return FAMILY_KEY in config.read_scenario_file(path)
 
 
 def find_family(scenario: Any, base: str | Path | None) -> SiteFamily | None:

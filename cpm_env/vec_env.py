@@ -29,10 +29,9 @@ from cpm_env import physics, spaces
 from cpm_env import shield as safety
 from cpm_env.config import scenario_file
 from cpm_env.episode import Episode
-from cpm_env.family import find_family
 from cpm_env.ops import NUMPY
 from cpm_env.physics import Exo
-from cpm_env.scenario import ScenarioLike, Site
+from cpm_env.scenario import ScenarioLike, Site, env_contract
 from cpm_env.site import initial_state, stack_params
 
 EPISODE_KPIS = ("compute_delivered", "compute_demanded", "over_limit_mwh", "ramp_excess_mw", "swing_excess_mw",
@@ -47,32 +46,24 @@ class CpmVecEnv(VecEnv):
                  site_features: bool | None = None):
         if not isinstance(n_envs, int) or n_envs < 1:
             raise ValueError(f"n_envs = {n_envs!r}: must be an integer >= 1")
-        if not isinstance(shield, bool):
-            raise ValueError(f"shield = {shield!r}: must be true or false")
-        self.shield = shield  # as CpmEnv's: actions through the safety filter before the physics
-        self.battery_action = spaces.check_battery_action(battery_action)  # as CpmEnv's
-        self.family = find_family(scenario, base)  # a site family: each env draws its site per episode
-        self.site = Site(self.family.reference) if self.family is not None else Site(scenario, base)
-        self.source = self.family if self.family is not None else self.site.config  # to build the same env again
+        # the options as CpmEnv's; a site family: each env draws its site per episode
+        c = env_contract(scenario, base, shield, battery_action, site_features)
+        self.family, self.site, self.source = c.family, c.site, c.source
+        self.shield, self.battery_action, self.site_features = c.shield, c.battery_action, c.site_features
         self.site.episodes.check_batch(n_envs)
         self.config, self.params = self.site.config, self.site.params
         self.sites = [self.site] * n_envs  # env i's site this episode
         self._inv_limit: float | np.ndarray = self.site.inv_limit
-        if site_features is None:  # a family's policy must know the site it faces: its parameters by default
-            site_features = self.family is not None
-        features, self._site_entries = spaces.site_observation(self.config, self.site.obs_features, site_features)
-        if self.family is not None:
-            features = self.family.observation_features(features) + features[len(self.site.obs_features):]
-        self.site_features = site_features  # as CpmEnv's: the site's parameters after the state entries
-        self.obs_names = [f.name for f in features]
-        self.action_names = spaces.action_names(self.params, self.site.action_features, battery_action)
+        self._site_entries = c.site_entries
+        self.obs_names = [f.name for f in c.features]
+        self.action_names = c.action_names
         self.render_mode = None
         self.kpis_in_info = kpis_in_info
         self._rngs: list[np.random.Generator | None] = [None] * n_envs
         self._actions: np.ndarray | None = None
         self.episode: Episode | None = None  # the batch's current episodes, drawn at reset
         self._empty_infos: list[dict] = [{} for _ in range(n_envs)]
-        super().__init__(n_envs, spaces.observation_space(features), self.site.action_space)
+        super().__init__(n_envs, spaces.observation_space(c.features), self.site.action_space)
 
     # ------------------------------------------------------------------ episodes
     def _new_episodes(self) -> None:

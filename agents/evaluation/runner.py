@@ -277,10 +277,11 @@ def run_named(name: str, venv: CpmVecEnv, seeds: list[int], label: str) -> pd.Da
     """:func:`run_controller` of the controller ``name`` on ``venv``'s episodes for ``seeds``. A controller
     reads one site's model, so on a site family (``venv.family``) each seed runs alone, in an env of its
     own with ``venv``'s options, by the controller built for the site that seed draws."""
+    from agents.learning.artifacts import options_in  # the env options, as every env is rebuilt with them
+
     family = venv.family
     if family is None:
         return run_controller(make_controller(name, venv.site), venv, seeds, label)
-    options = {"shield": venv.shield, "battery_action": venv.battery_action, "site_features": venv.site_features}
+    options = options_in(vars(venv))
     return pd.concat([run_controller(make_controller(name, Site(family.site(seed))), CpmVecEnv(family, 1, **options),
                                      [seed], label, built_for_its_site=True) for seed in seeds], ignore_index=True)
-

@@ -26,9 +26,10 @@ class TrainingPolicy:
     """The model in training as a controller: observations normalized with the training
     normalizer's current statistics (not updated), deterministic actions."""
 
+    reads_observation_only = True  # runs on a site family's batch: the observation tells it the site
+
     def __init__(self, model):
         self.model = model
-        self.reads_observation_only = True  # runs on a site family's batch: the observation tells it the site
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
         norm = self.model.get_vec_normalize_env()

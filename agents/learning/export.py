@@ -51,7 +51,7 @@ from agents.controllers.import_change import ImportChangeActions
 from agents.controllers.rules import fit_cap
 from agents.files import write_atomic
 from agents.learning.artifacts import env_options
-from agents.learning.ppo import PPOController, trained_family
+from agents.learning.ppo import PPOController
 from agents.runtime import (
     INPUT_DTYPE,
     ONNX_FILE,
@@ -64,7 +64,7 @@ from agents.runtime import (
 )
 from cpm_env import spaces
 from cpm_env.config import ForecastConfig, ScenarioConfig, read_yaml, scenario_to_dict
-from cpm_env.family import is_family_file
+from cpm_env.family import SiteFamily, is_family_file
 from cpm_env.forecast import SCHEDULE_KINDS, STEP_FORECASTERS, make_forecaster
 from cpm_env.ops import NUMPY
 from cpm_env.physics import setpoint_columns
@@ -271,17 +271,18 @@ def battery_action_section(site: Site, battery_action: str) -> dict:
     }
 
 
-def sidecar(site: Site, run_dir: Path, manifest: dict, model: bytes, shield: bool | None = None) -> dict:
+def sidecar(site: Site, run_dir: Path, manifest: dict, model: bytes, shield: bool | None = None,
+            family: SiteFamily | None = None) -> dict:
     """The contract of an exported graph: entries (the site's parameters last where the policy was trained
     with ``site_features``), safe action, safety filter (``shield``: on or off; None: as the policy was
-    trained), provenance (parity and checksum added later)."""
+    trained), provenance (parity and checksum added later). ``family``: the site family the policy was
+    trained on (its site parameters' range goes into ``trained_low/high``), or None."""
     cfg = site.config
     options = env_options(manifest)
     features, site_entries = spaces.site_observation(cfg, site.obs_features, options["site_features"])
     site_names = [f.name for f in features[len(site.obs_features):]]
     trained_behind_filter = bool(options["shield"])
     safe, rule = safe_action(site)
-    family = trained_family(run_dir, manifest)
     trained = ((family.site_low, family.site_high) if family is not None and site_entries.size
                else (site_entries.astype(float), site_entries.astype(float)))
     return {
@@ -373,7 +374,7 @@ def _export(run_dir: Path, out: Path, scenario: str, n_obs: int, seed: int, tole
         venv.seed(seed)
     model = onnx_bytes(PolicyGraph(controller, venv.site, battery_action).eval(), venv.site, battery_action,
                        venv.obs_names)
-    spec = sidecar(venv.site, run_dir, controller.manifest, model, shield)
+    spec = sidecar(venv.site, run_dir, controller.manifest, model, shield, controller.family)
     obs, expected = rollout(controller, venv, n_obs)
     spec["parity"] = {"observations": len(obs), "rollout_envs": venv.num_envs, "seed": seed,
                       "max_abs_diff": None, "tolerance": tolerance}
