@@ -21,7 +21,9 @@ Keys (:func:`SiteFamily.draw` applies them in file order):
   fraction x limit_mw).
 
 Distributions: ``uniform: [low, high]`` and ``log_uniform: [low, high]`` (``low < high``; log: ``low > 0``)
-and ``choice: [v, ...]`` (one or more values, each drawn equally often).
+and ``choice: [v, ...]`` (one or more values, each drawn equally often). A range may add ``p_low: p``
+(0 <= p < 1): with probability p the draw is exactly the low end, e.g. ``battery.energy_h: {uniform: [0.0,
+2.0], p_low: 0.2}`` gives a fifth of the sites no battery, as many real sites have none.
 
 Everything that fixes the observation and action layout is the same for every draw: the GPU classes
 and which of them have a power floor, the step and episode length, the forecast's horizons, export.
@@ -69,6 +71,7 @@ class Draw:
     key: str
     kind: str  # one of DISTRIBUTIONS
     values: tuple  # (low, high) for the ranges, the values for choice
+    p_low: float = 0.0  # a range's point mass at its low end
 
     def sample(self, rng: np.random.Generator) -> Any:
         """One value, from ``rng`` (one uniform number per draw, whatever the kind)."""
@@ -76,6 +79,9 @@ class Draw:
         if self.kind == "choice":
             return self.values[min(int(u * len(self.values)), len(self.values) - 1)]
         lo, hi = self.values
+        if u < self.p_low:
+            return float(lo)
+        u = (u - self.p_low) / (1.0 - self.p_low)
         if self.kind == "log_uniform":
             return float(math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo))))
         return float(lo + u * (hi - lo))
@@ -90,16 +96,22 @@ def _parse_draw(key: Any, spec: Any, source: str) -> Draw:
     if not isinstance(key, str) or not key:
         raise ConfigError(f"{source}: {FAMILY_KEY} key {key!r}: must be a dotted scenario field, e.g. "
                           "site.oversubscription")
-    if not (isinstance(spec, Mapping) and len(spec) == 1):
+    options = {k: v for k, v in spec.items() if k != "p_low"} if isinstance(spec, Mapping) else None
+    if not (options is not None and len(options) == 1):
         raise ConfigError(f"{where} = {spec!r}: must be one distribution, e.g. {{uniform: [1.0, 1.7]}} "
-                          f"(kinds: {', '.join(DISTRIBUTIONS)})")
-    kind, values = next(iter(spec.items()))
+                          f"(kinds: {', '.join(DISTRIBUTIONS)}; a range may add p_low)")
+    kind, values = next(iter(options.items()))
     if kind not in DISTRIBUTIONS:
         raise ConfigError(f"{where}: distribution {kind!r} unknown: must be one of {', '.join(DISTRIBUTIONS)}")
+    p_low = spec.get("p_low", 0.0)
     if kind == "choice":
+        if "p_low" in spec:
+            raise ConfigError(f"{where}.p_low = {p_low!r}: only a range (uniform, log_uniform) takes p_low")
         if not (isinstance(values, list) and values):
             raise ConfigError(f"{where}.choice = {values!r}: must be a non-empty list of values")
         return Draw(key, kind, tuple(values))
+    if not (_number(p_low) and 0.0 <= p_low < 1.0):
+        raise ConfigError(f"{where}.p_low = {p_low!r}: must be a number in [0, 1)")
     if not (isinstance(values, list) and len(values) == 2 and all(_number(v) for v in values)):
         raise ConfigError(f"{where}.{kind} = {values!r}: must be [low, high], two finite numbers")
     lo, hi = float(values[0]), float(values[1])
@@ -109,7 +121,7 @@ def _parse_draw(key: Any, spec: Any, source: str) -> Draw:
                           "in the scenario instead)")
     if kind == "log_uniform" and lo <= 0:
         raise ConfigError(f"{where}.log_uniform = {values!r}: must have low > 0")
-    return Draw(key, kind, (lo, hi))
+    return Draw(key, kind, (lo, hi), float(p_low))
 
 
 def _class_index(classes: list, name: str) -> int | None:
@@ -299,7 +311,7 @@ class SiteFamily:
     def to_dict(self) -> dict[str, Any]:
         """The family as one self-contained family file's fields (its base with ``extends:`` resolved, and
         ``family:``): written as YAML, :class:`SiteFamily` loads the same family from it."""
-        spec = {d.key: {d.kind: list(d.values)} for d in self.draws}
+        spec = {d.key: {d.kind: list(d.values), **({"p_low": d.p_low} if d.p_low else {})} for d in self.draws}
         return {**self.base, FAMILY_KEY: spec}
 
     def outside(self, cfg: ScenarioConfig) -> list[str]:

@@ -40,6 +40,10 @@ def family_file(tmp_yaml, body: str) -> str:
     ("  grid.demand_response.events_per_episode: {uniform: [0, 2]}\n",
      r"events_per_episode = 0\.0: must be an integer"),
     ("  battery: {uniform: [0, 1]}\n", r"names a section, not a field"),
+    ("  battery.energy_h: {uniform: [0, 1], p_low: 1.0}\n",
+     r"battery\.energy_h\.p_low = 1\.0: must be a number in \[0, 1\)"),
+    ("  grid.demand_response.events_per_episode: {choice: [0, 1], p_low: 0.5}\n", r"only a range .* takes p_low"),
+    ("  battery.energy_h: {p_low: 0.5}\n", r"must be one distribution"),
 ])
 def test_bad_family_is_one_line_error_at_load_time(tmp_yaml, body, match):
     path = family_file(tmp_yaml, body)
@@ -74,6 +78,16 @@ def test_draws_stay_in_the_family_and_repeat_by_seed(seed):
     assert bat.capacity_mwh == 0 or 0.25 <= bat.power_mw / bat.capacity_mwh <= 1.0 + 1e-12
     assert 0.04 * lim <= grid.ramp_limit_mw_per_min <= 0.20 * lim and 0.1 * lim <= grid.swing_band_mw <= 0.3 * lim
     assert grid.demand_response.events_per_episode in (0, 1) and cfg.dt_s == 60.0
+
+
+def test_p_low_puts_that_share_of_draws_exactly_at_the_low_end(tmp_yaml):
+    family = SiteFamily(family_file(tmp_yaml, "  battery.energy_h: {uniform: [0.0, 2.0], p_low: 0.3}\n"))
+    rng = np.random.default_rng(0)
+    energy_h = np.array([family.draw(rng).battery.capacity_mwh / family.reference.grid.limit_mw for _ in range(400)])
+    assert abs(np.mean(energy_h == 0.0) - 0.3) < 0.08  # binomial sd 0.023
+    rest = energy_h[energy_h > 0]
+    assert rest.max() <= 2.0 and abs(np.mean(rest) - 1.0) < 0.15  # the rest still uniform over the range
+    assert family.to_dict()["family"]["battery.energy_h"] == {"uniform": [0.0, 2.0], "p_low": 0.3}
 
 
 def test_family_env_draws_its_site_from_the_reset_seed():
