@@ -4,7 +4,10 @@ Each step, per site, it builds the horizon's series from the observation only: t
 step's per-class demand (exact), the facility-demand forecast entries (interpolated between
 its horizons, split over classes in the current proportions), the current duty, and the
 grid limit with any announced demand-response window. It solves :func:`agents.controllers.site_lp.plan`
-with the stored energy valued at the horizon's end and applies the first step.
+with the stored energy valued at the horizon's end and applies the first step. With HiGHS (the
+default) each site's LP re-solves warm from the last decision's basis
+(:class:`~agents.controllers.lp.WarmStart`): the same LP, so the same decisions to solver
+tolerance, in a few milliseconds instead of tens.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 import numpy as np
 
 from agents.controllers.base import ObsView
+from agents.controllers.lp import WarmStart
 from agents.controllers.oracle import actions_from_plan
 from agents.controllers.rules import Greedy
 from agents.controllers.site_lp import Series, plan
@@ -35,6 +39,7 @@ class MPC:
         self.solve_seconds: list[float] = []
         self.fallbacks = 0  # steps where no plan was found and the greedy rule acted
         self.fallback = Greedy(site)
+        self._warm: list[WarmStart] = []  # one per observation row (site) of a batch
 
     def _series(self, obs_row: np.ndarray) -> tuple[Series, State]:
         v, p, cfg, n = self.view, self.params, self.cfg, self.horizon
@@ -81,11 +86,13 @@ class MPC:
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
         obs = np.atleast_2d(np.asarray(observation, dtype=np.float32))
         actions = []
-        for row in obs:
+        self._warm += [WarmStart() for _ in range(len(obs) - len(self._warm))]
+        for row, warm in zip(obs, self._warm):
             t0 = time.perf_counter()
             series, start = self._series(row)
+            warm.advance()
             try:
-                sp = plan(self.params, series, start, backend=self.backend)
+                sp = plan(self.params, series, start, backend=self.backend, warm=warm)
             except RuntimeError:  # no optimal plan: act as the greedy rule does this step
                 self.fallbacks += 1
                 actions.append(self.fallback.predict(row)[0].astype(np.float64))

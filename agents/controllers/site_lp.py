@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from agents.controllers.lp import INF, LinearProgram
+from agents.controllers.lp import INF, LinearProgram, WarmStart, as_length
 from cpm_env.ops import NUMPY
 from cpm_env.physics import smoothing_limits
 from cpm_env.site import SiteParams, State, class_swings, curve_segments, lowest_high_mw, swinging_steps
@@ -75,25 +75,27 @@ class SitePlan(NamedTuple):
     high_mw: np.ndarray  # (K, H) high-phase IT power drawn per class
 
 
-def plan(p: SiteParams, x: Series, start: State, terminal_value: bool = True, backend: str = "clarabel") -> SitePlan:
+def plan(p: SiteParams, x: Series, start: State, terminal_value: bool = True, backend: str = "clarabel",
+         warm: WarmStart | None = None) -> SitePlan:
     """Solve the site LP over the series' horizon from state ``start``; ``terminal_value`` values the
-    final SoC. ``backend`` is the LP solver (:data:`agents.controllers.lp.BACKENDS`).
+    final SoC. ``backend`` is the LP solver (:data:`agents.controllers.lp.BACKENDS`); ``warm`` (HiGHS)
+    re-solves from the last plan's basis (:class:`~agents.controllers.lp.WarmStart`).
     """
     flat = np.zeros(x.high_mw.shape, dtype=bool)  # two-level steps modelled flat (capped below low)
     force = np.zeros((len(SMOOTHING_LIMITS), x.high_mw.shape[1]), dtype=bool)
-    best = _SiteLP(p, x, start, flat, force, terminal_value).solve(backend)
+    best = _SiteLP(p, x, start, flat, force, terminal_value).solve(backend, warm)
     for _ in range(MAX_ROUNDS):
         short = _smoothing_shortfall(p, x, best) & ~force
         if short.any():  # the env's inner loop smooths as far as it can: hold the LP to that
             force |= short
-            best = _SiteLP(p, x, start, flat, force, terminal_value).solve(backend)
+            best = _SiteLP(p, x, start, flat, force, terminal_value).solve(backend, warm)
             continue
         lowest_cap_mw = (np.asarray(p.cap_min) * np.asarray(p.peak_mw))[:, None]
         deeper = class_swings(x.high_mw, x.low_mw, x.duty) & (lowest_cap_mw < x.low_mw - _TOL_MW)
         on_low = deeper & ~flat & (best.high_mw <= x.low_mw + _TOL_MW)
         if not on_low.any():
             break
-        trial = _SiteLP(p, x, start, flat | on_low, force, terminal_value).solve(backend)
+        trial = _SiteLP(p, x, start, flat | on_low, force, terminal_value).solve(backend, warm)
         if trial.objective <= best.objective + 1e-9 * max(1.0, abs(best.objective)):
             break
         best, flat = trial, flat | on_low
@@ -179,10 +181,11 @@ class _SiteLP:
         work = x.work[k]
         comp = lp.var(self.h_len, np.where(can_cap, -INF, work), np.where(can_cap, INF, work), cost=1.0)
         for seg in curve_segments(p, k):
-            # comp <= w * (intercept + slope * y / peak)
+            # comp <= w * (intercept + slope * y / peak) where the segment overlaps y's range; a row every
+            # step (free elsewhere), so horizons of one site have one shape (the MPC's warm start)
             rel = can_cap & (seg.x1 * peak > y_min) & (seg.x0 * peak < y_max)
-            w = x.work_per_throughput[k][rel]
-            lp.rows([(comp[rel], 1.0), (y[rel], -w * seg.slope / peak)], hi=w * seg.intercept)
+            w = np.where(rel, x.work_per_throughput[k], 0.0)
+            lp.rows([(comp, 1.0), (y, -w * seg.slope / peak)], hi=np.where(rel, w * seg.intercept, INF))
         return comp
 
     # --- battery: net set-point b, inner-loop smoothing u, phase powers, stored energy
@@ -214,28 +217,28 @@ class _SiteLP:
 
     def _forced_smoothing(self) -> None:
         """Where :func:`plan` found the LP smoothing less than the env would, smoothing reaches the
-        limit the env's inner loop reaches (the rows above keep it from exceeding any limit)."""
+        limit the env's inner loop reaches (the rows above keep it from exceeding any limit). A block
+        of rows for each limit that binds somewhere, free at the other steps."""
         p, lp, d, dl = self.p, self.lp, self.d, self.dl
         b, u, e = self.b, self.u, self.energy[:-1]
         swing, power_dis, power_chg, energy = self.force
         if swing.any():
-            lp.rows([(u[swing], 1.0)] + [(i[swing], -np.broadcast_to(c, d.shape)[swing]) for i, c in self.swing_terms],
-                    lo=self.const_swing[swing])
+            lp.rows([(u, 1.0)] + [(i, -as_length(c, len(d))) for i, c in self.swing_terms],
+                    lo=np.where(swing, self.const_swing, -INF))
         if power_dis.any():
-            lp.rows([(b[power_dis], 1.0), (u[power_dis], dl[power_dis])], lo=p.battery_power_mw)
+            lp.rows([(b, 1.0), (u, dl)], lo=np.where(power_dis, p.battery_power_mw, -INF))
         if power_chg.any():
-            lp.rows([(u[power_chg], d[power_chg]), (b[power_chg], -1.0)], lo=p.battery_power_mw)
+            lp.rows([(u, d), (b, -1.0)], lo=np.where(power_chg, p.battery_power_mw, -INF))
         if energy.any():
-            m = energy
-            loss_slope = d[m] * dl[m] * (1.0 / p.eta_discharge - p.eta_charge)
-            lp.rows([(u[m], loss_slope), (b[m], d[m] / p.eta_discharge + dl[m] * p.eta_charge),
-                     (e[m], -1.0 / p.dt_h)], lo=-p.energy_min_mwh / p.dt_h)
+            loss_slope = d * dl * (1.0 / p.eta_discharge - p.eta_charge)
+            lp.rows([(u, loss_slope), (b, d / p.eta_discharge + dl * p.eta_charge), (e, -1.0 / p.dt_h)],
+                    lo=np.where(energy, -p.energy_min_mwh / p.dt_h, -INF))
 
     def _grid_terms(self, r_coef):
         """Terms and constant of ``G + r_coef * r`` with mean import G = F - b and residual r = S - u."""
         terms = [(i, c) for i, c in self.fac_terms] + [(self.b, -1.0)]
         terms += [(i, r_coef * c) for i, c in self.swing_terms] + [(self.u, -r_coef)]
-        terms = [(i, np.broadcast_to(np.asarray(c, float), (self.h_len,))) for i, c in terms]
+        terms = [(i, as_length(c, self.h_len)) for i, c in terms]
         return terms, self.fac_const + r_coef * self.const_swing
 
     # --- grid: high/low-phase import over the limit, swing over the band, ramp of the mean import
@@ -282,15 +285,15 @@ class _SiteLP:
             lp.add_cost(self.energy[-1:], p.w_energy)
             self.const_obj -= p.w_energy * self.start.energy_mwh
 
-    def solve(self, backend: str) -> SitePlan:
+    def solve(self, backend: str, warm: WarmStart | None = None) -> SitePlan:
         """Solve and read the set-points the env needs to replay the optimum."""
         p, x = self.p, self.x
-        sol, obj = self.lp.solve(backend)
+        sol, obj = self.lp.solve(backend, warm)
         n_cls = len(p.peak_mw)
         caps = np.ones((n_cls, self.h_len))
         floors = np.zeros((n_cls, self.h_len))
         high = np.stack([sol[y] for y in self.ys])
-        swing = self.const_swing + sum(np.broadcast_to(c, self.d.shape) * sol[i] for i, c in self.swing_terms)
+        swing = self.const_swing + sum(as_length(c, self.h_len) * sol[i] for i, c in self.swing_terms)
         for k in range(n_cls):
             yk = high[k]
             capped = yk < x.high_mw[k] - 1e-9
