@@ -103,8 +103,8 @@ from cpm_env.physics import BATTERY_ACTIONS, Exo, action_from_setpoints, battery
 from cpm_env.shield import CONSTRAINTS, GAVE_UP, Report, decode_observation, required_entries, shield, shield_site
 from cpm_env.site import SiteParams, State, params_from_json
 
-SCHEMA_VERSION = 6  # 2: sealed by checksum.sha256; 3: forecast section; 4: shield section; 5: battery_action section;
-# 6: site_parameters section
+SCHEMA_VERSION = 7  # 2: sealed by checksum.sha256; 3: forecast section; 4: shield section; 5: battery_action section;
+# 6: site_parameters section; 7: each observation's source and when_not_applicable, example_telemetry (obs.jsonl)
 ONNX_FILE = "policy.onnx"
 SIDECAR_FILE = "policy.json"
 INPUT_DTYPE = "tensor(float)"

@@ -97,6 +97,48 @@ def exo_observation_features(cfg: ScenarioConfig) -> list[Feature]:
     return feats
 
 
+# Where a live controller gets each observation entry, and what to send where it does not apply
+# (exported into policy.json beside each entry): (name or prefix, source, when not applicable)
+LIVE_SOURCES = (
+    ("demand_", "telemetry: the class's uncapped mean IT power this step (its GPUs' power at no cap: the "
+                "scheduler's job power, or measured power over the cap's throughput curve)", "0 (no such load)"),
+    ("swing_", "telemetry: the class's high-minus-low IT power within the step (a ~1 s power meter)",
+     "0 (a flat load)"),
+    ("duty", "telemetry: the fraction of the step the swinging class spends at its high level", "1 (flat loads)"),
+    ("facility_demand_lag", "telemetry: facility_demand one step ago", "this step's facility_demand at the first"),
+    ("facility_demand", "derived: the sum of the demand_<class> entries x PUE", "always applies"),
+    ("headroom", "derived: grid_limit - facility_demand", "always applies"),
+    ("grid_limit", "grid contract, lowered by a utility demand-response notice while a window is in force",
+     "always applies"),
+    ("time_of_day_", "site clock: the local hour h as sin/cos(2 pi h / 24)", "always applies"),
+    ("episode_progress", "site clock: hours since the scenario's start_hour, modulo its duration_h, / duration_h "
+                         "(training's episodes are those windows, so a day-long scenario reads the time of day)",
+     "always applies"),
+    ("forecast_", "forecast service, or the runtime itself in telemetry mode (policy.json's forecast section, "
+                  "from facility_demand and the schedule)", "computed by the runtime in telemetry mode"),
+    ("dr_active", "utility demand-response notice: a window is in force", "0 (no window)"),
+    ("dr_pending", "utility demand-response notice: a window is announced and not yet started", "0 (none announced)"),
+    ("dr_starts_in", "utility demand-response notice: time until the announced window starts", "0 (none announced)"),
+    ("dr_remaining", "utility demand-response notice: time left in the active window", "0 (no window)"),
+    ("dr_limit", "utility demand-response notice: the window's import limit", "1 (the normal limit, scaled)"),
+    ("grid_import_prev", "revenue meter: the mean grid import over the last step", "always applies"),
+    ("soc", "battery management system: state of charge", "0 (no battery)"),
+    ("battery_power_prev", "battery inverter: realized power over the last step, + discharging", "0 (no battery)"),
+    ("cap_", "GPU power management: the class's power cap in force", "1 (uncapped)"),
+    ("floor_", "GPU power management: the class's power floor in force", "0 (floor off)"),
+    ("site_", "site configuration: policy.json's site_parameters (the runtime fills it in telemetry mode)",
+     "always applies"),
+)
+
+
+def live_source(name: str) -> tuple[str, str]:
+    """Where a live controller gets observation entry ``name``, and what to send where it does not apply."""
+    for prefix, source, absent in LIVE_SOURCES:
+        if name == prefix or (prefix.endswith("_") and name.startswith(prefix)):
+            return source, absent
+    raise KeyError(f"observation entry {name!r}: no live source listed in cpm_env.spaces.LIVE_SOURCES")
+
+
 def state_observation_features(cfg: ScenarioConfig, p: SiteParams) -> list[Feature]:
     """The observation entries that come from the dynamic state."""
     lim, over = cfg.grid.limit_mw, cfg.site.oversubscription

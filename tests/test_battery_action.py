@@ -110,7 +110,7 @@ def test_policy_json_names_the_import_change_and_the_outputs_stay_battery_mw(imp
     assert (graph["index"], graph["name"], graph["unit"], graph["scale"], graph["low"], graph["high"]) == \
         (0, "import_change", "MW", r, -r, r)
     assert params_from_json(spec["shield"]["site_params"]) == site.params and spec["shield"]["enabled"] is False
-    assert spec["schema_version"] == 6 and spec["onnx"]["output"]["shape"] == ["batch", len(site.action_names)]
+    assert spec["schema_version"] == 7 and spec["onnx"]["output"]["shape"] == ["batch", len(site.action_names)]
     battery = spec["actions"][0]
     assert (battery["name"], battery["unit"], battery["low"], battery["high"]) == ("battery", "MW", -pmax, pmax)
     assert spec["parity"]["max_abs_diff"] < spec["parity"]["tolerance"]

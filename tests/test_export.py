@@ -53,6 +53,21 @@ def mid_obs(ctrl: PolicyController) -> np.ndarray:
     return ((ctrl.obs_low + ctrl.obs_high) / 2).astype(np.float32)
 
 
+def test_each_export_ships_example_telemetry_the_runtime_answers_without_fallback(exported):
+    out, spec = exported
+    assert spec["example_telemetry"] == "obs.jsonl"
+    ctrl = PolicyController.load(out)
+    lines = [json.loads(line) for line in (out / "obs.jsonl").read_text().splitlines()]
+    assert len(lines) >= 3
+    for line in lines:
+        assert list(line["telemetry"]) == ctrl.telemetry_names  # the fields a live site sends, by name
+        ctrl.act_telemetry(line["telemetry"], line["schedule_mw"])
+        assert ctrl.last_fallback_reason is None
+    answers = subprocess.run([sys.executable, "-m", "agents.runtime", str(out)], input=(out / "obs.jsonl").read_text(),
+                             capture_output=True, text=True, check=True).stdout.splitlines()
+    assert len(answers) == len(lines) and all(json.loads(a)["fallback"] is None for a in answers)
+
+
 def test_sidecar_is_the_contract(exported, site):
     out, spec = exported
     assert json.loads((out / "policy.json").read_text()) == spec
@@ -60,6 +75,10 @@ def test_sidecar_is_the_contract(exported, site):
     assert [o["name"] for o in spec["observations"]] == site.obs_names
     for entry, f in zip(spec["observations"], site.obs_features):
         assert (entry["unit"], entry["scale"], entry["low"], entry["high"]) == (f.unit, f.scale, f.low, f.high)
+        assert entry["source"] and entry["when_not_applicable"]  # the integrator's contract, per entry
+    by_name = {o["name"]: o for o in spec["observations"]}
+    assert by_name["episode_progress"]["source"].startswith("site clock")
+    assert by_name["dr_pending"]["when_not_applicable"].startswith("0")
     battery, *caps = spec["actions"]
     assert (battery["name"], battery["unit"], battery["low"], battery["high"], battery["safe"]) == \
         ("battery", "MW", -25.0, 25.0, 0.0)

@@ -6,7 +6,7 @@ so a new kind of command in the README needs a line here. Every command of a kin
 in README order, with the interpreter of this test (``sys.executable``, the venv that ``make``
 builds: what ``source .venv/bin/activate`` gives) in a copy of the tracked files under
 ``tmp_path``, so the README's relative paths (``runs/dc0``, ``results/dr``, ``export/...``,
-``export/obs.jsonl``) are used verbatim and nothing is written into the repository. Budgets are shrunk
+``export/DataCenter-v0/obs.jsonl``) are used verbatim and nothing is written into the repository. Budgets are shrunk
 as follows, and only as follows:
 
 - ``train.py``: ``--timesteps 512 --n-envs 2 --hyperparams n_steps:256 batch_size:256
@@ -15,7 +15,7 @@ as follows, and only as follows:
 - ``train.py --resume DIR``: the run is first made to look killed (its final ``manifest.json``
   and its newest checkpoint removed), so the resume really continues from a checkpoint.
 - ``evaluate.py``: ``--seeds 100``; ``mpc`` and ``oracle`` are dropped from ``--controllers``
-  (the MPC costs ~40 ms per decision, the oracle a second per episode; ``static_cap,greedy`` if
+  (the MPC costs ~7 s per episode, the oracle a second; ``static_cap,greedy`` if
   nothing is left).
 - ``evaluate.py --sweep FILE``: FILE (in the copy) is replaced by the same sweep at one point
   (its default site: 1.3x, 0.5 h), ``static_cap`` and ``greedy``, seed 100 and no economics.
@@ -270,3 +270,12 @@ def test_readme_paths_exist():
     assert len(paths) > 10, paths
     missing = sorted(p for p in paths if not (ROOT / p).exists())
     assert not missing, f"README names paths that do not exist: {missing}"
+
+
+def test_readme_says_where_a_live_controller_gets_every_observation_entry():
+    from cpm_env.spaces import LIVE_SOURCES
+
+    table = README[README.index("**Where a live controller gets each observation entry**"):]
+    table = table[:table.index("\n\n", table.index("| entries |"))]
+    missing = [name for name, _, _ in LIVE_SOURCES if f"`{name}" not in table]
+    assert not missing, f"README's table of live sources lacks {missing}"

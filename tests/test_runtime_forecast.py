@@ -209,10 +209,10 @@ def test_a_scenario_without_forecast_has_a_disabled_section(export_of):
     assert ctrl.telemetry_names == ctrl.obs_names
 
 
-@pytest.mark.parametrize("old", [2, 3, 4, 5])  # before: 3 the shield, 4 battery_action, 5 site_parameters
-def test_an_export_of_an_older_schema_is_refused(controller, old):
+@pytest.mark.parametrize("old", [2, 3, 4, 5, 6])  # before: 3 the shield, 4 battery_action, 5 site_parameters,
+def test_an_export_of_an_older_schema_is_refused(controller, old):  # 6 the observations' sources
     spec = {**controller.spec, "schema_version": old}
-    with pytest.raises(ValueError, match=f"schema_version = {old}: this runtime reads 6: re-export") as err:
+    with pytest.raises(ValueError, match=f"schema_version = {old}: this runtime reads 7: re-export") as err:
         PolicyController(spec, b"")
     assert "\n" not in str(err.value)
 

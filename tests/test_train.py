@@ -17,6 +17,7 @@ import yaml
 from stable_baselines3 import PPO
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import cpm_env
 import train
 from agents.learning.artifacts import check_artifacts
 from agents.learning.train import latest_checkpoint, load_hyperparams
@@ -228,3 +229,16 @@ def test_init_action_starts_the_policy_at_the_rule(one_torch_thread, capsys):
     assert train.main(["--hyperparams", "init_action:nonsense"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "init_action = 'nonsense'" in err and "static_cap" in err
+
+
+def test_the_progress_bar_counts_the_runs_steps_and_stops_at_the_requested_total():
+    from agents.learning.callbacks import StepProgressBar
+
+    venv = cpm_env.make_vec("cpm_env/DataCenter-v0", 2, seed=0, scenario={"duration_h": 1.0})
+    model = PPO("MlpPolicy", venv, n_steps=8, batch_size=16, n_epochs=1, device="cpu")
+    bar = StepProgressBar()
+    model.learn(20, callback=bar)  # rollouts of 16 steps: SB3 runs 32
+    assert model.num_timesteps == 32 and bar.pbar.n == bar.pbar.total == 20
+    again = StepProgressBar()
+    model.learn(20, callback=again, reset_num_timesteps=False)  # as a resume: the bar goes on from 32
+    assert again.pbar.total == 52 and again.pbar.n == 52 and model.num_timesteps == 64

@@ -29,6 +29,7 @@ def test_vec_env_equals_independent_envs(env_id):
             o, r, term, trunc, info = env.step(actions[i])
             assert rew_v[i] == np.float32(r)
             assert done_v[i] == (term or trunc)
+            assert set(info) <= set(infos[i])  # kpis_in_info: every KPI gym.make's info has (README)
             for key in ("grid_import_mw", "soc", "compute_delivered", "ramp_excess_mw", "cap_training"):
                 assert infos[i][key] == info[key], key
             if trunc:

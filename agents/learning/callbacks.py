@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, ProgressBarCallback
 
 from agents.evaluation.runner import run_controller, run_named
 from agents.learning.artifacts import begin_set, options_in, write_manifest, write_set_folder
@@ -20,6 +20,21 @@ from cpm_env.vec_env import CpmVecEnv
 BEST_RULE = "greedy"  # the strongest rule-based controller on every scenario (README results)
 EVAL_COLUMNS = ("timesteps", "reward", "reward_std", "best_rule_reward", "pct_best_rule", "compute_fraction",
                 "violation_mwh", "ramp_violations", "wall_s")
+
+
+class StepProgressBar(ProgressBarCallback):
+    """SB3's progress bar in env steps of the whole run: a resumed run starts at its checkpoint's steps,
+    and the bar stops at the requested total (the last rollout may run past it)."""
+
+    def _on_training_start(self) -> None:
+        from tqdm.rich import tqdm  # what SB3's bar uses
+
+        self.total = int(self.locals["total_timesteps"])  # SB3 adds the steps already done on a resume
+        self.pbar = tqdm(total=self.total, initial=min(self.model.num_timesteps, self.total), unit="step")
+
+    def _on_step(self) -> bool:
+        self.pbar.update(max(0, min(self.training_env.num_envs, self.total - self.pbar.n)))
+        return True
 
 
 class TrainingPolicy:

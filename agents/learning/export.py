@@ -129,6 +129,10 @@ def physical_setpoints(actions: np.ndarray, site: Site) -> np.ndarray:
     return np.stack(setpoint_columns(action, site.floor_idx), axis=1)
 
 
+EXAMPLE_FILE = "obs.jsonl"  # example telemetry-mode input shipped with each export
+EXAMPLE_LINES = 5
+
+
 def rollout(controller: PPOController, venv: CpmVecEnv, n_obs: int) -> tuple[np.ndarray, np.ndarray]:
     """At least ``n_obs`` observations of the model's own deterministic rollouts (float32, in ``venv``, whose
     ``battery_action`` is the policy's) and the physical set-points it chose for each: battery MW, under
@@ -289,8 +293,13 @@ def sidecar(site: Site, run_dir: Path, manifest: dict, model: bytes, shield: boo
         "schema_version": SCHEMA_VERSION,
         "scenario": {"id": cfg.id, "dt_s": cfg.dt_s, "config": scenario_to_dict(cfg)},
         "observations": [{"index": i, "name": f.name, "unit": f.unit, "scale": f.scale, "low": f.low, "high": f.high,
-                          "description": f"{f.description}; entry = physical value / scale"}
+                          "description": f"{f.description}; entry = physical value / scale",
+                          **dict(zip(("source", "when_not_applicable"), spaces.live_source(f.name)))}
                          for i, f in enumerate(features)],
+        "observation_scaling": "every entry is scaled: physical value (in its unit) / scale; MW entries are "
+                               "fractions of the grid limit. source: where a live controller gets the entry; "
+                               "when_not_applicable: the entry to send where it does not apply",
+        "example_telemetry": EXAMPLE_FILE,
         "site_parameters": {"entries": site_names, "values": site_entries.astype(float).tolist(),
                             # trained on one scenario: its range is its own values; on a family: the family's
                             "trained_low": trained[0].tolist(), "trained_high": trained[1].tolist(),
@@ -392,7 +401,26 @@ def _export(run_dir: Path, out: Path, scenario: str, n_obs: int, seed: int, tole
                           f"{venv.config.id}; nothing written")
     spec["parity"]["max_abs_diff"] = max_diff
     spec = seal(spec, model)
+    example = example_telemetry(controller, venv, runtime)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / ONNX_FILE, model)
     write_atomic(out / SIDECAR_FILE, (json.dumps(spec, indent=2, allow_nan=False) + "\n").encode())
+    write_atomic(out / EXAMPLE_FILE, example.encode())
     return spec
+
+
+def example_telemetry(controller: PPOController, venv: CpmVecEnv, runtime: PolicyController,
+                      n_lines: int = EXAMPLE_LINES) -> str:
+    """JSON lines for the runtime's telemetry mode from the first steps of a seeded episode under the policy:
+    each ``{"telemetry": {name: entry}, "schedule_mw": [...]}`` with the fields a live site sends
+    (``policy.json``'s observations without the forecast entries and site parameters) and the scheduled
+    facility demand (MW) over the forecast's horizon."""
+    horizon = max(runtime.forecast.get("horizons_steps") or [0])
+    obs, lines = venv.reset(), []
+    for t in range(n_lines):
+        row = dict(zip(venv.obs_names, obs[0].tolist()))
+        schedule = venv.episode.scheduled_mw[t:t + horizon + 1, 0].tolist()
+        lines.append(json.dumps({"telemetry": {name: row[name] for name in runtime.telemetry_names},
+                                 "schedule_mw": schedule}, allow_nan=False))
+        obs, _, _, _ = venv.step(controller.predict(obs)[0])
+    return "\n".join(lines) + "\n"

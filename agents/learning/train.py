@@ -20,7 +20,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from agents.evaluation.seeds import parse_seeds
 from agents.files import write_atomic
 from agents.learning.artifacts import MANIFEST, check_artifacts, options_in, scenario_sha256
-from agents.learning.callbacks import CheckpointSetCallback, PolicyEvalCallback, save_policy
+from agents.learning.callbacks import CheckpointSetCallback, PolicyEvalCallback, StepProgressBar, save_policy
 from cpm_env.config import YamlLoader, read_yaml
 from cpm_env.family import resolve, source_dict
 from cpm_env.vec_env import EPISODE_KPIS, CpmVecEnv
@@ -283,8 +283,8 @@ def _learn(model: PPO, hp: dict[str, Any], timesteps: int, run_dir: Path, on_eva
     evaluator = PolicyEvalCallback(CpmVecEnv(venv.source, len(seeds), **options), seeds,
                                    int(hp.get("eval_freq", 500_000)), run_dir, on_eval)
     checkpoints = CheckpointSetCallback(int(hp.get("checkpoint_freq", 100_000)), run_dir / "checkpoints")
-    model.learn(timesteps, callback=[KpiLogger(), checkpoints, evaluator], progress_bar=progress_bar,
-                tb_log_name="ppo", reset_num_timesteps=reset)
+    callbacks = [KpiLogger(), checkpoints, evaluator] + ([StepProgressBar()] if progress_bar else [])
+    model.learn(timesteps, callback=callbacks, tb_log_name="ppo", reset_num_timesteps=reset)
     if evaluator.last_eval < model.num_timesteps and evaluator.evaluate() is False:
         return model
     save_policy(model, run_dir, extra=tuple(n for n in RUN_FILES if (run_dir / n).is_file()))

@@ -227,9 +227,13 @@ def plot_sweep(table: pd.DataFrame, out: Path, title: str) -> None:
     overs = sorted(table.oversubscription.unique())
     controllers = list(dict.fromkeys(table.controller))
     colors = {c: f"C{i}" for i, c in enumerate(controllers)}
-    fig, axes = plt.subplots(1, len(overs), figsize=(3.2 * len(overs), 3.6), sharey=True, layout="constrained",
-                             squeeze=False)
-    for ax, over in zip(axes[0], overs):
+    ncols = min(4, len(overs))  # panels wrap into rows: readable at normal size
+    nrows = -(-len(overs) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 0.9 + 2.7 * nrows), sharey=True, sharex=True,
+                             layout="constrained", squeeze=False)
+    for ax in axes.flat[len(overs):]:
+        ax.set_visible(False)
+    for ax, over in zip(axes.flat, overs):
         for c in controllers:
             g = table[(table.oversubscription == over) & (table.controller == c)].sort_values("battery_hours")
             ax.plot(g.battery_hours, g.compute_per_mw, color=colors[c], label=c)
@@ -238,9 +242,14 @@ def plot_sweep(table: pd.DataFrame, out: Path, title: str) -> None:
             ax.scatter(g[~g.violation_free].battery_hours, g[~g.violation_free].compute_per_mw, facecolors="none",
                        edgecolors=colors[c], zorder=3)
         ax.set_title(f"oversubscription {over:.2f}", fontsize=9)
+        ax.grid(lw=0.3, alpha=0.5)
+    for ax in axes[-1]:
         ax.set_xlabel("battery (h of grid limit)")
-    axes[0][0].set_ylabel("compute per MW of grid")
-    axes[0][-1].legend(fontsize=7, title="filled: violation-free", title_fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("compute per MW of grid")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8,
+               title="filled: violation-free, open: with violations", title_fontsize=8)
     fig.suptitle(f"{title}: frontier")
     fig.savefig(out / "frontier.png", dpi=110)
     plt.close(fig)
