@@ -1,9 +1,11 @@
-"""Environment throughput: steps/s of CpmEnv and CpmVecEnv beside Gymnasium's Pendulum-v1.
+"""Environment throughput: steps/s of CpmEnv, the batched env (SB3's and Gymnasium's vector API) and
+Gymnasium's sync vectorization, beside Gymnasium's Pendulum-v1.
 
     python benchmarks/env_throughput.py [--seconds 3]
 
 Random actions. "with resets" runs whole episodes, so it includes drawing each episode's
-exogenous trajectories at reset; "steps only" times the steps between resets.
+exogenous trajectories (``make_vec`` draws the next ones in a background thread while it steps);
+"steps only" times the steps between resets, with that thread idle.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def vec_rates(env_id: str, n_envs: int, seconds: float) -> tuple[float, float]:
     steps, elapsed = 0, 0.0
     while elapsed < seconds:
         venv.reset()
+        if venv._ahead is not None:  # the next episodes, drawn in the background: let that finish first
+            venv._ahead.result()
         start = time.perf_counter()
         for i in range(n_steps - 1):
             venv.step(actions[i % 8])
@@ -56,6 +60,38 @@ def vec_rates(env_id: str, n_envs: int, seconds: float) -> tuple[float, float]:
     return steps_only, with_resets
 
 
+def gymnasium_rates(env_id: str, n_envs: int, seconds: float, mode: str, **kwargs) -> tuple[float, float]:
+    """Steps/s of ``gym.make_vec`` in ``mode`` ("vector_entry_point": the batched physics, Gymnasium's
+    next-step autoreset; "sync": N copies of the single env): between resets, and over whole episodes."""
+    envs = gym.make_vec(env_id, num_envs=n_envs, vectorization_mode=mode, **kwargs)
+    envs.reset(seed=0)
+    actions = np.random.default_rng(0).uniform(-1, 1, (8, *envs.action_space.shape)).astype(np.float32)
+    n_steps = envs.unwrapped.config.n_steps if mode == "vector_entry_point" else \
+        envs.unwrapped.envs[0].unwrapped.config.n_steps
+    steps, elapsed = 0, 0.0
+    while elapsed < seconds:
+        envs.reset()
+        batch = envs.unwrapped
+        if mode == "vector_entry_point" and batch._ahead is not None:
+            batch._ahead.result()  # the next episodes, drawn in the background: let that finish first
+        chunk = min(n_steps - 1, max(1, int(2e5 // n_envs)))  # sync mode at N = 1024 is slow: part episodes
+        start = time.perf_counter()
+        for i in range(chunk):
+            envs.step(actions[i % 8])
+        elapsed += time.perf_counter() - start
+        steps += chunk
+    steps_only = steps * n_envs / elapsed
+    if mode != "vector_entry_point":
+        return steps_only, float("nan")
+    envs.reset()
+    episodes, start = 0, time.perf_counter()
+    while episodes == 0 or time.perf_counter() - start < seconds:
+        for i in range(n_steps + 1):  # + the reset step of next-step autoreset
+            envs.step(actions[i % 8])
+        episodes += 1
+    return steps_only, episodes * n_steps * n_envs / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
@@ -68,7 +104,14 @@ def main() -> None:
     print(f"| {args.env_id} (gym.make) | 1 | | {single:,.0f} ({single / pendulum:.2f}x Pendulum) |")
     for n in (1, 64, 1024):
         steps_only, with_resets = vec_rates(args.env_id, n, args.seconds)
-        print(f"| {args.env_id} make_vec | {n} | {steps_only:,.0f} | {with_resets:,.0f} |")
+        print(f"| {args.env_id} make_vec (SB3 VecEnv) | {n} | {steps_only:,.0f} | {with_resets:,.0f} |")
+    for n in (64, 1024):
+        for label, kwargs in (("KPIs in info", {}), ("info empty", {"kpis_in_info": False})):
+            steps_only, with_resets = gymnasium_rates(args.env_id, n, args.seconds, "vector_entry_point", **kwargs)
+            print(f"| {args.env_id} gym.make_vec vector_entry_point, {label} | {n} | {steps_only:,.0f} | "
+                  f"{with_resets:,.0f} |")
+    steps_only, _ = gymnasium_rates(args.env_id, 64, args.seconds, "sync")
+    print(f"| {args.env_id} gym.make_vec sync (64 single envs) | 64 | {steps_only:,.0f} | |")
 
 
 if __name__ == "__main__":

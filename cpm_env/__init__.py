@@ -27,7 +27,8 @@ if not _MISSING:
 
     for _env_id, _path in scenario_ids().items():
         if _env_id not in registry:
-            register(id=_env_id, entry_point="cpm_env.env:CpmEnv", kwargs={"base": _path})
+            register(id=_env_id, entry_point="cpm_env.env:CpmEnv", vector_entry_point="cpm_env.vector:make_vector",
+                     kwargs={"base": _path})
 
     from cpm_env.env import CpmEnv
 

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from cpm_env import spaces
-from cpm_env.config import ScenarioConfig, check_memory
+from cpm_env.config import ConfigError, ScenarioConfig, check_memory
 from cpm_env.forecast import ForecastInputs, make_forecaster
 from cpm_env.site import SiteParams, make_params, work_per_throughput
 from cpm_env.workloads import make_generator
@@ -79,6 +79,14 @@ class EpisodeGenerator:
         check_memory(cfg.n_steps * n_envs * self._bytes_per_step_env,
                      f"scenario {cfg.id}: episodes of {cfg.n_steps} steps (duration_h = {cfg.duration_h:g} at "
                      f"dt_s = {cfg.dt_s:g}) x {n_envs} env{'s' if n_envs != 1 else ''}")
+
+    def fits(self, n_envs: int) -> bool:
+        """Whether a batch of ``n_envs`` episodes fits the memory budget (:meth:`check_batch` would pass)."""
+        try:
+            self.check_batch(n_envs)
+        except ConfigError:
+            return False
+        return True
 
     def sample(self, rngs: Sequence[np.random.Generator]) -> Episode:
         """Draw one episode per generator; env ``i`` uses only ``rngs[i]``."""

@@ -19,6 +19,7 @@ as follows, and only as follows:
   nothing is left).
 - ``evaluate.py --sweep FILE``: FILE (in the copy) is replaced by the same sweep at one point
   (its default site: 1.3x, 0.5 h), ``static_cap`` and ``greedy``, seed 100 and no economics.
+- ``python examples/...``: ``--duration-h 0.5 --num-envs 4 --num-steps 32 --total-timesteps 256``.
 - ``export.py`` and ``python -m agents.runtime``: as written (``<`` and ``>`` redirections honoured).
 - ``tensorboard --logdir DIR``: not started (a server); DIR must exist and ``tensorboard`` be installed.
 - ``python -c CODE``: as written.  The ```python block: run as written.
@@ -88,6 +89,8 @@ def kind(argv: list[str]) -> str:
             return "python-c"
         if argv[1] in CLIS:
             return argv[1]
+        if argv[1].startswith("examples/"):
+            return "example"
     raise AssertionError(f"README command of no known kind (teach tests/test_readme_commands.py): {shlex.join(argv)}")
 
 
@@ -118,6 +121,10 @@ def shrink(argv: list[str], cwd: Path) -> list[str]:
         argv = set_opt(argv, "--n-envs", "2")
         argv = set_opt(argv, "--hyperparams", "n_steps:256", "batch_size:256", "checkpoint_freq:256",
                        "eval_seeds:10000")
+    elif what == "example":
+        for flag, value in (("--duration-h", "0.5"), ("--num-envs", "4"), ("--num-steps", "32"),
+                            ("--total-timesteps", "256")):
+            argv = set_opt(argv, flag, value)
     elif what == "evaluate.py" and "--sweep" in argv:
         path = cwd / argv[argv.index("--sweep") + 1]
         sweep = yaml.safe_load(path.read_text())
@@ -193,7 +200,7 @@ def test_readme_commands_run(tmp_path):
             chains["rest"].append(argv)
     assert chains["train"] and tensorboard_dirs, "the README lost its training commands"
     kinds = {kind(a) for chain in chains.values() for a in chain}
-    assert {"train.py", "evaluate.py", "export.py", "runtime", "python-c"} <= kinds, kinds
+    assert {"train.py", "evaluate.py", "export.py", "runtime", "python-c", "example"} <= kinds, kinds
 
     def run_chain(name: str) -> None:
         cwd = checkout(tmp_path / name)

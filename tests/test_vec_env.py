@@ -100,3 +100,19 @@ def test_sb3_ppo_improves_its_return_on_the_vec_env(one_torch_thread):
     assert len(returns) == n_envs * (timesteps // n_envs // venv.config.n_steps)
     first, last = np.mean(returns[:n_envs]), np.mean(returns[-n_envs:])
     assert last > first + 0.25 * abs(first), (first, last)
+
+
+def test_reseeding_after_episodes_drawn_ahead_gives_the_seeds_episodes():
+    """The next episodes are drawn in the background; a new seed before the reset must still decide them."""
+    short = {"duration_h": 0.5}
+    venv = cpm_env.make_vec("cpm_env/DataCenter-v0", 3, seed=1, scenario=short)
+    venv.reset()
+    assert venv._ahead is not None  # drawn ahead from seeds 1-3's generators
+    venv.seed(7)
+    np.testing.assert_array_equal(venv.reset(), cpm_env.make_vec("cpm_env/DataCenter-v0", 3, seed=7,
+                                                                 scenario=short).reset())
+    again = cpm_env.make_vec("cpm_env/DataCenter-v0", 3, seed=7, scenario=short)
+    again.reset()
+    np.testing.assert_array_equal(venv.reset(), again.reset())  # the second episodes: drawn ahead, the same
+    venv.close()
+    assert venv._ahead is None
