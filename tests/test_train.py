@@ -83,7 +83,8 @@ def test_periodic_evaluation_rows(tmp_path, short_yml, capsys):
     assert list(evals.timesteps) == [256, 512, 768, 1024]
     last = evals.iloc[-1]  # train.py ends by printing the final evaluation and where the run went
     out = capsys.readouterr().out
-    assert (f"final evaluation at 1,024 steps (held-out seeds): reward {last.reward:.1f} ± {last.reward_std:.1f} "
+    assert (f"final evaluation at 1,024 steps (tuning seeds, eval_seeds): reward {last.reward:.1f} "
+            f"± {last.reward_std:.1f} "
             f"compute units per episode, {last.pct_best_rule:.1f}% of greedy's") in out
     assert f"saved {run}" in out
     assert evals.best_rule_reward.nunique() == 1 and evals.violation_mwh.ge(0).all()

@@ -196,7 +196,7 @@ def final_evaluation_line(run_dir: Path) -> str | None:
     if not rows:
         return None
     r = {k: float(v) for k, v in rows[-1].items()}
-    return (f"final evaluation at {int(r['timesteps']):,} steps (held-out seeds): reward {r['reward']:.1f} "
-            f"± {r['reward_std']:.1f} compute units per episode, {r['pct_best_rule']:.1f}% of {BEST_RULE}'s "
-            f"{r['best_rule_reward']:.1f}; compute fraction {r['compute_fraction']:.3f}, {r['violation_mwh']:.3f} "
-            f"MWh over the limit, {r['ramp_violations']:.1f} ramp violations per episode")
+    return (f"final evaluation at {int(r['timesteps']):,} steps (tuning seeds, eval_seeds): reward "
+            f"{r['reward']:.1f} ± {r['reward_std']:.1f} compute units per episode, {r['pct_best_rule']:.1f}% of "
+            f"{BEST_RULE}'s {r['best_rule_reward']:.1f}; compute fraction {r['compute_fraction']:.3f}, "
+            f"{r['violation_mwh']:.3f} MWh over the limit, {r['ramp_violations']:.1f} ramp violations per episode")
