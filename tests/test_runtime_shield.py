@@ -132,7 +132,7 @@ def test_policy_json_records_the_filter(exports):
     assert section["class_names"] == ["training", "inference"] and section["floor_classes"] == []
     assert section["entries"] == ["demand_training", "demand_inference", "swing_training", "swing_inference", "duty",
                                   "grid_limit", "grid_import_prev", "soc", "cap_training_prev", "cap_inference_prev"]
-    assert spec["schema_version"] == 6 and json.loads((out / "policy.json").read_text()) == spec
+    assert spec["schema_version"] == 7 and json.loads((out / "policy.json").read_text()) == spec
     default = exports(shield=None)[1]["shield"]  # the default: as trained (no env_options: off)
     assert default["enabled"] is False and default["site_params"] == section["site_params"]
     assert PolicyController.load(exports(shield=None)[0]).safety_filter is None
