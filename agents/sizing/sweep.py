@@ -231,8 +231,12 @@ def plot_sweep(table: pd.DataFrame, out: Path, title: str) -> None:
     nrows = -(-len(overs) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 0.9 + 2.7 * nrows), sharey=True, sharex=True,
                              layout="constrained", squeeze=False)
-    for ax in axes.flat[len(overs):]:
-        ax.set_visible(False)
+    for i, ax in enumerate(axes.flat):
+        if i >= len(overs):
+            ax.set_visible(False)
+            above = axes.flat[i - ncols]  # the panel above an empty one is the last of its column
+            above.xaxis.set_tick_params(labelbottom=True)
+            above.set_xlabel("battery (h of grid limit)")
     for ax, over in zip(axes.flat, overs):
         for c in controllers:
             g = table[(table.oversubscription == over) & (table.controller == c)].sort_values("battery_hours")
