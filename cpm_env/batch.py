@@ -4,8 +4,8 @@ Env ``i`` draws its episodes from its own generator seeded ``seed + i`` exactly 
 ``gym.make(...).reset(seed=seed + i)`` does, and the physics is the same function on
 arrays, so its trajectories equal those of N independent ``CpmEnv`` (a test checks this).
 All copies share the episode length, so they all end together and autoreset in the same
-step. While one batch of episodes is stepped the next is drawn in a background thread (the
-same draws from the same generators, so the same episodes).
+step. In a batch of 512 envs or more, the next episodes are drawn in a background thread while
+the current ones are stepped (the same draws from the same generators, so the same episodes).
 
 On a site family (:mod:`cpm_env.family`) each env draws its own site per episode, and the physics
 runs on the sites' parameters stacked into arrays over the batch (:func:`cpm_env.site.stack_params`).
@@ -55,6 +55,13 @@ class SiteBatch:
     adapters to an RL library's vector API (:class:`cpm_env.vec_env.CpmVecEnv`, Stable-Baselines3's;
     :class:`cpm_env.vector.CpmVectorEnv`, Gymnasium's)."""
 
+    # Batches this large draw their next episodes in the background. Smaller ones draw at the reset: there
+    # the draw's per-env Python holds the GIL against the step's (one-day episodes, 2 cores, env-steps/s
+    # with resets, background against at the reset: N = 64 0.27-0.37 M against 0.48-0.49 M, N = 256
+    # 1.03-1.10 M against 1.18-1.31 M, N = 512 1.94-1.98 M against 1.36-1.68 M, N = 1024 2.2-2.9 M against
+    # 1.68-1.83 M).
+    prefetch_min_envs = 512
+
     def __init__(self, scenario: ScenarioLike = None, n_envs: int = 1, base: str | Path | None = None,
                  shield: bool = False, battery_action: str = "power", site_features: bool | None = None):
         if not isinstance(n_envs, int) or n_envs < 1:
@@ -74,8 +81,8 @@ class SiteBatch:
         self._rngs: list[np.random.Generator | None] = [None] * n_envs
         self.episode: Episode | None = None  # the batch's current episodes, drawn at reset
         # the next episodes are drawn in a background thread while these are stepped (numpy releases the GIL
-        # in the draw's large array operations), where two batches of episodes fit the memory budget
-        self._prefetch = self.site.episodes.fits(2 * n_envs)
+        # in the draw's large array operations) in a large batch, where two batches fit the memory budget
+        self._prefetch = n_envs >= self.prefetch_min_envs and self.site.episodes.fits(2 * n_envs)
         self._executor: ThreadPoolExecutor | None = None
         self._ahead: Future | None = None
         self.num_envs = n_envs

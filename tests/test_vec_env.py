@@ -6,6 +6,7 @@ import pytest
 from stable_baselines3.common.vec_env import VecNormalize
 
 import cpm_env
+from cpm_env.batch import SiteBatch
 from cpm_env.vec_env import EPISODE_KPIS
 
 
@@ -102,8 +103,27 @@ def test_sb3_ppo_improves_its_return_on_the_vec_env(one_torch_thread):
     assert last > first + 0.25 * abs(first), (first, last)
 
 
-def test_reseeding_after_episodes_drawn_ahead_gives_the_seeds_episodes():
+def test_episodes_drawn_ahead_equal_episodes_drawn_at_the_reset(monkeypatch):
+    """Large batches draw their next episodes in the background: the same episodes, bitwise."""
+    short = {"duration_h": 0.1}
+    at_reset = cpm_env.make_vec("cpm_env/DataCenter-v0", 3, seed=4, scenario=short)
+    monkeypatch.setattr(SiteBatch, "prefetch_min_envs", 1)
+    ahead = cpm_env.make_vec("cpm_env/DataCenter-v0", 3, seed=4, scenario=short)
+    np.testing.assert_array_equal(at_reset.reset(), ahead.reset())
+    assert at_reset._ahead is None and ahead._ahead is not None
+    actions = np.random.default_rng(0).uniform(-1, 1, (20, 3, 3)).astype(np.float32)
+    for a in actions:  # three autoresets
+        (o1, r1, d1, i1), (o2, r2, d2, i2) = at_reset.step(a), ahead.step(a)
+        np.testing.assert_array_equal(o1, o2)
+        np.testing.assert_array_equal(r1, r2)
+        assert (d1 == d2).all()
+        if d1.all():
+            np.testing.assert_array_equal(i1[0]["terminal_observation"], i2[0]["terminal_observation"])
+
+
+def test_reseeding_after_episodes_drawn_ahead_gives_the_seeds_episodes(monkeypatch):
     """The next episodes are drawn in the background; a new seed before the reset must still decide them."""
+    monkeypatch.setattr(SiteBatch, "prefetch_min_envs", 1)
     short = {"duration_h": 0.5}
     venv = cpm_env.make_vec("cpm_env/DataCenter-v0", 3, seed=1, scenario=short)
     venv.reset()
