@@ -16,4 +16,4 @@ def test_the_gymnasium_ppo_example_trains_and_improves_on_a_short_scenario():
                          capture_output=True, text=True, check=True, timeout=300, cwd=ROOT).stdout
     returns = [float(r) for r in re.findall(r"mean episode return (-?[\d.]+)", out)]
     assert len(returns) == 24  # every update of 256 steps ends 8 episodes of 30 steps
-    assert np.mean(returns[-5:]) > np.mean(returns[:5]) + 100  # it learns (seed 0 here: -614 to -248)
+    assert np.mean(returns[-5:]) > np.mean(returns[:5]) + 25  # it learns (seed 0 here: -60 to -11)
