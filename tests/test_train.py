@@ -243,3 +243,13 @@ def test_the_progress_bar_counts_the_runs_steps_and_stops_at_the_requested_total
     again = StepProgressBar()
     model.learn(20, callback=again, reset_num_timesteps=False)  # as a resume: the bar goes on from 32
     assert again.pbar.total == 52 and again.pbar.n == 52 and model.num_timesteps == 64
+
+
+@pytest.mark.parametrize("config, rule", [({"shield": True}, "greedy+shield"), ({"eval_shield": True}, "greedy+shield"),
+                                          ({"shield": False}, "greedy")])
+def test_the_final_line_names_the_rule_as_the_evaluation_ran_it(tmp_path, config, rule):
+    from agents.learning.callbacks import EVAL_COLUMNS, final_evaluation_line
+
+    (tmp_path / "config.yml").write_text(yaml.safe_dump(config))
+    pd.DataFrame([dict.fromkeys(EVAL_COLUMNS, 1.0)]).to_csv(tmp_path / "evaluations.csv", index=False)
+    assert f"% of {rule}'s 1.0;" in final_evaluation_line(tmp_path)

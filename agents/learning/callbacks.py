@@ -14,6 +14,7 @@ from stable_baselines3.common.callbacks import BaseCallback, ProgressBarCallback
 from agents.evaluation.runner import run_controller, run_named
 from agents.learning.artifacts import begin_set, options_in, write_manifest, write_set_folder
 from agents.learning.policy_files import save_policy_files
+from cpm_env.config import read_yaml
 from cpm_env.family import source_dict
 from cpm_env.vec_env import CpmVecEnv
 
@@ -187,7 +188,8 @@ class CheckpointSetCallback(BaseCallback):
 
 def final_evaluation_line(run_dir: Path) -> str | None:
     """The last row of ``RUN_DIR/evaluations.csv`` in one line (reward in compute units per episode, % of
-    the best rule, compute fraction, violations), or None if the run has no evaluation."""
+    the best rule, behind the filter where the evaluation ran behind it, compute fraction, violations), or
+    None if the run has no evaluation."""
     path = Path(run_dir) / "evaluations.csv"
     if not path.is_file():
         return None
@@ -196,7 +198,9 @@ def final_evaluation_line(run_dir: Path) -> str | None:
     if not rows:
         return None
     r = {k: float(v) for k, v in rows[-1].items()}
+    hp = read_yaml(Path(run_dir) / "config.yml") if (Path(run_dir) / "config.yml").is_file() else {}
+    rule = BEST_RULE + ("+shield" if hp.get("shield") or hp.get("eval_shield") else "")  # as the evaluation ran it
     return (f"final evaluation at {int(r['timesteps']):,} steps (tuning seeds, eval_seeds): reward "
             f"{r['reward']:.1f} ± {r['reward_std']:.1f} compute units per episode, {r['pct_best_rule']:.1f}% of "
-            f"{BEST_RULE}'s {r['best_rule_reward']:.1f}; compute fraction {r['compute_fraction']:.3f}, "
+            f"{rule}'s {r['best_rule_reward']:.1f}; compute fraction {r['compute_fraction']:.3f}, "
             f"{r['violation_mwh']:.3f} MWh over the limit, {r['ramp_violations']:.1f} ramp violations per episode")
