@@ -25,7 +25,13 @@ from tqdm import tqdm
 from agents.evaluation.outpaths import safe_name
 from agents.evaluation.report import REPORT_FILES, write_report
 from agents.evaluation.runfolder import RunFolder
-from agents.evaluation.runner import DEFAULT_CONTROLLERS, controller_names, make_controller, run_controller
+from agents.evaluation.runner import (
+    DEFAULT_CONTROLLERS,
+    controller_names,
+    make_controller,
+    policy_fingerprints,
+    run_controller,
+)
 from agents.evaluation.seeds import parse_seeds
 from agents.evaluation.summary import solve_timing
 from agents.files import sha256_json
@@ -73,7 +79,8 @@ def sweep(args: argparse.Namespace) -> int:
 def run_stamp(venv: CpmVecEnv, names: list[str], seeds: list[int]) -> dict:
     """The configuration an evaluation folder is stamped with (run.json)."""
     return {"command": "evaluate", "scenario": venv.config.id,
-            "scenario_sha256": sha256_json(scenario_to_dict(venv.config)), "controllers": names, "seeds": seeds}
+            "scenario_sha256": sha256_json(scenario_to_dict(venv.config)), "controllers": names, "seeds": seeds,
+            "policies": policy_fingerprints(names, venv.site)}  # a retrained policy is another run
 
 
 def evaluate_all(folder: RunFolder, controllers: dict, venv: CpmVecEnv, seeds: list[int]) -> None:

@@ -201,3 +201,19 @@ def test_interrupted_sweep_keeps_finished_points_and_resumes(workdir, monkeypatc
     assert len(list((out / "rows").glob("*.json"))) == 4
     for name in ("sweep.csv", "episodes.csv", "sizing.md", "frontier.png", "heatmap.png"):
         assert (out / name).read_bytes() == (workdir / "whole" / name).read_bytes(), name
+
+
+def test_a_retrained_policy_under_the_same_name_is_another_run_not_a_resume(workdir, capsys):
+    """Rows of one policy are never reused for another one saved at the same path."""
+    import json
+    import shutil
+
+    policy = workdir / "policy"
+    shutil.copytree(Path(evaluate.__file__).parent / "models" / "DataCenter-v0", policy)
+    args = ["--scenario", "short.yml", "--controllers", "static_cap,ppo:policy", "--seeds", "1",
+            "--allow-other-scenario", "--out", "out"]
+    assert evaluate.main(args) == 0
+    manifest = policy / "manifest.json"  # the same files, resealed: as a retrained run would be
+    manifest.write_text(json.dumps(json.loads(manifest.read_text()), indent=1))
+    assert evaluate.main(args) == 2
+    assert error_line(capsys).startswith("error: --out = 'out': holds a run of another configuration")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -46,6 +47,29 @@ def check_names(names: list[str], where: str) -> list[str]:
         if name in names[:i]:
             raise ValueError(f"{where}: controller {name} given twice")
     return names
+
+
+def policy_fingerprints(names: list[str], site: Site) -> dict[str, str]:
+    """SHA-256 of the file that seals each policy controller of ``names`` (``ppo``: the shipped or given
+    folder's ``manifest.json``; ``onnx``: its ``policy.json``; ``missing`` where absent), for a run folder's
+    stamp: a folder holding another policy's rows under the same name is then another configuration."""
+    import hashlib
+
+    out = {}
+    for name in names:
+        base = name.removesuffix("+shield")
+        if base == "ppo":
+            from agents.learning.ppo import MODELS_DIR
+
+            path = MODELS_DIR / site.config.id / "manifest.json"
+        elif base.startswith(("ppo:", "onnx:")):
+            kind, _, where = base.partition(":")
+            folder = Path(where).parent if Path(where).is_file() else Path(where)
+            path = folder / ("manifest.json" if kind == "ppo" else "policy.json")
+        else:
+            continue
+        out[name] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+    return out
 
 
 def make_controller(name: str, site: Site, allow_other_scenario: bool = False) -> Controller:

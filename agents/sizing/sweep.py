@@ -305,10 +305,14 @@ def run_sweep(sweep: SweepConfig, folder: RunFolder, workers: str = "auto", prog
 
 def sweep_stamp(sweep: SweepConfig) -> dict:
     """The configuration a sweep folder is stamped with (run.json): the sweep's fields and its base scenario's hash."""
+    from agents.evaluation.runner import policy_fingerprints
     from cpm_env.config import scenario_to_dict
+    from cpm_env.scenario import Site
 
+    base = resolve_scenario(sweep.scenario)
     return {"command": "sweep", "sweep": dataclasses.asdict(sweep),
-            "scenario_sha256": sha256_json(scenario_to_dict(resolve_scenario(sweep.scenario)))}
+            "scenario_sha256": sha256_json(scenario_to_dict(base)),
+            "policies": policy_fingerprints(list(sweep.controllers), Site(base))}  # a retrained policy is another run
 
 
 def sweep_cli(path: str, seeds: str | None, out: Path | None, workers: str, overwrite: bool = False) -> int:
