@@ -17,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 
 import cpm_env
+from cpm_env.batch import SiteBatch
 
 
 def single_env_rate(env_id: str, seconds: float) -> float:
@@ -33,63 +34,52 @@ def single_env_rate(env_id: str, seconds: float) -> float:
     return n / (time.perf_counter() - start)
 
 
-def vec_rates(env_id: str, n_envs: int, seconds: float) -> tuple[float, float]:
-    venv = cpm_env.make_vec(env_id, n_envs, seed=0)
-    venv.reset()
-    actions = np.random.default_rng(0).uniform(-1, 1, (8, n_envs, venv.action_space.shape[0])).astype(np.float32)
-    n_steps = venv.config.n_steps
-    # steps only: time the steps of the current episode, never crossing a reset
-    steps, elapsed = 0, 0.0
-    while elapsed < seconds:
-        venv.reset()
-        if venv._ahead is not None:  # the next episodes, drawn in the background: let that finish first
-            venv._ahead.result()
-        start = time.perf_counter()
-        for i in range(n_steps - 1):
-            venv.step(actions[i % 8])
-        elapsed += time.perf_counter() - start
-        steps += n_steps - 1
-    steps_only = steps * n_envs / elapsed
-    # whole episodes, resets included
-    episodes, start = 0, time.perf_counter()
-    while episodes == 0 or time.perf_counter() - start < seconds:
-        for i in range(n_steps):
-            venv.step(actions[i % 8])
-        episodes += 1
-    with_resets = episodes * n_steps * n_envs / (time.perf_counter() - start)
-    return steps_only, with_resets
-
-
-def gymnasium_rates(env_id: str, n_envs: int, seconds: float, mode: str, **kwargs) -> tuple[float, float]:
-    """Steps/s of ``gym.make_vec`` in ``mode`` ("vector_entry_point": the batched physics, Gymnasium's
-    next-step autoreset; "sync": N copies of the single env): between resets, and over whole episodes."""
-    envs = gym.make_vec(env_id, num_envs=n_envs, vectorization_mode=mode, **kwargs)
-    envs.reset(seed=0)
-    actions = np.random.default_rng(0).uniform(-1, 1, (8, *envs.action_space.shape)).astype(np.float32)
-    n_steps = envs.unwrapped.config.n_steps if mode == "vector_entry_point" else \
-        envs.unwrapped.envs[0].unwrapped.config.n_steps
+def batch_rates(envs, n_envs: int, n_steps: int, seconds: float, batch: SiteBatch | None = None,
+                reset_step: int = 0, whole: bool = True, chunk: int | None = None) -> tuple[float, float]:
+    """Env-steps/s of a vector env (any ``reset()`` / ``step(actions)``): between resets, with ``batch``'s
+    background draw finished first, over at most ``chunk`` steps an episode; and over whole episodes of
+    ``n_steps`` (+ ``reset_step``: the step Gymnasium's next-step autoreset spends on a reset), nan unless
+    ``whole``."""
+    actions = np.random.default_rng(0).uniform(-1, 1, (8, n_envs, envs.action_space.shape[-1])).astype(np.float32)
+    chunk = min(n_steps - 1, chunk or n_steps)
     steps, elapsed = 0, 0.0
     while elapsed < seconds:
         envs.reset()
-        batch = envs.unwrapped
-        if mode == "vector_entry_point" and batch._ahead is not None:
-            batch._ahead.result()  # the next episodes, drawn in the background: let that finish first
-        chunk = min(n_steps - 1, max(1, int(2e5 // n_envs)))  # sync mode at N = 1024 is slow: part episodes
+        if batch is not None:
+            batch.wait_for_next_episodes()
         start = time.perf_counter()
         for i in range(chunk):
             envs.step(actions[i % 8])
         elapsed += time.perf_counter() - start
         steps += chunk
     steps_only = steps * n_envs / elapsed
-    if mode != "vector_entry_point":
+    if not whole:
         return steps_only, float("nan")
     envs.reset()
     episodes, start = 0, time.perf_counter()
     while episodes == 0 or time.perf_counter() - start < seconds:
-        for i in range(n_steps + 1):  # + the reset step of next-step autoreset
+        for i in range(n_steps + reset_step):
             envs.step(actions[i % 8])
         episodes += 1
     return steps_only, episodes * n_steps * n_envs / (time.perf_counter() - start)
+
+
+def vec_rates(env_id: str, n_envs: int, seconds: float) -> tuple[float, float]:
+    """``make_vec`` (SB3's VecEnv): steps/s between resets and with resets."""
+    venv = cpm_env.make_vec(env_id, n_envs, seed=0)
+    return batch_rates(venv, n_envs, venv.config.n_steps, seconds, batch=venv)
+
+
+def gymnasium_rates(env_id: str, n_envs: int, seconds: float, mode: str, **kwargs) -> tuple[float, float]:
+    """Steps/s of ``gym.make_vec`` in ``mode`` ("vector_entry_point": the batched physics, Gymnasium's
+    next-step autoreset; "sync": N copies of the single env, between resets only, part episodes)."""
+    envs = gym.make_vec(env_id, num_envs=n_envs, vectorization_mode=mode, **kwargs)
+    envs.reset(seed=0)
+    if mode == "vector_entry_point":
+        batch = envs.unwrapped
+        return batch_rates(envs, n_envs, batch.config.n_steps, seconds, batch=batch, reset_step=1)
+    n_steps = envs.unwrapped.envs[0].unwrapped.config.n_steps
+    return batch_rates(envs, n_envs, n_steps, seconds, whole=False, chunk=max(1, int(2e5 // n_envs)))
 
 
 def main() -> None:

@@ -9,36 +9,20 @@ Prints per scenario the mean, median and p95 time per decision (ms) and the epis
 from __future__ import annotations
 
 import argparse
-import time
 
 import gymnasium as gym
 import numpy as np
 
 import cpm_env  # noqa: F401  (registers the ids)
 from agents.controllers.mpc import MPC
-from agents.controllers.oracle import actions_from_plan
-from agents.controllers.site_lp import plan
 
 DAY_SCENARIOS = "cpm_env/DataCenter-v0,cpm_env/DemandResponse-v0,cpm_env/NoBattery-v0"
 
 
-class ColdMPC(MPC):
-    """The MPC as it was before the warm start: the LP rebuilt and solved cold (IPM with crossover) each step."""
-
-    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
-        row = np.asarray(observation, dtype=np.float32)
-        t0 = time.perf_counter()
-        series, start = self._series(row)
-        sp = plan(self.params, series, start, backend=self.backend)
-        self.solve_seconds.append(time.perf_counter() - t0)
-        first = sp._replace(battery_mw=sp.battery_mw[:1], caps=sp.caps[:, :1], floors=sp.floors[:, :1])
-        return actions_from_plan(self.site, first)[0], state
-
-
-def episode(env_id: str, seed: int, controller_class: type[MPC]) -> tuple[np.ndarray, float]:
-    """Decision times (s) and reward of one episode under the MPC."""
+def episode(env_id: str, seed: int, warm_start: bool) -> tuple[np.ndarray, float]:
+    """Decision times (s) and reward of one episode under the MPC, re-solved warm or (as before) cold."""
     env = gym.make(env_id)
-    mpc = controller_class(env.unwrapped.site)
+    mpc = MPC(env.unwrapped.site, warm_start=warm_start)
     obs, _ = env.reset(seed=seed)
     total, done = 0.0, False
     while not done:
@@ -57,8 +41,8 @@ def main() -> None:
     args = parser.parse_args()
     print("| scenario | MPC | decisions | mean ms | median ms | p95 ms | reward |\n|---|---|---|---|---|---|---|")
     for env_id in args.scenarios.split(","):
-        for label, cls in [("warm (default)", MPC)] + ([("cold", ColdMPC)] if args.cold else []):
-            seconds, reward = episode(env_id, args.seed, cls)
+        for label, warm in [("warm (default)", True)] + ([("cold", False)] if args.cold else []):
+            seconds, reward = episode(env_id, args.seed, warm)
             ms = 1e3 * seconds
             print(f"| {env_id} | {label} | {len(ms)} | {ms.mean():.2f} | {np.median(ms):.2f} | "
                   f"{np.percentile(ms, 95):.2f} | {reward:.1f} |", flush=True)

@@ -119,6 +119,11 @@ class SiteBatch:
             self._ahead = self._background().submit(self._draw, rngs)
         self._t_start = time.perf_counter()
 
+    def wait_for_next_episodes(self) -> None:
+        """Return once the episodes being drawn in the background (if any) are drawn (a benchmark's timing)."""
+        if self._ahead is not None:
+            self._ahead.result()
+
     def _background(self) -> ThreadPoolExecutor:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cpm-episodes")

@@ -28,9 +28,9 @@ from cpm_env.site import State, work_estimate, work_per_throughput
 class MPC:
     """Receding-horizon LP controller on the observation's forecast entries (the scenario's forecast.kind)."""
 
-    def __init__(self, site: Site, horizon_steps: int | None = None, backend: str = "highs"):
+    def __init__(self, site: Site, horizon_steps: int | None = None, backend: str = "highs", warm_start: bool = True):
         self.site, self.params, self.cfg = site, site.params, site.config
-        self.backend = backend
+        self.backend, self.warm_start = backend, warm_start  # warm_start False: each LP built and solved cold
         self.view = ObsView(site)
         fc = self.cfg.forecast
         self.horizons = list(fc.horizons_steps) if fc.enabled else []
@@ -92,7 +92,7 @@ class MPC:
             series, start = self._series(row)
             warm.advance()
             try:
-                sp = plan(self.params, series, start, backend=self.backend, warm=warm)
+                sp = plan(self.params, series, start, backend=self.backend, warm=warm if self.warm_start else None)
             except RuntimeError:  # no optimal plan: act as the greedy rule does this step
                 self.fallbacks += 1
                 actions.append(self.fallback.predict(row)[0].astype(np.float64))

@@ -53,14 +53,13 @@ def policy_fingerprints(names: list[str], site: Site) -> dict[str, str]:
     """SHA-256 of the file that seals each policy controller of ``names`` (``ppo``: the shipped or given
     folder's ``manifest.json``; ``onnx``: its ``policy.json``; ``missing`` where absent), for a run folder's
     stamp: a folder holding another policy's rows under the same name is then another configuration."""
-    import hashlib
+    from agents.learning.artifacts import sha256_file
+    from agents.learning.ppo import MODELS_DIR
 
     out = {}
     for name in names:
         base = name.removesuffix("+shield")
         if base == "ppo":
-            from agents.learning.ppo import MODELS_DIR
-
             path = MODELS_DIR / site.config.id / "manifest.json"
         elif base.startswith(("ppo:", "onnx:")):
             kind, _, where = base.partition(":")
@@ -68,7 +67,7 @@ def policy_fingerprints(names: list[str], site: Site) -> dict[str, str]:
             path = folder / ("manifest.json" if kind == "ppo" else "policy.json")
         else:
             continue
-        out[name] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+        out[name] = sha256_file(path) if path.is_file() else "missing"
     return out
 
 
