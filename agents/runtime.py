@@ -284,7 +284,8 @@ def _site_model(spec: dict, obs_names: list[str], obs_scale: np.ndarray, n_actio
     if n_actions != 1 + n + len(floor_idx):
         raise ValueError(f"{SIDECAR_FILE}: actions has {n_actions} entries: {reader} (shield.class_names, "
                          f"shield.floor_classes) reads battery, {n} caps and {len(floor_idx)} floors")
-    entries, expected = _field(spec, "shield.entries"), required_entries(names, floor_idx)
+    entries = _field(spec, "shield.entries")
+    expected = required_entries(names, floor_idx, any(e.startswith("duty_") for e in obs_names))
     if entries != expected or not all(e in obs_names for e in entries):
         raise ValueError(f"{SIDECAR_FILE}: shield.entries = {entries!r}: must be the observation entries "
                          f"{expected}")

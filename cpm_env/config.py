@@ -34,6 +34,9 @@ class ConfigError(ValueError):
 
 # Field metadata of a file path that a YAML file may state relative to its own folder.
 FILE_PATH: Mapping[str, Any] = types.MappingProxyType({"relative_to_file": True})
+# Field metadata of an optional section left out of :func:`scenario_to_dict` while it has its default,
+# so that adding one keeps the plain dicts (and their hashes) of existing scenarios as they were.
+OMITTED_AT_DEFAULT: Mapping[str, Any] = types.MappingProxyType({"omitted_at_default": True})
 # The most memory one batch of episode arrays, or one trace being read, may need; a configuration
 # that would need more is refused up front (see :func:`check_memory`). Read at call time, so it
 # can be raised (or lowered, as the tests do) by assigning ``cpm_env.config.MEMORY_BUDGET_BYTES``.
@@ -220,21 +223,77 @@ class TraceWorkload:
     value_unit: Literal["mw", "fraction"] = "mw"  # mw: scaled so the scale_quantile sample = class peak
     scale_quantile: float = 0.999  # mw: quantile scaled to the class peak; samples above it are clipped
     fill: Literal["error", "interpolate"] = "error"  # what to do with gaps and bad values
+    max_gap_s: float = 3600.0  # a longer gap between samples: an error, or interpolated with fill: interpolate
     random_offset: bool = True  # start each episode at a random point of a longer trace
 
     def validate(self) -> None:
         require(bool(self.path), "path", self.path, "must name a CSV file")
         check_range("scale_quantile", self.scale_quantile, 0.5, 1.0)
+        check_range("max_gap_s", self.max_gap_s, 0.0, 1e18, lo_open=True)
 
 
-WorkloadConfig = TrainingWorkload | InferenceWorkload | MixedWorkload | TraceWorkload
+@dataclass(frozen=True)
+class RequestsWorkload:
+    """Inference serving replayed from a request log (CSV: arrival time, prompt tokens, generated tokens).
+
+    Each request is prefilled in the second it arrives (compute-bound, near TDP) and then decodes
+    its generated tokens at ``decode_tokens_per_s`` (memory-bound, well below TDP), one of up to
+    ``decode_batch_per_gpu`` requests a GPU batches. Per second, the class's power (fraction of its TDP) is
+    ``idle + (prefill - idle) * u_prefill + (decode - idle) * u_decode``, with ``u_prefill`` the share of
+    GPUs prefilling and ``u_decode`` the batch slots in use over all slots. The log is scaled to the
+    class: it serves ``replicas`` streams like the log (the log circularly shifted by fixed random offsets,
+    summed: a fleet aggregates many services, which smooths one service's bursts), and the
+    ``scale_quantile`` busiest second of that fills ``peak_load`` of the class's GPUs; seconds above
+    that fill them (clipped, with a count in one warning). The per-second power then goes through the
+    trace's resampling (two-level summary per step), and the class does work in proportion to its power
+    above idle, as the synthetic inference class does; caps act through its throughput curve.
+
+    Sources: the phases' compute- versus memory-bound character and the token phase's lower power are
+    Splitwise's (Patel et al., ISCA 2024, whose Azure trace ships in ``data/``); the numbers below are
+    assumptions of that order for a 70B-class model on H100s, marked as such in the scenario file.
+    """
+
+    kind: Literal["requests"] = "requests"
+    path: str = field(default="", metadata=FILE_PATH)
+    timestamp_column: str = "timestamp"
+    prompt_tokens_column: str = "prompt_tokens"
+    generated_tokens_column: str = "generated_tokens"
+    prefill_tokens_per_s_per_gpu: float = 4000.0  # assumption: 70B-class model, H100, compute-bound prefill
+    decode_tokens_per_s: float = 40.0  # per request (25 ms between tokens): assumption of Splitwise's order
+    decode_batch_per_gpu: float = 8.0  # requests one GPU decodes at once: assumption
+    prefill_power_fraction: float = 0.95  # of TDP: prefill is compute-bound, near TDP (Splitwise)
+    decode_power_fraction: float = 0.65  # of TDP at a full batch: decode is memory-bound (Splitwise); assumption
+    idle_fraction: float = 0.14  # of TDP with no request: ~100 W of an H100's 700 W (assumption)
+    replicas: int = 1  # independent streams like the log the class serves: its circular shifts, summed
+    replica_seed: int = 0  # seeds the shifts (fixed: the class's demand does not change between runs)
+    scale_quantile: float = 0.999  # the log's second at this quantile of load fills peak_load of the GPUs
+    peak_load: float = 0.9  # share of the class's GPUs that second keeps busy (serving headroom)
+    max_gap_s: float = 3600.0  # a gap between consecutive arrivals above this is an error (a log cut short)
+    random_offset: bool = True  # start each episode at a random second of a longer log
+
+    def validate(self) -> None:
+        require(bool(self.path), "path", self.path, "must name a CSV file")
+        check_range("prefill_tokens_per_s_per_gpu", self.prefill_tokens_per_s_per_gpu, 0.0, 1e9, lo_open=True)
+        check_range("decode_tokens_per_s", self.decode_tokens_per_s, 0.0, 1e6, lo_open=True)
+        check_range("decode_batch_per_gpu", self.decode_batch_per_gpu, 0.0, 1e6, lo_open=True)
+        check_range("idle_fraction", self.idle_fraction, 0.0, 1.0, hi_open=True)
+        check_range("decode_power_fraction", self.decode_power_fraction, self.idle_fraction, 1.0)
+        check_range("prefill_power_fraction", self.prefill_power_fraction, self.idle_fraction, 1.0)
+        check_range("replicas", self.replicas, 1, 10_000)
+        check_range("replica_seed", self.replica_seed, 0, 2**32 - 1)
+        check_range("scale_quantile", self.scale_quantile, 0.5, 1.0)
+        check_range("peak_load", self.peak_load, 0.0, 1.0, lo_open=True)
+        check_range("max_gap_s", self.max_gap_s, 0.0, 1e9, lo_open=True)
+
+
+WorkloadConfig = TrainingWorkload | InferenceWorkload | MixedWorkload | TraceWorkload | RequestsWorkload
 WORKLOAD_KINDS: dict[str, type] = {
     "training": TrainingWorkload,
     "inference": InferenceWorkload,
     "mixed": MixedWorkload,
     "trace": TraceWorkload,
+    "requests": RequestsWorkload,
 }
-SWINGING_KINDS = ("training", "mixed", "trace")
 
 
 # --------------------------------------------------------------------------- site parts
@@ -301,9 +360,6 @@ class SiteConfig:
         require(abs(total - 1.0) < 1e-6, "gpu_classes", f"shares sum to {total:g}", "shares must sum to 1")
         names = [c.name for c in self.gpu_classes]
         require(len(set(names)) == len(names), "gpu_classes", names, "names must be unique")
-        swinging = [c.name for c in self.gpu_classes if c.workload.kind in SWINGING_KINDS]
-        require(len(swinging) <= 1, "gpu_classes", swinging,
-                 "at most one class may have a swinging workload (training, mixed or trace)")
 
 
 @dataclass(frozen=True)
@@ -357,6 +413,43 @@ class DemandResponseConfig:
 
 
 @dataclass(frozen=True)
+class LimitCalendarConfig:
+    """The import limit from a CSV calendar (:mod:`cpm_env.calendars`); an empty ``path``: no calendar.
+
+    Each row's ``limit_column`` (MW, 0 to ``grid.limit_mw``) holds from its timestamp (seconds, or
+    ISO date-times in one time zone, as traces) to the next row's, the last row's for the median
+    interval; each control step takes the value at its start. Demand-response windows are the runs
+    of steps below ``grid.limit_mw``. ``fill: hold`` holds the previous valid value over bad cells and
+    gaps above ``max_gap_s`` (one warning counts them); ``error`` refuses them.
+    """
+
+    path: str = field(default="", metadata=FILE_PATH)
+    timestamp_column: str = "timestamp"
+    limit_column: str = "limit_mw"
+    fill: Literal["error", "hold"] = "error"
+    max_gap_s: float = 3600.0  # a longer gap between consecutive rows is an error unless fill: hold
+    random_offset: bool = True  # start each episode at a seeded whole step of the calendar
+
+    def validate(self) -> None:
+        check_range("max_gap_s", self.max_gap_s, 0.0, 1e9, lo_open=True)
+
+
+@dataclass(frozen=True)
+class PriceCalendarConfig:
+    """The energy price ($/MWh) from a CSV calendar, read like :class:`LimitCalendarConfig` (negative
+    prices allowed); episodes are priced from its first row. An empty ``path``: no calendar."""
+
+    path: str = field(default="", metadata=FILE_PATH)
+    timestamp_column: str = "timestamp"
+    price_column: str = "usd_per_mwh"
+    fill: Literal["error", "hold"] = "error"
+    max_gap_s: float = 3600.0
+
+    def validate(self) -> None:
+        check_range("max_gap_s", self.max_gap_s, 0.0, 1e9, lo_open=True)
+
+
+@dataclass(frozen=True)
 class GridConfig:
     """The grid contract: import limit, ramp limit, allowed oscillation, demand response."""
 
@@ -365,11 +458,17 @@ class GridConfig:
     swing_band_mw: float = 20.0  # allowed peak-to-peak intra-step oscillation at the meter
     allow_export: bool = False
     demand_response: DemandResponseConfig = field(default_factory=DemandResponseConfig)
+    limit_calendar: LimitCalendarConfig = field(default_factory=LimitCalendarConfig, metadata=OMITTED_AT_DEFAULT)
+    price_calendar: PriceCalendarConfig = field(default_factory=PriceCalendarConfig, metadata=OMITTED_AT_DEFAULT)
 
     def validate(self) -> None:
         check_range("limit_mw", self.limit_mw, 0.0, 1e5, lo_open=True)
         check_range("ramp_limit_mw_per_min", self.ramp_limit_mw_per_min, 0.0, 1e6)
         check_range("swing_band_mw", self.swing_band_mw, 0.0, 1e6)
+        if self.limit_calendar.path:
+            require(self.demand_response.events_per_episode == 0, "demand_response.events_per_episode",
+                    self.demand_response.events_per_episode,
+                    "must be 0 with a grid.limit_calendar (its windows are the calendar's runs below grid.limit_mw)")
 
 
 @dataclass(frozen=True)
@@ -790,9 +889,17 @@ def scenario_to_dict(cfg: ScenarioConfig) -> dict[str, Any]:
 
     def plain(v: Any) -> Any:
         if dataclasses.is_dataclass(v):
-            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v) if not _at_omitted_default(v, f)}
         if isinstance(v, tuple):
             return [plain(x) for x in v]
         return v
 
     return plain(cfg)
+
+
+def _at_omitted_default(obj: Any, f: dataclasses.Field) -> bool:
+    """Whether field ``f`` of ``obj`` is an :data:`OMITTED_AT_DEFAULT` section at its default."""
+    if not f.metadata.get("omitted_at_default"):
+        return False
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    return getattr(obj, f.name) == default

@@ -10,9 +10,20 @@ stored energy allow, with the same gain in both phases, so the swing nets to zer
 at the meter and costs only conversion losses. What it cannot absorb shows at the meter
 as the residual swing.
 
-Every function takes an ``ops`` namespace (:mod:`cpm_env.ops`) and works on floats or on
-numpy arrays with a leading batch axis; per-class quantities are tuples over classes.
-Units: power MW, energy MWh, time h, caps and floors as fractions of TDP.
+Several swinging classes (any class may swing: training, mixed, traces, request logs) each keep
+their own high level, low level and duty, so caps act on each class's real levels and each class's
+mean is exact. At the meter their swings are taken to be in phase (their high phases start
+together each period: the worst case for the meter's peak, and what jobs synchronized by one
+scheduler do), so the site's peak-to-peak swing is the sum of the classes' swings. The meter's
+waveform is then summarized as the two-level wave with the same mean, peak and trough, whose duty
+(:func:`site_duty`) is the swing-weighted mean of the class duties. Of every waveform with that mean,
+peak and trough the two-level one is the most spread (largest in convex order), so every convex
+cost of the step -- energy above the limit, the battery's throughput and losses in smoothing -- is
+overstated, never understated, while the peak, the swing and the smoothing the battery's rating
+allows are exact (tests/test_swing_combination.py checks this against a brute-force 1-second
+simulation). The site duty comes from the uncapped demand, so it is exogenous (the LP stays
+linear); caps that cut one class's swing more than another's move the peak by
+``sum_k (d_k - d) * swing_k``. With one swinging class nothing changes.
 """
 
 from __future__ import annotations
@@ -20,7 +31,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from cpm_env.site import PerClass, Scalar, SiteParams, State, any_true, state_of_charge, swinging_steps
+import numpy as np
+
+from cpm_env.site import PerClass, Scalar, SiteParams, State, any_true, class_swings, state_of_charge, swinging_steps
 
 _TINY = 1e-12
 
@@ -54,8 +67,9 @@ class Exo(NamedTuple):
     low_mw: PerClass  # per class, low-phase IT power (= high for flat classes)
     work: PerClass  # per class, full-speed compute demanded this step (compute units)
     work_per_throughput: PerClass  # work / g(high / peak): compute per unit of curve value
-    duty: Scalar  # fraction of the step at the high level
+    duty: Scalar  # fraction of the step at the high level of the meter's two-level waveform (site_duty)
     limit_mw: Scalar
+    class_duty: PerClass | None = None  # per class, its own duty; None: every class's is ``duty``
 
 
 class Outputs(NamedTuple):
@@ -82,6 +96,30 @@ class Outputs(NamedTuple):
     burn_mwh: Scalar
     soc: Scalar
     energy_mwh: Scalar
+
+
+def site_duty(high_mw, low_mw, duty) -> tuple:
+    """(the step's site duty, each class's duty) of the meter's shared two-level waveform (module doc).
+
+    Arrays of shape (n_classes, n_steps, n_envs): each class's uncapped high and low levels (MW) and
+    duty (fraction of the step at its high level). The site duty is the swing-weighted mean of the
+    duties of the classes that swing (:func:`cpm_env.site.class_swings`): the one swinging class's
+    where one swings, the smallest class duty where none does. A class that does not swing gets the site
+    duty as its own (it has one level, so its duty is immaterial): where one class swings, every
+    class's duty is the step's, exactly as in a one-swing site.
+    """
+    high, low, duty = (np.asarray(a, dtype=float) for a in (high_mw, low_mw, duty))
+    swings = class_swings(high, low, duty)
+    n_swinging = swings.sum(axis=0)
+    site = duty.min(axis=0)
+    if (n_swinging == 1).any():  # the one swinging class's duty, whatever the flat ones' (a failed job's is 0)
+        site = np.where(n_swinging == 1, np.where(swings, duty, 1.0).min(axis=0), site)
+    several = n_swinging >= 2
+    if several.any():
+        s = np.where(swings, high - low, 0.0)
+        weighted = (np.where(swings, duty, 0.0) * s).sum(axis=0) / np.maximum(s.sum(axis=0), _TINY)
+        site = np.where(several, weighted, site)
+    return site, np.where(swings & several, duty, np.broadcast_to(site, duty.shape))
 
 
 def _clip(x, lo, hi, ops):
@@ -114,11 +152,12 @@ def realized_cap(p: SiteParams, k: int, cap_in_force, target, ops):
 def _it_levels(p: SiteParams, s: State, a: Action, x: Exo, ops) -> tuple:
     """What the caps and floors do to IT power this step: (caps, floors, per-class high-phase power y, then
     summed over classes the high-phase, low-phase and mean IT power and the IT power burned by floors)."""
-    d = x.duty
-    d_lo = 1.0 - d
+    class_duty = x.class_duty if x.class_duty is not None else (x.duty,) * len(p.peak_mw)
     caps, floors, highs = [], [], []
     it_hi = it_lo = it_mean = burn_it = 0.0
     for k, peak in enumerate(p.peak_mw):
+        d = class_duty[k]
+        d_lo = 1.0 - d
         c = realized_cap(p, k, s.caps[k], a.caps[k], ops)
         y = ops.minimum(x.high_mw[k], c * peak)
         lo = ops.minimum(x.low_mw[k], y)

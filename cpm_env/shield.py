@@ -96,14 +96,16 @@ class Report(NamedTuple):
     gave_up: np.ndarray  # int index into GAVE_UP
 
 
-def required_entries(class_names: Sequence[str], floor_idx: Sequence[int]) -> list[str]:
+def required_entries(class_names: Sequence[str], floor_idx: Sequence[int], class_duties: bool = False) -> list[str]:
     """The observation entries (:mod:`cpm_env.spaces` names) the filter reads, in the order
     :func:`decode_observation` takes them: per class the uncapped demand, then per class the swing,
-    ``duty``, ``grid_limit``, ``grid_import_prev``, ``soc``, per class the cap in force, and the floor in
-    force of each class in ``floor_idx`` (those whose floor is an action)."""
+    ``duty``, ``grid_limit``, ``grid_import_prev``, ``soc``, per class the cap in force, the floor in
+    force of each class in ``floor_idx`` (those whose floor is an action), and, where the observation
+    carries them (``class_duties``, :func:`cpm_env.spaces.class_duties`), per class its own duty."""
     return ([f"demand_{n}" for n in class_names] + [f"swing_{n}" for n in class_names]
             + ["duty", "grid_limit", "grid_import_prev", "soc"] + [f"cap_{n}_prev" for n in class_names]
-            + [f"floor_{class_names[k]}_prev" for k in floor_idx])
+            + [f"floor_{class_names[k]}_prev" for k in floor_idx]
+            + ([f"duty_{n}" for n in class_names] if class_duties else []))
 
 
 def decode_observation(p: SiteParams, obs: np.ndarray, index: Sequence[int], scale: Sequence[float],
@@ -118,6 +120,7 @@ def decode_observation(p: SiteParams, obs: np.ndarray, index: Sequence[int], sca
     """
     obs = np.asarray(obs, dtype=np.float32)
     n = len(p.peak_mw)
+    with_class_duty = len(index) == 4 * n + 4 + len(floor_idx)
     v: list
     duty: Scalar
     zero: Scalar
@@ -131,17 +134,24 @@ def decode_observation(p: SiteParams, obs: np.ndarray, index: Sequence[int], sca
     floors = [zero] * n
     for j, k in enumerate(floor_idx):
         floors[k] = v[3 * n + 4 + j]
+    class_duty = None
+    if with_class_duty:
+        first = 3 * n + 4 + len(floor_idx)
+        class_duty = tuple(min(max(d, 0.0), 1.0) if obs.ndim == 1 else np.clip(d, 0.0, 1.0) for d in v[first:])
     return observed_step(p, v[:n], v[n:2 * n], duty, v[2 * n + 1], v[2 * n + 2], v[2 * n + 3], v[2 * n + 4:3 * n + 4],
-                         floors)
+                         floors, class_duty)
 
 
-def observed_step(p: SiteParams, mean_mw, swing_mw, duty, limit_mw, import_mw, soc, caps, floors) -> tuple[State, Exo]:
+def observed_step(p: SiteParams, mean_mw, swing_mw, duty, limit_mw, import_mw, soc, caps, floors,
+                  class_duty=None) -> tuple[State, Exo]:
     """The state and step the observation describes (arrays over a batch; per-class tuples for
-    ``mean_mw``, ``swing_mw`` (uncapped IT MW), ``caps`` and ``floors`` (in force)). Compute is not
-    observed and does not enter the contract: the step's work is set to zero."""
-    highs, lows = zip(*[class_levels(m, s, duty) for m, s in zip(mean_mw, swing_mw)])
+    ``mean_mw``, ``swing_mw`` (uncapped IT MW), ``caps`` and ``floors`` (in force), and ``class_duty``,
+    each class's own duty, where the observation has them; None: every class's is ``duty``). Compute is
+    not observed and does not enter the contract: the step's work is set to zero."""
+    duties = class_duty if class_duty is not None else (duty,) * len(mean_mw)
+    highs, lows = zip(*[class_levels(m, s, d) for m, s, d in zip(mean_mw, swing_mw, duties)])
     zero = (0.0 * duty,) * len(highs)
-    exo = Exo(highs, lows, zero, zero, duty, limit_mw)
+    exo = Exo(highs, lows, zero, zero, duty, limit_mw, class_duty)
     return State(soc * p.capacity_mwh, import_mw, tuple(caps), tuple(floors)), exo
 
 
@@ -172,8 +182,8 @@ def meets(excess: np.ndarray) -> np.ndarray:
 
 
 def _map(tree, fn):
-    """Apply ``fn`` to every array in a State/Exo/Action (per-class tuples included)."""
-    return type(tree)(*(tuple(fn(v) for v in f) if isinstance(f, tuple) else fn(f) for f in tree))
+    """Apply ``fn`` to every array in a State/Exo/Action (per-class tuples included; an absent field stays None)."""
+    return type(tree)(*(tuple(fn(v) for v in f) if isinstance(f, tuple) else f if f is None else fn(f) for f in tree))
 
 
 def _map_params(p: SiteParams, fn) -> SiteParams:
@@ -435,7 +445,7 @@ def _plain_floats(*trees) -> bool:
     infinities are not): one site, on the fast path."""
     for tree in trees:
         for f in tree:
-            for v in (f if type(f) is tuple else (f,)):
+            for v in (f if type(f) is tuple else () if f is None else (f,)):
                 if type(v) is not float or not -_FAST_MAX <= v <= _FAST_MAX:
                     return False
     return True
@@ -504,7 +514,7 @@ def _shield_arrays(p: SiteParams, s: State, x: Exo, a: Action, margin_mw: float)
     """:func:`shield` on numpy arrays: every site judged at once, the search only where the proposal breaks
     the contract."""
     shape = np.broadcast_shapes(*(np.shape(v) for t in (s, x, a) for f in t
-                                  for v in (f if isinstance(f, tuple) else (f,))))
+                                  for v in (f if isinstance(f, tuple) else () if f is None else (f,))))
     n = int(np.prod(shape))
     s, x, a = (_map(t, lambda v: np.broadcast_to(np.asarray(v, dtype=float), shape).reshape(n).copy())
                for t in (s, x, a))

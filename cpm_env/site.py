@@ -29,6 +29,9 @@ import numpy as np
 if TYPE_CHECKING:
     from cpm_env.config import ScenarioConfig
 
+# Workload kinds whose work follows their power above idle all step (serving); the others work in the high phase.
+SERVING_KINDS = ("inference", "requests")
+
 # A per-site quantity: a float in the single env (ops.SCALAR), an array over the batch in the
 # batched env (ops.NUMPY); per-class quantities are tuples of them, one entry per GPU class.
 Scalar: TypeAlias = float | np.ndarray
@@ -93,9 +96,8 @@ def make_params(cfg: ScenarioConfig) -> SiteParams:
         floor_max=tuple(c.floor_max for c in site.gpu_classes),
         curve_x=tuple(tuple(x for x, _ in c.throughput_curve) for c in site.gpu_classes),
         curve_y=tuple(tuple(y for _, y in c.throughput_curve) for c in site.gpu_classes),
-        serving=tuple(c.workload.kind == "inference" for c in site.gpu_classes),
-        idle_fraction=tuple(c.workload.idle_fraction if c.workload.kind == "inference" else 0.0
-                            for c in site.gpu_classes),
+        serving=tuple(c.workload.kind in SERVING_KINDS for c in site.gpu_classes),
+        idle_fraction=tuple(_idle_fraction(c.workload) for c in site.gpu_classes),
         battery_power_mw=bat.power_mw if has_battery else 0.0,
         energy_min_mwh=bat.soc_min * capacity,
         energy_max_mwh=bat.soc_max * capacity,
@@ -114,6 +116,11 @@ def make_params(cfg: ScenarioConfig) -> SiteParams:
         w_burn=rew.burn_per_mwh,
         w_energy=w_energy,
     )
+
+
+def _idle_fraction(workload) -> float:
+    """A serving class's power with no work, fraction of its TDP (0 for the other kinds)."""
+    return workload.idle_fraction if workload.kind in SERVING_KINDS else 0.0
 
 
 def _kind(hint) -> tuple[type, int]:

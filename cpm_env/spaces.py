@@ -64,6 +64,16 @@ def forecast_names(cfg: ScenarioConfig) -> list[str]:
     return [f"forecast_{h}" for h in cfg.forecast.horizons_steps] if cfg.forecast.enabled else []
 
 
+CLASS_DUTY = "duty_"  # prefix of the per-class duty entries (:func:`class_duties`)
+FLAT_KINDS = ("inference",)  # workload kinds that never swing within a step
+
+
+def class_duties(cfg: ScenarioConfig) -> bool:
+    """Whether the observation carries each class's own duty (``duty_<class>``): where two or more classes
+    may swing (workloads not in :data:`FLAT_KINDS`), their duties differ from the step's one ``duty``."""
+    return sum(c.workload.kind not in FLAT_KINDS for c in cfg.site.gpu_classes) >= 2
+
+
 def exo_observation_features(cfg: ScenarioConfig) -> list[Feature]:
     """The observation entries that come from the pre-drawn episode."""
     lim, over = cfg.grid.limit_mw, cfg.site.oversubscription
@@ -72,8 +82,12 @@ def exo_observation_features(cfg: ScenarioConfig) -> list[Feature]:
     for c in cfg.site.gpu_classes:
         feats.append(_feat(f"demand_{c.name}", "MW", lim, 0, over, f"uncapped mean IT demand of {c.name}"))
         feats.append(_feat(f"swing_{c.name}", "MW", lim, 0, over, f"uncapped high-minus-low IT power of {c.name}"))
+    feats.append(_feat("duty", "fraction", 1.0, 0, 1, "fraction of the step at the high level of the meter's "
+                       "two-level waveform (the swing-weighted class duty, cpm_env.physics.site_duty)"))
+    if class_duties(cfg):
+        feats += [_feat(f"{CLASS_DUTY}{c.name}", "fraction", 1.0, 0, 1, f"fraction of the step {c.name} spends at "
+                        "its high level (the step's duty where it does not swing)") for c in cfg.site.gpu_classes]
     feats += [
-        _feat("duty", "fraction", 1.0, 0, 1, "fraction of the step at the high (compute) level"),
         _feat(FACILITY_DEMAND, "MW", lim, 0, over, "uncapped mean facility demand (IT x PUE)"),
         _feat("headroom", "MW", lim, -over, 1, "grid limit minus uncapped facility demand"),
         _feat("grid_limit", "MW", lim, 0, 1, "import limit this step"),
@@ -91,7 +105,8 @@ def exo_observation_features(cfg: ScenarioConfig) -> list[Feature]:
         _feat("dr_active", "0/1", 1.0, 0, 1, "a demand-response window is in force"),
         _feat("dr_pending", "0/1", 1.0, 0, 1, "a window is announced and not yet started"),
         _feat("dr_starts_in", "h", 1.0, 0, dr.notice_h, "time until the announced window starts"),
-        _feat("dr_remaining", "h", 1.0, 0, dr.duration_h, "time left in the active window"),
+        _feat("dr_remaining", "h", 1.0, 0, cfg.duration_h if cfg.grid.limit_calendar.path else dr.duration_h,
+              "time left in the active window"),
         _feat("dr_limit", "MW", lim, 0, 1, "import limit of the pending or active window"),
     ]
     return feats
@@ -104,7 +119,10 @@ LIVE_SOURCES = (
                 "scheduler's job power, or measured power over the cap's throughput curve)", "0 (no such load)"),
     ("swing_", "telemetry: the class's high-minus-low IT power within the step (a ~1 s power meter)",
      "0 (a flat load)"),
-    ("duty", "telemetry: the fraction of the step the swinging class spends at its high level", "1 (flat loads)"),
+    ("duty_", "telemetry: the fraction of the step the class spends at its high level (a ~1 s power meter)",
+     "duty (a flat load)"),
+    ("duty", "telemetry: the swing-weighted mean of the swinging classes' duties (each class's fraction of the step "
+             "at its high level, weighted by its swing)", "1 (flat loads)"),
     ("facility_demand_lag", "telemetry: facility_demand one step ago", "this step's facility_demand at the first"),
     ("facility_demand", "derived: the sum of the demand_<class> entries x PUE", "always applies"),
     ("headroom", "derived: grid_limit - facility_demand", "always applies"),
@@ -354,10 +372,11 @@ def action_space(n_actions: int) -> gym_spaces.Box:
     return gym_spaces.Box(-1.0, 1.0, (n_actions,), dtype=np.float32)
 
 
-def exo_features(cfg, high, low, duty, limit, demand, dr_start, dr_end, forecast) -> np.ndarray:
+def exo_features(cfg, high, low, class_duty, duty, limit, demand, dr_start, dr_end, forecast) -> np.ndarray:
     """The exogenous observation block of a batch of episodes, (n_steps, n_exo, n_envs) float32.
 
-    Per-class inputs are (n_classes, n_steps, n_envs), per-step ones (n_steps, n_envs),
+    Per-class inputs (``class_duty``: each class's own duty, ``duty``: the step's, as
+    :func:`cpm_env.physics.site_duty` gives them) are (n_classes, n_steps, n_envs), per-step ones (n_steps, n_envs),
     demand-response windows (n_envs, n_events), the forecast (n_steps, n_envs, n_horizons).
     """
     n, lim, dt_h = cfg.n_steps, cfg.grid.limit_mw, cfg.dt_h
@@ -365,16 +384,19 @@ def exo_features(cfg, high, low, duty, limit, demand, dr_start, dr_end, forecast
     cols = []  # each (n_steps, n_envs), or (n_steps, 1) where the same for every env
     swinging = swinging_steps(duty)
     for k in range(high.shape[0]):
-        cols.append((duty * high[k] + (1 - duty) * low[k]) / lim)
+        cols.append((class_duty[k] * high[k] + (1 - class_duty[k]) * low[k]) / lim)
         cols.append(np.where(swinging, high[k] - low[k], 0.0) / lim)
     hours = cfg.start_hour + steps * dt_h
     lag = np.concatenate([demand[:1], demand[:-1]])
-    cols += [duty, demand / lim, (limit - demand) / lim, limit / lim, lag / lim,
+    cols.append(duty)
+    if class_duties(cfg):
+        cols += list(class_duty)
+    cols += [demand / lim, (limit - demand) / lim, limit / lim, lag / lim,
              np.sin(2 * np.pi * hours / 24), np.cos(2 * np.pi * hours / 24), steps / n]
     if forecast is not None:
         cols += list(np.moveaxis(forecast_entries(forecast, lim, cfg.site.oversubscription), -1, 0))
     dr = cfg.grid.demand_response
-    if dr.events_per_episode == 0:
+    if dr_start.shape[1] == 0:  # no events (a limit calendar's: none below the normal limit)
         zero = np.zeros((n, 1))
         cols += [zero, zero, zero, zero, zero + 1.0]
     else:
@@ -384,12 +406,16 @@ def exo_features(cfg, high, low, duty, limit, demand, dr_start, dr_end, forecast
         pending = (t >= dr_start - notice) & (t < dr_start)
         starts_in = np.where(pending, (dr_start - t) * dt_h, np.inf).min(axis=2)
         any_active, any_pending = active.any(axis=2), pending.any(axis=2)
+        window_limit = np.where(any_active | any_pending, dr.limit_fraction, 1.0)
+        if cfg.grid.limit_calendar.path:  # a calendar's window limit: its lowest, of the active or pending windows
+            lowest = np.where(active, (limit / lim)[:, :, None], np.inf).min(axis=0)  # (n_envs, n_events)
+            window_limit = np.where(active | pending, lowest, 1.0).min(axis=2)
         cols += [
             any_active.astype(float),
             any_pending.astype(float),
             np.where(np.isfinite(starts_in), starts_in, 0.0),
             np.where(active, (dr_end - t) * dt_h, 0.0).max(axis=2),
-            np.where(any_active | any_pending, dr.limit_fraction, 1.0),
+            window_limit,
         ]
     out = np.empty((n, len(cols), demand.shape[1]), dtype=np.float32)  # contiguous column writes
     for j, col in enumerate(cols):

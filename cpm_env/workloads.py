@@ -35,6 +35,7 @@ from cpm_env.config import (
     GpuClassConfig,
     InferenceWorkload,
     MixedWorkload,
+    RequestsWorkload,
     ScenarioConfig,
     TraceWorkload,
     TrainingWorkload,
@@ -264,83 +265,221 @@ class TraceGenerator:
 
     Several samples per step become the step's two-level summary (mean of the samples above
     the step mean, mean of those below, and the share above), which keeps the mean exact.
-    A trace shorter than the episode wraps around. A ``value_unit: mw`` trace is scaled by its
+    A trace longer than the episode starts at a seeded offset (``random_offset``); one shorter
+    wraps around, with one warning. A ``value_unit: mw`` trace is scaled by its
     ``scale_quantile`` sample and clipped above it, with a warning (see
-    :class:`~cpm_env.config.TraceWorkload` for why).
+    :class:`~cpm_env.config.TraceWorkload` for why). The resampled trace is read once per file and
+    step length and shared, read-only, by every generator and env that replays it.
 
     Scheduled (known ahead): nothing -- a recorded trace stands for demand the site sees only
     as it happens, so its ``scheduled_mw`` is flat (0 MW: causal forecasters hold its current demand).
     """
 
-    def __init__(self, cfg: TraceWorkload, peak_mw: float, timing: Timing):
-        self.cfg, self.timing = cfg, timing
-        self._high, self._low, self._duty = self._load(cfg, peak_mw, timing)
+    def __init__(self, cfg: TraceWorkload | RequestsWorkload, peak_mw: float, timing: Timing):
+        self.cfg, self.timing, self.peak_mw = cfg, timing, peak_mw
+        self._high, self._low, self._duty = _resampled(cfg, peak_mw, timing.dt_s)
+        wrap = (cfg.path, timing.dt_s, timing.n_steps)
+        if len(self._high) < timing.n_steps and wrap not in _WRAP_WARNED:
+            _WRAP_WARNED.add(wrap)
+            warnings.warn(f"{cfg.path}: spans {len(self._high)} steps of {timing.dt_s:g} s, fewer than an episode's "
+                          f"{timing.n_steps}: episodes wrap around to its start", stacklevel=3)
 
-    @staticmethod
-    def _load(cfg: TraceWorkload, peak_mw: float, timing: Timing):
-        import pandas as pd  # only traces need it; keeps `import cpm_env` light
-
-        path = Path(cfg.path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: file not found: workload.path must name an existing CSV file")
-        size = path.stat().st_size
-        check_memory(TRACE_BYTES_PER_CSV_BYTE * size, f"{path}: reading this {size / 1e6:.3g} MB trace")
-        try:
-            df = pd.read_csv(path)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-            raise ConfigError(f"{path}: malformed CSV: {str(err).splitlines()[0]}") from None
-        for col in (cfg.timestamp_column, cfg.value_column):
-            if col not in df.columns:
-                raise ConfigError(f"{path}: column {col!r} missing: columns are {list(df.columns)}")
-        if len(df) < 2:
-            raise ConfigError(f"{path}: {len(df)} data rows: a trace needs at least two")
-        t_s = _timestamps_s(df[cfg.timestamp_column], path, cfg.timestamp_column)
-        values = _numbers(df[cfg.value_column]).to_numpy(dtype=float)
-        bad = ~np.isfinite(values) | (values < 0)
-        if cfg.value_unit == "fraction":
-            bad |= values > 1
-        if bad.any():
-            if cfg.fill == "error":
-                i = int(np.flatnonzero(bad)[0])
-                allowed = "in [0, 1]" if cfg.value_unit == "fraction" else ">= 0"
-                raise ConfigError(
-                    f"{path}: line {i + 2}, column {cfg.value_column} = {shown(df[cfg.value_column].iloc[i])!r}: "
-                    f"must be a finite number {allowed} (or set workload.fill: interpolate)"
-                )
-            good = ~bad
-            if good.sum() < 2:
-                raise ConfigError(f"{path}: column {cfg.value_column}: fewer than two valid values to interpolate")
-            values = np.interp(t_s, t_s[good], values[good])
-        if not np.all(np.diff(t_s) > 0):
-            i = int(np.flatnonzero(np.diff(t_s) <= 0)[0]) + 1
-            raise ConfigError(f"{path}: line {i + 2}, column {cfg.timestamp_column}: timestamps must increase")
-        values = _scaled(values, cfg, peak_mw, path) if cfg.value_unit == "mw" else values * peak_mw
-        t_s = t_s - t_s[0]
-        dt = timing.dt_s
-        n_steps = max(int(np.ceil((t_s[-1] + np.median(np.diff(t_s))) / dt)), 1)
-        check_memory(TRACE_BYTES_PER_STEP * n_steps,
-                     f"{path}: line {len(t_s) + 1}, column {cfg.timestamp_column}: a trace spanning "
-                     f"{t_s[-1]:.4g} s resampled to dt_s = {dt:g} s ({n_steps:.4g} steps)")
-        bins = np.minimum((t_s // dt).astype(int), n_steps - 1)
-        counts = np.bincount(bins, minlength=n_steps)
-        mid = (np.arange(n_steps) + 0.5) * dt
-        mean = np.where(counts > 0, np.bincount(bins, values, n_steps) / np.maximum(counts, 1),
-                        np.interp(mid, t_s, values))
-        above = values > mean[bins]
-        n_above = np.bincount(bins, above, n_steps)
-        sum_above = np.bincount(bins, values * above, n_steps)
-        duty = np.where(counts > 1, n_above / np.maximum(counts, 1), 1.0)
-        high = np.where(n_above > 0, sum_above / np.maximum(n_above, 1), mean)
-        duty = np.where(duty < 1.0, duty, 1.0)
-        low = np.where(duty < 1.0, (mean - duty * high) / np.maximum(1.0 - duty, 1e-12), high)
-        return high, np.maximum(low, 0.0), duty
+    def _work(self, high: np.ndarray, low: np.ndarray, duty: np.ndarray) -> np.ndarray:
+        """Full-speed compute demanded per step: the high phase's (a recorded GPU load works when high)."""
+        return duty * high * self.timing.dt_s / 3600.0
 
     def sample(self, rngs: Sequence[np.random.Generator]) -> ClassTrace:
         n_trace, n = len(self._high), self.timing.n_steps
-        offsets = [int(rng.integers(0, n_trace)) if self.cfg.random_offset else 0 for rng in rngs]
+        starts = n_trace - n + 1 if n_trace >= n else n_trace  # a long trace: no episode runs past its end
+        offsets = [int(rng.integers(0, starts)) if self.cfg.random_offset else 0 for rng in rngs]
         idx = (np.array(offsets) + np.arange(n)[:, None]) % n_trace
         high, low, duty = self._high[idx], self._low[idx], self._duty[idx]
-        return ClassTrace(high, low, duty, duty * high * self.timing.dt_s / 3600.0, np.zeros_like(high))
+        return ClassTrace(high, low, duty, self._work(high, low, duty), np.zeros_like(high))
+
+
+class RequestsGenerator(TraceGenerator):
+    """Inference serving replayed from a request log: prefill and decode phases turned into per-second power.
+
+    See :class:`~cpm_env.config.RequestsWorkload` for the model and its sources. The class works in
+    proportion to its mean power above idle (as :class:`InferenceGenerator`), so a cap that clips its
+    prefill bursts costs compute through the class's throughput curve.
+
+    Scheduled (known ahead): nothing (recorded traffic, as a trace).
+    """
+
+    cfg: RequestsWorkload
+
+    def _work(self, high: np.ndarray, low: np.ndarray, duty: np.ndarray) -> np.ndarray:
+        idle = self.cfg.idle_fraction
+        mean = duty * high + (1 - duty) * low
+        util = np.clip((mean / self.peak_mw - idle) / (1 - idle), 0.0, 1.0)
+        return util * self.peak_mw * self.timing.dt_s / 3600.0
+
+
+# Resampled traces by (file identity, workload config, class peak, step): read once, shared read-only.
+_RESAMPLED: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+_RESAMPLED_MAX = 16
+_WRAP_WARNED: set[tuple] = set()  # (path, dt_s, n_steps) of traces shorter than an episode, said once
+
+
+def _resampled(cfg: TraceWorkload | RequestsWorkload, peak_mw: float, dt_s: float) -> tuple:
+    """(high MW, low MW, duty) per step of ``cfg``'s file at ``dt_s``, read once per file version and shared."""
+    path = Path(cfg.path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found: workload.path must name an existing CSV file")
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size, cfg, float(peak_mw), float(dt_s))
+    if key not in _RESAMPLED:
+        check_memory(TRACE_BYTES_PER_CSV_BYTE * st.st_size, f"{path}: reading this {st.st_size / 1e6:.3g} MB trace")
+        t_s, values_mw = (_request_power(cfg, peak_mw, path) if isinstance(cfg, RequestsWorkload)
+                          else _trace_power(cfg, peak_mw, path))
+        arrays = _two_level(t_s, values_mw, dt_s, path, cfg.timestamp_column)
+        for a in arrays:
+            a.flags.writeable = False
+        if len(_RESAMPLED) >= _RESAMPLED_MAX:
+            _RESAMPLED.pop(next(iter(_RESAMPLED)))
+        _RESAMPLED[key] = arrays
+    return _RESAMPLED[key]
+
+
+def _read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    """The CSV at ``path`` with ``columns`` present and at least two data rows; one-line ConfigError otherwise."""
+    import pandas as pd  # only traces need it; keeps `import cpm_env` light
+
+    try:
+        df = pd.read_csv(path, usecols=lambda c: c in columns)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: malformed CSV: {str(err).splitlines()[0]}") from None
+    for col in columns:
+        if col not in df.columns:
+            header = pd.read_csv(path, nrows=0).columns
+            raise ConfigError(f"{path}: column {col!r} missing: columns are {list(header)}")
+    if len(df) < 2:
+        raise ConfigError(f"{path}: {len(df)} data rows: a trace needs at least two")
+    return df
+
+
+def _increasing(t_s: np.ndarray, path: Path, column: str, strictly: bool = True) -> None:
+    """One-line ConfigError at the first timestamp that does not increase (strictly, or at least stay equal)."""
+    steps = np.diff(t_s)
+    bad = steps <= 0 if strictly else steps < 0
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0]) + 1
+        what = "increase (no duplicates)" if strictly else "not decrease"
+        raise ConfigError(f"{path}: line {i + 2}, column {column}: timestamps must {what}")
+
+
+def _trace_power(cfg: TraceWorkload, peak_mw: float, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A power or utilization trace as (seconds from its first row, class IT power MW per row)."""
+    df = _read_csv(path, (cfg.timestamp_column, cfg.value_column))
+    t_s = _timestamps_s(df[cfg.timestamp_column], path, cfg.timestamp_column)
+    values = _numbers(df[cfg.value_column]).to_numpy(dtype=float)
+    bad = ~np.isfinite(values) | (values < 0)
+    if cfg.value_unit == "fraction":
+        bad |= values > 1
+    if bad.any():
+        if cfg.fill == "error":
+            i = int(np.flatnonzero(bad)[0])
+            allowed = "in [0, 1]" if cfg.value_unit == "fraction" else ">= 0"
+            raise ConfigError(
+                f"{path}: line {i + 2}, column {cfg.value_column} = {shown(df[cfg.value_column].iloc[i])!r}: "
+                f"must be a finite number {allowed} (or set workload.fill: interpolate)"
+            )
+        good = ~bad
+        if good.sum() < 2:
+            raise ConfigError(f"{path}: column {cfg.value_column}: fewer than two valid values to interpolate")
+        warnings.warn(f"{path}: column {cfg.value_column}: {int(bad.sum())} bad values interpolated "
+                      "(workload.fill: interpolate)", stacklevel=4)
+        values = np.interp(t_s, t_s[good], values[good])
+    _increasing(t_s, path, cfg.timestamp_column)
+    gaps = np.diff(t_s) > cfg.max_gap_s
+    if gaps.any():
+        i = int(np.argmax(gaps)) + 1
+        if cfg.fill == "error":
+            raise ConfigError(f"{path}: line {i + 2}, column {cfg.timestamp_column}: {t_s[i] - t_s[i - 1]:.6g} s after "
+                              f"the previous sample, more than workload.max_gap_s = {cfg.max_gap_s:g} (or set "
+                              "workload.fill: interpolate)")
+        warnings.warn(f"{path}: column {cfg.timestamp_column}: {int(gaps.sum())} gaps longer than workload.max_gap_s "
+                      f"= {cfg.max_gap_s:g} interpolated (workload.fill: interpolate)", stacklevel=4)
+    if not (values > 0).any():
+        raise ConfigError(f"{path}: column {cfg.value_column}: every value is 0: a trace needs some load")
+    return t_s, (_scaled(values, cfg, peak_mw, path) if cfg.value_unit == "mw" else values * peak_mw)
+
+
+def _request_power(cfg: RequestsWorkload, peak_mw: float, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A request log as (seconds from the first arrival's second, class IT power MW each second)."""
+    cols = (cfg.timestamp_column, cfg.prompt_tokens_column, cfg.generated_tokens_column)
+    df = _read_csv(path, cols)
+    t_s = _timestamps_s(df[cfg.timestamp_column], path, cfg.timestamp_column)
+    _increasing(t_s, path, cfg.timestamp_column, strictly=False)  # requests may arrive in the same instant
+    gaps = np.diff(t_s)
+    if (gaps > cfg.max_gap_s).any():
+        i = int(np.argmax(gaps > cfg.max_gap_s)) + 1
+        raise ConfigError(f"{path}: line {i + 2}, column {cfg.timestamp_column}: {gaps[i - 1]:.6g} s after the "
+                          f"previous request, more than workload.max_gap_s = {cfg.max_gap_s:g}: the log has a hole")
+    tokens = []
+    for col in cols[1:]:
+        v = _numbers(df[col]).to_numpy(dtype=float)
+        bad = ~np.isfinite(v) | (v < 0) | (v != np.round(v))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ConfigError(f"{path}: line {i + 2}, column {col} = {shown(np.asarray(df[col].iloc[i]).item())!r}: "
+                              "must be a whole number of tokens >= 0")
+        tokens.append(v)
+    prompt, generated = tokens
+    if not (prompt + generated > 0).any():
+        raise ConfigError(f"{path}: columns {cols[1]}, {cols[2]}: every request has 0 tokens: no load to replay")
+    second = np.floor(t_s - np.floor(t_s[0])).astype(int)
+    decode_s = generated / cfg.decode_tokens_per_s
+    n_s = int(np.ceil((second + 1 + decode_s).max())) + 1
+    # load in GPUs (before scaling to the class): prefill GPU-seconds per second, decode batch slots in use
+    prefill = np.bincount(second, prompt / cfg.prefill_tokens_per_s_per_gpu, n_s)
+    start, end = second + 1, second + 1 + decode_s
+    slots = np.zeros(n_s + 1)
+    np.add.at(slots, start, 1.0)
+    whole = np.floor(end).astype(int)
+    np.add.at(slots, whole, -(1.0 - (end - whole)))  # the last second is partly decoding
+    np.add.at(slots, np.minimum(whole + 1, n_s), -(end - whole))
+    decode = np.cumsum(slots)[:n_s] / cfg.decode_batch_per_gpu
+    if cfg.replicas > 1:
+        shifts = np.random.default_rng(cfg.replica_seed).integers(0, n_s, cfg.replicas)
+        prefill, decode = (np.sum([np.roll(a, int(s)) for s in shifts], axis=0) for a in (prefill, decode))
+    load = prefill + decode
+    ref = float(np.quantile(load, cfg.scale_quantile, method="inverted_cdf"))
+    gpus = ref / cfg.peak_load  # the class's GPUs, in the log's units
+    over = load > gpus
+    if over.any():
+        warnings.warn(f"{path}: {int(over.sum())} of {n_s} seconds need more than the class's GPUs (above the "
+                      f"{_percentile(cfg.scale_quantile)} percentile / peak_load): their load is clipped to them",
+                      stacklevel=4)
+    u_prefill = np.minimum(prefill / gpus, 1.0)
+    u_decode = np.minimum(decode / gpus, 1.0 - u_prefill)
+    idle = cfg.idle_fraction
+    fraction = idle + (cfg.prefill_power_fraction - idle) * u_prefill + (cfg.decode_power_fraction - idle) * u_decode
+    return np.arange(n_s, dtype=float), fraction * peak_mw
+
+
+def _two_level(t_s: np.ndarray, values_mw: np.ndarray, dt_s: float, path: Path, column: str) -> tuple:
+    """Samples at ``t_s`` (s, increasing) resampled to steps of ``dt_s``: (high MW, low MW, duty) per step,
+    the two-level summary that keeps each step's mean; steps without a sample are interpolated."""
+    t_s = t_s - t_s[0]
+    n_steps = max(int(np.ceil((t_s[-1] + np.median(np.diff(t_s))) / dt_s)), 1)
+    check_memory(TRACE_BYTES_PER_STEP * n_steps,
+                 f"{path}: line {len(t_s) + 1}, column {column}: a trace spanning "
+                 f"{t_s[-1]:.4g} s resampled to dt_s = {dt_s:g} s ({n_steps:.4g} steps)")
+    bins = np.minimum((t_s // dt_s).astype(int), n_steps - 1)
+    counts = np.bincount(bins, minlength=n_steps)
+    mid = (np.arange(n_steps) + 0.5) * dt_s
+    mean = np.where(counts > 0, np.bincount(bins, values_mw, n_steps) / np.maximum(counts, 1),
+                    np.interp(mid, t_s, values_mw))
+    above = values_mw > mean[bins]
+    n_above = np.bincount(bins, above, n_steps)
+    sum_above = np.bincount(bins, values_mw * above, n_steps)
+    duty = np.where(counts > 1, n_above / np.maximum(counts, 1), 1.0)
+    high = np.where(n_above > 0, sum_above / np.maximum(n_above, 1), mean)
+    duty = np.where(duty < 1.0, duty, 1.0)
+    low = np.where(duty < 1.0, (mean - duty * high) / np.maximum(1.0 - duty, 1e-12), high)
+    return high, np.maximum(low, 0.0), duty
 
 
 def _ar1(eps: np.ndarray, phi: float) -> np.ndarray:
@@ -445,6 +584,7 @@ GENERATORS = {
     "inference": InferenceGenerator,
     "mixed": MixedGenerator,
     "trace": TraceGenerator,
+    "requests": RequestsGenerator,
 }
 
 

@@ -20,7 +20,7 @@ from cpm_env.workloads import Timing, TraceGenerator
 DEFAULT = str(cpm_env.DEFAULT_SCENARIO)
 ID_RULE = ("must be a name like Name-v0 (up to 100 letters, digits and - _ . inside; it becomes a folder name, "
            "so no path separators, no '..', no leading dot)")
-KINDS = "['inference', 'mixed', 'trace', 'training']"
+KINDS = "['inference', 'mixed', 'requests', 'trace', 'training']"
 BUDGET = "over the 2 GB memory budget (cpm_env.config.MEMORY_BUDGET_BYTES)"
 
 
@@ -64,9 +64,9 @@ def write(folder: Path, name: str, text: str | bytes) -> Path:
     return path
 
 
-def trace_scenario(path: Path) -> dict:
+def trace_scenario(path: Path, **workload) -> dict:
     """Overrides of a one-hour default site whose only class replays the CSV at ``path``."""
-    wl = {"kind": "trace", "path": str(path)}
+    wl = {"kind": "trace", "path": str(path), **workload}
     return {"duration_h": 1.0, "site": {"gpu_classes": [{"name": "gpus", "workload": wl}]}}
 
 
@@ -219,12 +219,12 @@ def test_trace_over_the_memory_budget(tmp_path, unchanged, monkeypatch):
     unchanged()
     raises_one_line(ConfigError, exactly(
         f"{sparse}: line 4, column timestamp: a trace spanning 1e+13 s resampled to dt_s = 60 s (2.5e+11 steps) "
-        f"would need 2.4e+04 GB: {BUDGET}"), cpm_env.CpmEnv, trace_scenario(sparse))
+        f"would need 2.4e+04 GB: {BUDGET}"), cpm_env.CpmEnv, trace_scenario(sparse, max_gap_s=1e14))
     monkeypatch.setattr(config, "MEMORY_BUDGET_BYTES", 100)  # a 35-byte file stands in for one of gigabytes
     raises_one_line(ConfigError, exactly(
         f"{sparse}: reading this 3.5e-05 MB trace would need 1.4e-07 GB: "
         "over the 1e-07 GB memory budget (cpm_env.config.MEMORY_BUDGET_BYTES)"),
-        TraceGenerator, config.TraceWorkload(path=str(sparse)), 100.0, Timing(60, 60.0, 0.0))
+        TraceGenerator, config.TraceWorkload(path=str(sparse), max_gap_s=1e14), 100.0, Timing(60, 60.0, 0.0))
 
 
 # ---------------------------------------------------------------- 6. stepping out of order

@@ -254,7 +254,8 @@ def test_resolver_takes_ids_paths_configs_overrides_and_none():
 
 def test_unknown_id_lists_the_registered_ids():
     one_line_error(r"^scenario = 'Nope-v0': unknown id; registered ids: cpm_env/DataCenter-v0, "
-                   r"cpm_env/DemandResponse-v0, cpm_env/FastRamp-v0, cpm_env/NoBattery-v0, cpm_env/SiteFamily-v0 "
+                   r"cpm_env/DemandResponse-v0, cpm_env/FastRamp-v0, cpm_env/InferenceTrace-v0, cpm_env/NoBattery-v0, "
+                   r"cpm_env/SiteFamily-v0 "
                    r"\(or pass a scenario YAML path\)$",
                    resolve_scenario, "Nope-v0")
 

@@ -82,7 +82,7 @@ def _judge(ctrl: Shielded, obs, actions):
     s, x = ctrl.telemetry(obs)
     extra = actions.ndim - 2
     s, x = (type(t)(*(tuple(np.reshape(v, v.shape + (1,) * extra) for v in f) if isinstance(f, tuple)
-                      else np.reshape(f, f.shape + (1,) * extra) for f in t)) for t in (s, x))
+                      else f if f is None else np.reshape(f, f.shape + (1,) * extra) for f in t)) for t in (s, x))
     a = np.clip(actions.astype(np.float64), -1, 1)
     phys = spaces.to_physical([a[..., j] for j in range(a.shape[-1])], p, idx, NUMPY)
     new, out = physics.step(p, s, phys, x, NUMPY)
@@ -227,7 +227,8 @@ def test_env_option_trains_through_the_filter():
 
 def _rows(tree, i: int):
     """Site ``i`` of a State/Exo/Action over a batch, as plain floats (the fast path's input)."""
-    return type(tree)(*(tuple(float(v[i]) for v in f) if isinstance(f, tuple) else float(f[i]) for f in tree))
+    return type(tree)(*(tuple(float(v[i]) for v in f) if isinstance(f, tuple) else f if f is None else float(f[i])
+                        for f in tree))
 
 
 def _assert_same(one, batch, i: int):
@@ -337,4 +338,5 @@ def test_fast_path_takes_only_plain_finite_floats(values):
 
 def _map1(tree):
     """A State/Exo/Action of floats as a batch of one."""
-    return type(tree)(*(tuple(np.array([v]) for v in f) if isinstance(f, tuple) else np.array([f]) for f in tree))
+    return type(tree)(*(tuple(np.array([v]) for v in f) if isinstance(f, tuple) else f if f is None else np.array([f])
+                        for f in tree))

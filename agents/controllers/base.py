@@ -16,7 +16,7 @@ from cpm_env.physics import Exo
 from cpm_env.scenario import Site
 from cpm_env.shield import decode_observation, required_entries
 from cpm_env.site import State
-from cpm_env.spaces import from_physical
+from cpm_env.spaces import class_duties, from_physical
 
 
 class Controller(Protocol):
@@ -46,7 +46,7 @@ class TelemetryDecoder:
     site's observation lacks one of them (``reader``: what needs them)."""
 
     def __init__(self, site: Site, where: str, reader: str):
-        entries = required_entries(site.class_names, site.floor_idx)
+        entries = required_entries(site.class_names, site.floor_idx, class_duties(site.config))
         missing = [e for e in entries if e not in site.obs_names]
         if missing:
             raise ValueError(f"{where}: its observation lacks {', '.join(missing)} (the {reader} needs "

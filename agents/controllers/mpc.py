@@ -22,7 +22,7 @@ from agents.controllers.oracle import actions_from_plan
 from agents.controllers.rules import Greedy
 from agents.controllers.site_lp import Series, plan
 from cpm_env.scenario import Site
-from cpm_env.site import State, work_estimate, work_per_throughput
+from cpm_env.site import State, class_levels, work_estimate, work_per_throughput
 
 
 class MPC:
@@ -55,14 +55,16 @@ class MPC:
         else:
             scale = np.ones(n)
         high, low, work, wpt = [], [], [], []
+        per_class = f"duty_{self.site.class_names[0]}" in v.index
+        duties = [float(np.clip(get(f"duty_{name}"), 0.0, 1.0)) if per_class else duty
+                  for name in self.site.class_names]
         for k, name in enumerate(self.site.class_names):
             peak = p.peak_mw[k]
-            mean, swing = get(f"demand_{name}"), get(f"swing_{name}")
-            h0 = mean + (1 - duty) * swing
-            l0 = mean - duty * swing
+            mean, swing, dk = get(f"demand_{name}"), get(f"swing_{name}"), duties[k]
+            h0, l0 = class_levels(mean, swing, dk)
             hk = np.minimum(h0 * scale, peak)
             lk = np.minimum(l0 * scale, hk)
-            wk = work_estimate(p, k, hk, duty)
+            wk = work_estimate(p, k, hk, dk)
             high.append(hk)
             low.append(lk)
             work.append(wk)
@@ -81,7 +83,9 @@ class MPC:
                        else 0.0 for k in range(len(caps)))
         energy = float(np.clip(get("soc") * p.capacity_mwh, p.energy_min_mwh, p.energy_max_mwh))  # float32 obs
         start = State(energy, get("grid_import_prev"), caps, floors)
-        return Series(np.stack(high), np.stack(low), np.stack(work), np.stack(wpt), np.full(n, duty), limit), start
+        class_duty = np.repeat(np.array(duties)[:, None], n, axis=1) if per_class else None
+        return Series(np.stack(high), np.stack(low), np.stack(work), np.stack(wpt), np.full(n, duty), limit,
+                      class_duty), start
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
         obs = np.atleast_2d(np.asarray(observation, dtype=np.float32))

@@ -20,7 +20,7 @@ from cpm_env.spaces import from_physical
 def episode_series(ep: Episode, i: int = 0) -> Series:
     """The exogenous series of env ``i`` of a batch of episodes."""
     return Series(ep.high_mw[:, :, i], ep.low_mw[:, :, i], ep.work[:, :, i], ep.work_per_throughput[:, :, i],
-                  ep.duty[:, i], ep.limit_mw[:, i])
+                  ep.duty[:, i], ep.limit_mw[:, i], ep.class_duty[:, :, i])
 
 
 def episode_start(site: Site, ep: Episode, i: int = 0) -> State:

@@ -23,10 +23,12 @@ class _Demand:
 
     def __init__(self, ctrl: RuleController, obs: np.ndarray):
         v = ctrl.view
-        self.duty = np.clip(v(obs, "duty"), 0.0, 1.0)
+        self.duty = np.clip(v(obs, "duty"), 0.0, 1.0)  # the meter waveform's
         self.mean = [v(obs, f"demand_{n}") for n in ctrl.class_names]
         self.swing = [v(obs, f"swing_{n}") for n in ctrl.class_names]
-        levels = [class_levels(m, s, self.duty) for m, s in zip(self.mean, self.swing)]
+        per_class = f"duty_{ctrl.class_names[0]}" in v.index
+        self.class_duty = [np.clip(v(obs, f"duty_{n}"), 0.0, 1.0) if per_class else self.duty for n in ctrl.class_names]
+        levels = [class_levels(m, s, d) for m, s, d in zip(self.mean, self.swing, self.class_duty)]
         self.high = [h for h, _ in levels]
         self.low = [lo for _, lo in levels]
         self.limit = v(obs, "grid_limit")
@@ -42,10 +44,10 @@ class _Demand:
     def it_power(self, caps, peaks):
         """IT mean and swing (MW) under caps (fractions of TDP); arrays broadcast."""
         mean = swing = 0.0
-        for h, lo, c, p in zip(self.high, self.low, caps, peaks):
+        for h, lo, d, c, p in zip(self.high, self.low, self.class_duty, caps, peaks):
             y = np.minimum(h, c * p)
             lo_c = np.minimum(lo, y)
-            mean = mean + self.duty * y + (1 - self.duty) * lo_c
+            mean = mean + d * y + (1 - d) * lo_c
             swing = swing + (y - lo_c)
         return mean, swing
 

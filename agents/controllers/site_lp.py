@@ -57,8 +57,9 @@ class Series(NamedTuple):
     low_mw: np.ndarray
     work: np.ndarray
     work_per_throughput: np.ndarray
-    duty: np.ndarray
+    duty: np.ndarray  # (H,) the meter waveform's (cpm_env.physics.site_duty)
     limit_mw: np.ndarray
+    class_duty: np.ndarray | None = None  # (K, H) each class's own duty; None: every class's is ``duty``
 
 
 class SitePlan(NamedTuple):
@@ -156,6 +157,9 @@ class _SiteLP:
             if self.h_len > 1:
                 lp.rows([(c[1:], 1.0), (c[:-1], -1.0)], lo=-p.cap_step[k], hi=p.cap_step[k])
         self.comps.append(self._compute(k, y, y_min, y_max))
+        if x.class_duty is not None:  # the class's own duty sets its mean; the step's, the meter's waveform
+            d = np.asarray(x.class_duty[k], float)
+            dl = 1.0 - d
         a_y = np.where(two_level, d, 1.0)  # IT mean: d y + (1 - d) low where two-level, y where flat
         sw = np.where(two_level, 1.0, 0.0)  # swing: y - low where two-level
         if p.floor_max[k] > 0:

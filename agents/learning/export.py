@@ -236,7 +236,7 @@ def shield_section(site: Site, enabled: bool, trained_behind_filter: bool) -> di
     decodes (:func:`cpm_env.shield.required_entries`); the ``import_change`` conversion reads the site model
     and the entries too (:func:`battery_action_section`). One-line ValueError where the observation lacks one.
     """
-    entries = required_entries(site.class_names, site.floor_idx)
+    entries = required_entries(site.class_names, site.floor_idx, spaces.class_duties(site.config))
     missing = [e for e in entries if e not in site.obs_names]
     if enabled and missing:
         raise ValueError(f"--shield: the observation of {site.config.id} lacks {', '.join(missing)}: the safety "

@@ -10,6 +10,10 @@ nothing but perfect-foresight arbitrage on the price series, ignoring wear (an L
 yardstick for "what is the battery worth in energy" (with wear at $40/MWh discharged, a $38/MWh
 daily spread at 85% round trip earns nothing).
 
+Energy is priced at the scenario's ``grid.price_calendar`` when it has one (each step's price from
+the calendar's first row: :func:`cpm_env.calendars.step_prices_usd_per_mwh`, the env's series too),
+else at ``EconomicsConfig.price``.
+
 Episodes are annualized as days: ``dr_events_per_year`` days with one demand-response
 window (from the DR scenario), the rest ordinary days. Compute units are the env's: one
 unit is 1 MW of GPUs at full speed for one hour, i.e. ``1e6 / tdp_w`` GPU-hours.
@@ -31,7 +35,12 @@ import pandas as pd
 from agents.sizing.arbitrage import arbitrage_potential_usd
 from agents.sizing.battery_cost import battery_cost_usd_per_year, capital_recovery_factor
 from agents.sizing.economics_config import EconomicsConfig, PriceConfig, economics_from_dict
-from agents.sizing.prices import read_price_csv, step_prices_usd_per_mwh, synthetic_price_usd_per_mwh
+from agents.sizing.prices import (
+    read_price_csv,
+    scenario_step_prices_usd_per_mwh,
+    step_prices_usd_per_mwh,
+    synthetic_price_usd_per_mwh,
+)
 from agents.sizing.units import (
     DAYS_PER_YEAR,
     HOURS_PER_DAY,
@@ -52,8 +61,9 @@ from cpm_env.config import ScenarioConfig, resolve_scenario
 __all__ = ["COMPONENTS", "COMPONENT_LABELS", "BatteryValue", "DayKpis", "EconomicsConfig", "PriceConfig",
            "arbitrage_potential_usd", "battery_cost_usd_per_year", "battery_value", "capital_recovery_factor",
            "day_kpis", "day_value_usd", "degradation_usd_per_mwh", "dr_payment_usd_per_year", "economics_from_dict",
-           "gpu_hours_per_compute_unit", "priced_episodes", "read_price_csv", "step_prices_usd_per_mwh",
-           "synthetic_price_usd_per_mwh", "usd_per_compute_unit", "value_markdown", "value_split", "without_battery"]
+           "gpu_hours_per_compute_unit", "priced_episodes", "read_price_csv", "scenario_step_prices_usd_per_mwh",
+           "step_prices_usd_per_mwh", "synthetic_price_usd_per_mwh", "usd_per_compute_unit", "value_markdown",
+           "value_split", "without_battery"]
 
 NO_BATTERY = {"battery": {"capacity_mwh": 0.0, "power_mw": 0.0}}
 
@@ -93,7 +103,7 @@ class PricedDay(NamedTuple):
 def price_day(day: str, scenario: str, seeds: list[int], econ: EconomicsConfig, progress: Any = None) -> PricedDay:
     """Price ``econ.controller``'s episodes of ``scenario`` with and without its battery (same seeds)."""
     cfg = resolve_scenario(scenario)
-    prices = step_prices_usd_per_mwh(econ.price, cfg.start_hour, cfg.dt_h, cfg.n_steps)
+    prices = scenario_step_prices_usd_per_mwh(econ.price, cfg)  # the scenario's price calendar, else econ.price
     pair, frames = [], []
     for battery, c in (("with", cfg), ("without", without_battery(scenario))):
         rows = priced_episodes(econ.controller, c, list(seeds), prices)

@@ -35,7 +35,8 @@ from cpm_env.config import FILE_PATH, build_config, check_range, require
 
 @dataclass(frozen=True)
 class PriceConfig:
-    """The energy price over a day: synthetic (a cosine) or a CSV."""
+    """The energy price over a day: synthetic (a cosine) or a CSV; a scenario's ``grid.price_calendar``, where it
+    has one, takes its place (:func:`agents.sizing.prices.scenario_step_prices_usd_per_mwh`)."""
 
     kind: Literal["synthetic", "csv"] = "synthetic"
     mean_usd_per_mwh: float = 40.0

@@ -1,4 +1,5 @@
-"""Energy prices over a day: a synthetic cosine or an average day read from a CSV."""
+"""Energy prices over a day: a synthetic cosine or an average day read from a CSV; a scenario's own
+``grid.price_calendar`` takes their place (:func:`scenario_step_prices_usd_per_mwh`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pandas as pd
 
 from agents.sizing.economics_config import PriceConfig
 from agents.sizing.units import HOURS_PER_DAY
-from cpm_env.config import ConfigError
+from cpm_env.calendars import step_prices_usd_per_mwh as calendar_step_prices_usd_per_mwh
+from cpm_env.config import ConfigError, ScenarioConfig
 
 
 def synthetic_price_usd_per_mwh(hour_of_day: np.ndarray, price: PriceConfig) -> np.ndarray:
@@ -60,3 +62,11 @@ def step_prices_usd_per_mwh(price: PriceConfig, start_hour: float, dt_h: float, 
         return synthetic_price_usd_per_mwh(hours, price)
     day_h, day_usd = read_price_csv(price.path)
     return np.interp(hours, day_h, day_usd, period=HOURS_PER_DAY)
+
+
+def scenario_step_prices_usd_per_mwh(price: PriceConfig, cfg: ScenarioConfig) -> np.ndarray:
+    """The price of each control step of ``cfg``'s episodes: its ``grid.price_calendar`` when it has one
+    (:func:`cpm_env.calendars.step_prices_usd_per_mwh`, the env's own, from the calendar's first row), else
+    ``price`` (the economics' :class:`~agents.sizing.economics_config.PriceConfig`, periodic over the day)."""
+    calendar = calendar_step_prices_usd_per_mwh(cfg)
+    return calendar if calendar is not None else step_prices_usd_per_mwh(price, cfg.start_hour, cfg.dt_h, cfg.n_steps)
