@@ -22,7 +22,7 @@ demo: $(STAMP)
 
 # The README's results table: every scenario, every controller, held-out seeds 100-104.
 results: $(STAMP)
-	for s in DataCenter-v0 DemandResponse-v0 NoBattery-v0 FastRamp-v0; do \
+	for s in DataCenter-v0 DemandResponse-v0 NoBattery-v0 FastRamp-v0 InferenceTrace-v0; do \
 		$(BIN)/python evaluate.py --scenario cpm_env/$$s --seeds 100-104 || exit 1; done
 
 # Site sizing and the battery's value: oversubscription x battery size x controllers, and the

@@ -401,3 +401,14 @@ def test_economics_prices_the_scenario_calendar(tmp_path):
     assert day.kpis[0].mean_price_usd_per_mwh == pytest.approx(want.mean())
     rows = day.episodes[0]
     assert rows.energy_cost_usd.iloc[0] < rows.grid_energy_mwh.iloc[0] * 999.0 / 10  # not the config's $999/MWh
+
+
+def test_the_exported_fail_safe_fits_the_calendars_lowest_limit(tmp_path):
+    from agents.controllers.rules import fit_cap
+    from agents.learning.export import safe_action
+    from cpm_env.scenario import Site
+
+    rows = [(0, 100), (600, 55.5), (1200, 100), (3600, 90), (7199, 90)]
+    site = Site(scenario(write_csv(tmp_path, rows)))
+    setpoints, rule = safe_action(site)
+    assert setpoints[1] == pytest.approx(float(fit_cap(site.params, 55.5))) and "(55.5 MW" in rule

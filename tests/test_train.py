@@ -253,3 +253,12 @@ def test_the_final_line_names_the_rule_as_the_evaluation_ran_it(tmp_path, config
     (tmp_path / "config.yml").write_text(yaml.safe_dump(config))
     pd.DataFrame([dict.fromkeys(EVAL_COLUMNS, 1.0)]).to_csv(tmp_path / "evaluations.csv", index=False)
     assert f"% of {rule}'s 1.0;" in final_evaluation_line(tmp_path)
+
+
+def test_the_final_line_says_n_a_for_a_share_of_a_negative_rule(tmp_path):
+    from agents.learning.callbacks import EVAL_COLUMNS, final_evaluation_line
+
+    row = {**dict.fromkeys(EVAL_COLUMNS, 1.0), "best_rule_reward": -11.5, "pct_best_rule": float("nan")}
+    pd.DataFrame([row]).to_csv(tmp_path / "evaluations.csv", index=False, na_rep="nan")  # as the callback writes it
+    line = final_evaluation_line(tmp_path)
+    assert "greedy's -11.5 (% of it: n/a, it is not positive);" in line and "nan" not in line

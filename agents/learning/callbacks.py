@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 import time
 from collections.abc import Callable
@@ -200,7 +201,10 @@ def final_evaluation_line(run_dir: Path) -> str | None:
     r = {k: float(v) for k, v in rows[-1].items()}
     hp = read_yaml(Path(run_dir) / "config.yml") if (Path(run_dir) / "config.yml").is_file() else {}
     rule = BEST_RULE + ("+shield" if hp.get("shield") or hp.get("eval_shield") else "")  # as the evaluation ran it
+    against = f"{rule}'s {r['best_rule_reward']:.1f}"
+    share = (f"{r['pct_best_rule']:.1f}% of {against}" if math.isfinite(r["pct_best_rule"])
+             else f"{against} (% of it: n/a, it is not positive)")
     return (f"final evaluation at {int(r['timesteps']):,} steps (tuning seeds, eval_seeds): reward "
-            f"{r['reward']:.1f} ± {r['reward_std']:.1f} compute units per episode, {r['pct_best_rule']:.1f}% of "
-            f"{rule}'s {r['best_rule_reward']:.1f}; compute fraction {r['compute_fraction']:.3f}, "
+            f"{r['reward']:.1f} ± {r['reward_std']:.1f} compute units per episode, {share}; "
+            f"compute fraction {r['compute_fraction']:.3f}, "
             f"{r['violation_mwh']:.3f} MWh over the limit, {r['ramp_violations']:.1f} ramp violations per episode")

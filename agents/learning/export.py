@@ -151,13 +151,15 @@ def rollout(controller: PPOController, venv: CpmVecEnv, n_obs: int) -> tuple[np.
 def safe_action(site: Site) -> tuple[list[float], str]:
     """The fail-safe set-points in action order, and the rule that sets them (one line)."""
     cfg, p = site.config, site.params
-    dr = cfg.grid.demand_response
+    dr, calendar = cfg.grid.demand_response, site.episodes.limit_calendar
     lowest_limit_mw = cfg.grid.limit_mw * (dr.limit_fraction if dr.events_per_episode > 0 else 1.0)
+    if calendar is not None:  # a limit calendar's windows: its lowest step
+        lowest_limit_mw = float(calendar.steps_mw.min())
     cap = float(fit_cap(p, lowest_limit_mw))
     rule = (f"battery idle (0 MW); every cap at {cap:.4f}, the highest uniform cap at which the installed GPU "
             f"peak ({sum(p.peak_mw):.1f} MW) x PUE ({p.pue}) fits the lowest import limit of the scenario "
-            f"({lowest_limit_mw:.1f} MW, demand response included), at least every cap_min (the static_cap rule); "
-            "floors off")
+            f"({lowest_limit_mw:.1f} MW, demand response and the limit calendar included), at least every cap_min "
+            "(the static_cap rule); floors off")
     return [0.0] + [cap] * len(p.peak_mw) + [0.0] * len(site.floor_idx), rule
 
 
