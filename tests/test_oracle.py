@@ -28,6 +28,11 @@ SHORT = {
 def test_replaying_the_plan_reproduces_its_objective(env_id, seed, backend):
     env = gym.make(env_id, scenario=SHORT[env_id]).unwrapped
     env.reset(seed=seed)
+    assert_replay_matches_plan(env, backend)
+
+
+def assert_replay_matches_plan(env, backend: str = "clarabel") -> None:
+    """The site LP's plan for ``env``'s episode (just reset), replayed in it, gives the plan's objective."""
     sp = plan(env.params, episode_series(env.episode), episode_start(env.site, env.episode),
               backend=backend)
     total = 0.0

@@ -19,13 +19,12 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.controllers.oracle import actions_from_plan, episode_series, episode_start
-from agents.controllers.site_lp import plan
 from cpm_env import physics
 from cpm_env.config import resolve_scenario
 from cpm_env.episode import EpisodeGenerator
 from cpm_env.ops import SCALAR
 from cpm_env.site import State, make_params
+from test_oracle import assert_replay_matches_plan
 
 PERIOD_S, STEP_S = 20, 60  # the classes' common iteration period within a 60-s control step
 THREE_TRAINING = {"site": {"gpu_classes": [
@@ -163,10 +162,4 @@ def test_the_lp_is_the_env_with_several_swinging_classes():
     env = gym.make("cpm_env/DataCenter-v0", scenario={**THREE_TRAINING, "duration_h": 2.0}).unwrapped
     env.reset(seed=3)
     assert "duty_a" in env.obs_names
-    sp = plan(env.params, episode_series(env.episode), episode_start(env.site, env.episode))
-    total = 0.0
-    for a in actions_from_plan(env.site, sp):
-        _, r, _, _, info = env.step(a)
-        total += r
-    assert abs(total - sp.objective) <= 1e-6 * max(1.0, abs(total))
-    np.testing.assert_allclose(info["energy_mwh"], sp.energy_mwh[-1], atol=1e-6)
+    assert_replay_matches_plan(env)
