@@ -53,8 +53,31 @@ class Calendar(NamedTuple):
         return self.values[row]
 
 
+_READ: dict[tuple, Calendar] = {}  # calendars by file version and reading options: a site family's draws share one
+
+
 def read_calendar(path: str | Path, timestamp_column: str, value_column: str, fill: str, max_gap_s: float,
                   key: str, value_key: str, *, allow_negative: bool) -> Calendar:
+    """:func:`_read_calendar`, once per file version and options (arrays read-only, shared)."""
+    p = Path(path)
+    st = p.stat() if p.is_file() else None
+    if st is None:
+        return _read_calendar(path, timestamp_column, value_column, fill, max_gap_s, key, value_key,
+                              allow_negative=allow_negative)  # its one-line error
+    ident = (str(p.resolve()), st.st_mtime_ns, st.st_size, timestamp_column, value_column, fill, max_gap_s, key,
+             value_key, allow_negative)
+    if ident not in _READ:
+        cal = _read_calendar(path, timestamp_column, value_column, fill, max_gap_s, key, value_key,
+                             allow_negative=allow_negative)
+        cal.t_s.flags.writeable = cal.values.flags.writeable = False
+        if len(_READ) >= 16:
+            _READ.pop(next(iter(_READ)))
+        _READ[ident] = cal
+    return _READ[ident]
+
+
+def _read_calendar(path: str | Path, timestamp_column: str, value_column: str, fill: str, max_gap_s: float,
+                   key: str, value_key: str, *, allow_negative: bool) -> Calendar:
     """Read and check a calendar CSV; ``key`` (e.g. ``grid.limit_calendar``) names its section in errors, and
     ``value_key`` (e.g. ``limit_column``) the field naming ``value_column``.
 
