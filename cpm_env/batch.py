@@ -107,6 +107,7 @@ class SiteBatch:
         self._high, self._low = ep.high_mw, ep.low_mw
         self._work, self._wpt = ep.work, ep.work_per_throughput
         self._duty, self._limit, self._class_duty = ep.duty, ep.limit_mw, ep.class_duty
+        self._per_class_duty = spaces.class_duties(self.config)  # else every class's duty is the step's
         self.episode, self._exo_obs = ep, ep.exo_obs
         n = self.num_envs
         self.state = initial_state(self.params, self._limit[0], ep.demand_mw[0])
@@ -187,7 +188,8 @@ class SiteBatch:
         k = len(p.peak_mw)
         exo = Exo(tuple(self._high[j, t] for j in range(k)), tuple(self._low[j, t] for j in range(k)),
                   tuple(self._work[j, t] for j in range(k)), tuple(self._wpt[j, t] for j in range(k)),
-                  self._duty[t], self._limit[t], tuple(self._class_duty[j, t] for j in range(k)))
+                  self._duty[t], self._limit[t],
+                  tuple(self._class_duty[j, t] for j in range(k)) if self._per_class_duty else None)
         cols = [a[:, j] for j in range(a.shape[1])]
         if self.battery_action == "power":
             phys = spaces.to_physical(cols, p, self.site.floor_idx, NUMPY)

@@ -120,7 +120,8 @@ class CpmEnv(gym.Env):
         # per-step rows as tuples, so a step reads floats without touching numpy
         rows = lambda a: list(zip(*a[:, :, 0].tolist()))  # noqa: E731
         self._exo_rows = list(zip(rows(ep.high_mw), rows(ep.low_mw), rows(ep.work), rows(ep.work_per_throughput),
-                                  ep.duty[:, 0].tolist(), ep.limit_mw[:, 0].tolist(), rows(ep.class_duty)))
+                                  ep.duty[:, 0].tolist(), ep.limit_mw[:, 0].tolist(),
+                                  rows(ep.class_duty) if spaces.class_duties(self.config) else [None] * len(ep.duty)))
         self._exo_obs = np.ascontiguousarray(ep.exo_obs[:, :, 0])
         self.state = initial_state(self.params, float(ep.limit_mw[0, 0]), float(ep.demand_mw[0, 0]))
         self._battery_mw: Scalar = 0.0

@@ -190,7 +190,7 @@ def test_scalar_and_numpy_backends_agree_bitwise(seed, act):
     a = to_physical(act, p, [], SCALAR)
     _, out_s = physics.step(p, s, a, x, SCALAR)
     arr = lambda v: np.array([v])  # noqa: E731
-    xa = Exo(*(tuple(arr(v) for v in f) if isinstance(f, tuple) else arr(f) for f in x))
+    xa = Exo(*(tuple(arr(v) for v in f) if isinstance(f, tuple) else f if f is None else arr(f) for f in x))
     sa = State(arr(s.energy_mwh), arr(s.import_mw), tuple(arr(c) for c in s.caps), tuple(arr(f) for f in s.floors))
     aa = Action(arr(a.battery_mw), tuple(arr(c) for c in a.caps), tuple(arr(f) for f in a.floors))
     _, out_v = physics.step(p, sa, aa, xa, NUMPY)
