@@ -152,14 +152,14 @@ def realized_cap(p: SiteParams, k: int, cap_in_force, target, ops):
 def _it_levels(p: SiteParams, s: State, a: Action, x: Exo, ops) -> tuple:
     """What the caps and floors do to IT power this step: (caps, floors, per-class high-phase power y, then
     summed over classes the high-phase, low-phase and mean IT power and the IT power burned by floors)."""
-    per_class = x.class_duty is not None
+    class_duty = x.class_duty
     d = x.duty
     d_lo = 1.0 - d
     caps, floors, highs = [], [], []
     it_hi = it_lo = it_mean = burn_it = 0.0
     for k, peak in enumerate(p.peak_mw):
-        if per_class:
-            d = x.class_duty[k]
+        if class_duty is not None:
+            d = class_duty[k]
             d_lo = 1.0 - d
         c = realized_cap(p, k, s.caps[k], a.caps[k], ops)
         y = ops.minimum(x.high_mw[k], c * peak)
