@@ -73,8 +73,9 @@ CONSTRAINTS = ("limit", "ramp", "band")  # priority order: the first is given up
 GAVE_UP = ("none", "band", "ramp", "limit")  # Report.gave_up code -> the most important constraint given up
 MARGIN_MW = 1e-3  # default tightening of every threshold (MW)
 CAP_STEPS = 16  # uniform cap moves per direction
-# where no candidate meets the whole contract: rounds of one-class-at-a-time cap moves around the closest
-# candidate, ZOOM_POINTS - 1 per class within ZOOM_WIDTH of the reachable range, narrowed by ZOOM_SHRINK each round
+# where no candidate meets the whole contract: rounds of one-class-at-a-time cap moves around two candidates
+# (_zoom_centers), ZOOM_POINTS - 1 per class within ZOOM_WIDTH of the reachable range, narrowed by ZOOM_SHRINK
+# each round
 ZOOM_ROUNDS, ZOOM_POINTS, ZOOM_WIDTH, ZOOM_SHRINK = 5, 9, 0.5, 0.3
 _EPS = 1e-9  # MW: an excess up to this counts as met (rounding of the closed-form roots)
 _TINY = 1e-12
@@ -338,18 +339,35 @@ def _judge(p: SiteParams, s: State, x: Exo, floors: tuple, caps: tuple, b0, marg
     return batt, contract_excess(p3, s3, out, margin_mw)
 
 
-def _closest_cap(excess: np.ndarray) -> np.ndarray:
-    """Per site, the cap candidate (axis 2 of (3, N, C, B) ``excess``) with the least total excess over the
-    contract (MW): where a search around it starts."""
-    total = np.maximum(excess, 0.0).sum(axis=0).reshape(excess.shape[1], -1)
-    return np.argmin(total, axis=1) // excess.shape[3]
+def _zoom_centers(excess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per site, the two cap candidates (axis 2 of (3, N, C, B) ``excess``) a search around starts from: the
+    one with the least total excess over the contract (MW), and the one nearest to meeting the first
+    constraint (in priority order) that no candidate meets together with all before it: the least excess
+    of it among the candidates meeting those before it. A large excess of a later constraint (the band)
+    no action can meet would otherwise pull the first away from an earlier one (the ramp) a nearby cap
+    meets."""
+    n, n_batt = excess.shape[1], excess.shape[3]
+    flat = excess.reshape(3, n, -1)
+    total = np.maximum(flat, 0.0).sum(axis=0)
+    ok = np.ones(flat.shape[1:], dtype=bool)  # (N, M): meets every constraint before the current one
+    nearest = np.zeros(n, dtype=int)
+    undecided = np.ones(n, dtype=bool)
+    for c in range(3):
+        key = np.where(ok, flat[c], np.inf)
+        met = ok & (flat[c] <= _EPS)
+        stuck = undecided & ~met.any(axis=1)  # here the first constraint none meets with those before it
+        nearest = np.where(stuck, np.argmin(key, axis=1), nearest)
+        undecided &= ~stuck
+        ok = met
+    return np.argmin(total, axis=1) // n_batt, nearest // n_batt
 
 
 def _search(p: SiteParams, s: State, x: Exo, floors: tuple, b0, cap0: tuple,
             margin_mw: float) -> tuple[np.ndarray, tuple, np.ndarray]:
     """Battery set-points (N,), caps per class and GAVE_UP codes chosen for sites (N,) whose realized
     proposal (``b0`` MW, ``cap0``) breaks the contract. Where no candidate meets the whole contract, one
-    class's cap at a time moves around the closest candidate, on finer steps each round (ZOOM_*)."""
+    class's cap at a time moves around two candidates (:func:`_zoom_centers`), on finer steps each round
+    (ZOOM_*)."""
     caps, lo, hi = _cap_candidates(p, s, x, floors, cap0, margin_mw)  # (N, C)
     batt, excess = _judge(p, s, x, floors, caps, b0, margin_mw)
     rows, width = np.arange(len(b0)), ZOOM_WIDTH
@@ -358,12 +376,13 @@ def _search(p: SiteParams, s: State, x: Exo, floors: tuple, b0, cap0: tuple,
         done = meets(excess).all(axis=0).reshape(len(b0), -1).any(axis=1)  # a site with a candidate meeting it all
         if done.all():
             break
-        best = [c[rows, _closest_cap(excess)][:, None] for c in caps]
         new = []
-        for k in range(len(caps)):  # move one class at a time
-            moved = [np.repeat(c, t.shape[1], axis=1) for c in best]
-            moved[k] = np.clip(best[k] + width * t * (hi[k] - lo[k])[:, None], lo[k][:, None], hi[k][:, None])
-            new.append(moved)
+        for center in _zoom_centers(excess):
+            best = [c[rows, center][:, None] for c in caps]
+            for k in range(len(caps)):  # move one class at a time
+                moved = [np.repeat(c, t.shape[1], axis=1) for c in best]
+                moved[k] = np.clip(best[k] + width * t * (hi[k] - lo[k])[:, None], lo[k][:, None], hi[k][:, None])
+                new.append(moved)
         new_caps = tuple(np.concatenate([m[k] for m in new], axis=1) for k in range(len(caps)))
         new_batt, new_excess = _judge(p, s, x, floors, new_caps, b0, margin_mw)
         new_excess[:, done] = np.inf  # searched only where needed, so a site's choice never depends on its batch
