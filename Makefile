@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/controller_latency.py
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/oracle_solve.py
+	$(BIN)/python benchmarks/trace_load.py
 
 train: $(STAMP)
 	$(BIN)/python train.py --scenario cpm_env/DataCenter-v0
