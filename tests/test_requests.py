@@ -188,3 +188,31 @@ def test_a_trace_gap_is_an_error_or_counted_when_filled(tmp_path):
     scenario["site"]["gpu_classes"][0]["workload"]["fill"] = "interpolate"
     with pytest.warns(UserWarning, match="1 gaps longer than workload.max_gap_s = 3600 interpolated"):
         cpm_env.CpmEnv(scenario)
+
+
+def test_the_shipped_inference_trace_policy_exports_with_the_class_duties(tmp_path, one_torch_thread):
+    """The exported controller of a two-swinging-class site reads each class's duty, its filter decodes them, its
+    example telemetry is answered without fallback, and it reproduces ppo+shield."""
+    import json
+
+    import pandas as pd
+
+    from agents.evaluation.runner import make_controller, run_controller
+    from agents.learning.export import export_policy
+    from agents.runtime import PolicyController
+    from cpm_env.vec_env import make_vec
+
+    out = tmp_path / "export"
+    spec = export_policy(ROOT / "models" / "InferenceTrace-v0", out, shield=True)
+    assert {"duty_training", "duty_inference"} <= set(spec["shield"]["entries"])
+    ctrl = PolicyController.load(out)
+    for line in (out / "obs.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        ctrl.act_telemetry(row["telemetry"], row["schedule_mw"])
+        assert ctrl.last_fallback_reason is None
+    venv = make_vec("cpm_env/InferenceTrace-v0", 1)
+    a = run_controller(make_controller(f"ppo:{ROOT / 'models' / 'InferenceTrace-v0'}+shield", venv.site), venv, [100],
+                       "x")
+    b = run_controller(make_controller(f"onnx:{out}", venv.site), venv, [100], "x")
+    pd.testing.assert_frame_equal(a.drop(columns="controller"), b.drop(columns="controller"), check_exact=False,
+                                  rtol=1e-6, atol=1e-5)
