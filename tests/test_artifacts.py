@@ -372,3 +372,20 @@ def test_runtime_exits_quietly_on_a_closed_stdout(exported, sink):
     proc.stdout.close()  # the reader goes away before the answers
     _, err = proc.communicate(obs * 50, timeout=60)
     assert proc.returncode == 0 and err == ""
+
+
+def test_a_scenarios_data_files_count_by_content_not_location(tmp_path):
+    """A shipped policy's scenario.yml names its trace relative to itself, a checkout elsewhere absolutely: the
+    same scenario. Another file's content is another scenario."""
+    from agents.learning.artifacts import scenario_sha256
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "t.csv").write_text("timestamp,power_mw\n0,1\n60,2\n")
+    scenario = lambda path: {"id": "X-v0", "site": {"gpu_classes": [{"workload": {"kind": "trace", "path": path}}]}}  # noqa: E731
+    a, b = str(tmp_path / "a" / "t.csv"), str(tmp_path / "b" / "t.csv")
+    assert scenario_sha256(scenario(a)) == scenario_sha256(scenario(b))
+    assert scenario_sha256(scenario("t.csv"), tmp_path / "a") == scenario_sha256(scenario(a))
+    (tmp_path / "b" / "t.csv").write_text("timestamp,power_mw\n0,1\n60,3\n")
+    assert scenario_sha256(scenario(a)) != scenario_sha256(scenario(b))
+    assert scenario_sha256({"id": "Y-v0"}) == scenario_sha256({"id": "Y-v0"}, tmp_path)  # no data file: as before

@@ -59,9 +59,32 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def scenario_sha256(scenario: Mapping[str, Any]) -> str:
-    """SHA-256 of a scenario's plain dict (:func:`cpm_env.config.scenario_to_dict`) as canonical JSON."""
-    return sha256_json(scenario)
+def scenario_sha256(scenario: Mapping[str, Any], base: Path | None = None) -> str:
+    """SHA-256 of a scenario's plain dict (:func:`cpm_env.config.scenario_to_dict`) as canonical JSON.
+
+    A data file the scenario reads (a trace's, request log's or calendar's non-empty ``path``; a relative
+    one resolved against ``base``, the folder of the YAML it was read from) counts by its content's
+    SHA-256, not its location: a checkout in another folder, or a shipped policy's ``scenario.yml`` that
+    names the file relative to itself, is the same scenario. A path to no file counts as written.
+    """
+    return sha256_json(_data_files_by_content(scenario, base))
+
+
+def _data_files_by_content(node: Any, base: Path | None) -> Any:
+    """``node`` with each existing file named by a ``path`` key replaced by ``{"file_sha256": ...}``."""
+    if isinstance(node, Mapping):
+        return {k: _file_identity(v, base) if k == "path" and isinstance(v, str) and v
+                else _data_files_by_content(v, base) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_data_files_by_content(v, base) for v in node]
+    return node
+
+
+def _file_identity(path: str, base: Path | None) -> Any:
+    p = Path(path)
+    if not p.is_absolute() and base is not None:
+        p = base / p
+    return {"file_sha256": sha256_file(p)} if p.is_file() else path
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -88,7 +111,7 @@ def write_manifest(directory: Path, files: Iterable[str], num_timesteps: int, sc
         path = directory / name
         entries[name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "num_timesteps": int(num_timesteps),
-                "scenario": {"id": scenario.get("id"), "sha256": scenario_sha256(scenario)},
+                "scenario": {"id": scenario.get("id"), "sha256": scenario_sha256(scenario, directory)},
                 "env_options": {**ENV_OPTIONS, **(env_options or {})}, "files": entries,
                 "written_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     write_json_atomic(directory / MANIFEST, manifest)

@@ -35,7 +35,7 @@ def trained_family(directory: Path, manifest: dict) -> SiteFamily | None:
         path = folder / "scenario.yml"
         if path.is_file():
             data = read_yaml(path)
-            if FAMILY_KEY in data and scenario_sha256(data) == manifest["scenario"].get("sha256"):
+            if FAMILY_KEY in data and scenario_sha256(data, folder) == manifest["scenario"].get("sha256"):
                 return SiteFamily(path)
     return None
 

@@ -304,7 +304,7 @@ def latest_checkpoint(run_dir: Path) -> Checkpoint:
     """
     normalize = read_yaml(run_dir / "config.yml", "hyperparameters").get("normalize", True)
     required = ("model.zip", "vecnormalize.pkl") if normalize else ("model.zip",)
-    run_scenario = scenario_sha256(read_yaml(run_dir / "scenario.yml"))
+    run_scenario = scenario_sha256(read_yaml(run_dir / "scenario.yml"), run_dir)
     found = []
     for path in (run_dir / "checkpoints").glob("model_*_steps"):
         match = re.fullmatch(r"model_(\d+)_steps", path.name)
