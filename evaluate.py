@@ -34,7 +34,7 @@ from agents.evaluation.runner import (
 )
 from agents.evaluation.seeds import parse_seeds
 from agents.evaluation.summary import solve_timing
-from agents.files import sha256_json
+from agents.files import scenario_sha256
 from cpm_env.config import ConfigError, scenario_to_dict
 from cpm_env.vec_env import CpmVecEnv, make_vec
 
@@ -79,7 +79,7 @@ def sweep(args: argparse.Namespace) -> int:
 def run_stamp(venv: CpmVecEnv, names: list[str], seeds: list[int]) -> dict:
     """The configuration an evaluation folder is stamped with (run.json)."""
     return {"command": "evaluate", "scenario": venv.config.id,
-            "scenario_sha256": sha256_json(scenario_to_dict(venv.config)), "controllers": names, "seeds": seeds,
+            "scenario_sha256": scenario_sha256(scenario_to_dict(venv.config)), "controllers": names, "seeds": seeds,
             "policies": policy_fingerprints(names, venv.site)}  # a retrained policy is another run
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -54,3 +55,40 @@ def move_aside(path: Path) -> Path | None:
         old = path.with_name(f"{path.name}.old-{utc_stamp()}_{n}")
     path.rename(old)
     return old
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file's bytes as 64 hex digits."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def scenario_sha256(scenario: Mapping[str, Any], base: Path | None = None) -> str:
+    """SHA-256 of a scenario's plain dict (:func:`cpm_env.config.scenario_to_dict`) as canonical JSON.
+
+    A data file the scenario reads (a trace's, request log's or calendar's non-empty ``path``; a relative
+    one resolved against ``base``, the folder of the YAML it was read from) counts by its content's
+    SHA-256, not its location: a checkout in another folder, or a shipped policy's ``scenario.yml`` that
+    names the file relative to itself, is the same scenario. A path to no file counts as written.
+    """
+    return sha256_json(_data_files_by_content(scenario, base))
+
+
+def _data_files_by_content(node: Any, base: Path | None) -> Any:
+    """``node`` with each existing file named by a ``path`` key replaced by ``{"file_sha256": ...}``."""
+    if isinstance(node, Mapping):
+        return {k: _file_identity(v, base) if k == "path" and isinstance(v, str) and v
+                else _data_files_by_content(v, base) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_data_files_by_content(v, base) for v in node]
+    return node
+
+
+def _file_identity(path: str, base: Path | None) -> Any:
+    p = Path(path)
+    if not p.is_absolute() and base is not None:
+        p = base / p
+    return {"file_sha256": sha256_file(p)} if p.is_file() else path

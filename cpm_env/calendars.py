@@ -1,7 +1,7 @@
 """Grid calendars from CSV: the import limit and the energy price of each control step.
 
 A calendar is a CSV with a timestamp column (seconds, or ISO date-times in one time zone, read
-exactly as traces are: :func:`cpm_env.workloads._timestamps_s`) and one value column. Each row's
+exactly as traces are: :func:`cpm_env.datafiles.timestamps_s`) and one value column. Each row's
 value holds from its timestamp to the next row's (the last row's for the median interval between
 rows, which closes the calendar's period); a control step takes the value at its start. It is
 read and checked once, when the env (its :class:`~cpm_env.episode.EpisodeGenerator`) is built:
@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from cpm_env.config import ConfigError, LimitCalendarConfig, PriceCalendarConfig, ScenarioConfig, check_memory, shown
-from cpm_env.workloads import TRACE_BYTES_PER_CSV_BYTE, _numbers, _timestamps_s
+from cpm_env.datafiles import numbers, read_csv, shared, timestamps_s
 
 # Memory of a calendar resampled to the control step: the step series and a few per-step
 # intermediates (float64 and booleans) while its windows are counted.
@@ -53,57 +53,29 @@ class Calendar(NamedTuple):
         return self.values[row]
 
 
-_READ: dict[tuple, Calendar] = {}  # calendars by file version and reading options: a site family's draws share one
-
-
 def read_calendar(path: str | Path, timestamp_column: str, value_column: str, fill: str, max_gap_s: float,
                   key: str, value_key: str, *, allow_negative: bool) -> Calendar:
-    """:func:`_read_calendar`, once per file version and options (arrays read-only, shared)."""
-    p = Path(path)
-    st = p.stat() if p.is_file() else None
-    if st is None:
-        return _read_calendar(path, timestamp_column, value_column, fill, max_gap_s, key, value_key,
-                              allow_negative=allow_negative)  # its one-line error
-    ident = (str(p.resolve()), st.st_mtime_ns, st.st_size, timestamp_column, value_column, fill, max_gap_s, key,
-             value_key, allow_negative)
-    if ident not in _READ:
-        cal = _read_calendar(path, timestamp_column, value_column, fill, max_gap_s, key, value_key,
-                             allow_negative=allow_negative)
-        cal.t_s.flags.writeable = cal.values.flags.writeable = False
-        if len(_READ) >= 16:
-            _READ.pop(next(iter(_READ)))
-        _READ[ident] = cal
-    return _READ[ident]
-
-
-def _read_calendar(path: str | Path, timestamp_column: str, value_column: str, fill: str, max_gap_s: float,
-                   key: str, value_key: str, *, allow_negative: bool) -> Calendar:
-    """Read and check a calendar CSV; ``key`` (e.g. ``grid.limit_calendar``) names its section in errors, and
-    ``value_key`` (e.g. ``limit_column``) the field naming ``value_column``.
+    """Read and check a calendar CSV, once per file version and options (:func:`cpm_env.datafiles.shared`);
+    ``key`` (e.g. ``grid.limit_calendar``) names its section in errors, and ``value_key`` (e.g.
+    ``limit_column``) the field naming ``value_column``.
 
     Refused (one line naming file, line and column): a missing file or column, fewer than two rows,
     unreadable, duplicate or decreasing timestamps, a non-finite (or, unless ``allow_negative``,
     negative) value and a gap above ``max_gap_s`` -- the last two held at the previous valid value
     instead with ``fill: hold`` (one warning counts them).
     """
-    import pandas as pd  # only calendars and traces need it; keeps `import cpm_env` light
-
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: file not found: {key}.path must name an existing CSV file")
-    size = path.stat().st_size
-    check_memory(TRACE_BYTES_PER_CSV_BYTE * size, f"{path}: reading this {size / 1e6:.3g} MB calendar")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)  # cells as written, for the errors to show
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: malformed CSV: {str(err).splitlines()[0]}") from None
-    for col, field in ((timestamp_column, "timestamp_column"), (value_column, value_key)):
-        if col not in df.columns:
-            raise ConfigError(f"{path}: column {col!r} missing ({key}.{field}): columns are {list(df.columns)}")
-    if len(df) < 2:
-        raise ConfigError(f"{path}: {len(df)} data rows: a calendar needs at least two")
+    options = (timestamp_column, value_column, fill, max_gap_s, key, value_key, allow_negative)
+    return shared(path, options, lambda: _read_calendar(path, *options), f"{key}.path")
+
+
+def _read_calendar(path: Path, timestamp_column: str, value_column: str, fill: str, max_gap_s: float,
+                   key: str, value_key: str, allow_negative: bool) -> Calendar:
+    """:func:`read_calendar`'s reading and checks, for a file that exists."""
+    df = read_csv(path, (timestamp_column, value_column), "calendar", as_text=True,
+                  fields={timestamp_column: f"{key}.timestamp_column", value_column: f"{key}.{value_key}"})
     stamps = df[timestamp_column]
-    t_s = _timestamps_s(stamps, path, timestamp_column)
+    t_s = timestamps_s(stamps, path, timestamp_column)
     if not np.isfinite(t_s).all():
         i = int(np.argmax(~np.isfinite(t_s)))
         raise ConfigError(f"{path}: line {i + 2}, column {timestamp_column} = {shown(stamps.iloc[i])!r}: must be "
@@ -115,7 +87,7 @@ def _read_calendar(path: str | Path, timestamp_column: str, value_column: str, f
         how = "repeats" if steps[i - 1] == 0 else "comes before"
         raise ConfigError(f"{path}: line {i + 2}, column {timestamp_column} = {shown(stamps.iloc[i])!r}: {how} line "
                           f"{i + 1}'s {shown(stamps.iloc[i - 1])!r}: timestamps must increase")
-    values = _numbers(df[value_column]).to_numpy(dtype=float)
+    values = numbers(df[value_column]).to_numpy(dtype=float)
     bad = ~np.isfinite(values) if allow_negative else ~np.isfinite(values) | (values < 0)
     gaps = steps > max_gap_s
     if fill == "error" and bad.any():

@@ -23,12 +23,9 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, NoReturn, Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 from cpm_env.config import (
     ConfigError,
@@ -42,6 +39,7 @@ from cpm_env.config import (
     check_memory,
     shown,
 )
+from cpm_env.datafiles import numbers, read_csv, shared, timestamps_s
 
 
 class ClassTrace(NamedTuple):
@@ -68,10 +66,8 @@ class WorkloadGenerator(Protocol):
     def sample(self, rngs: Sequence[np.random.Generator]) -> ClassTrace: ...
 
 
-# Memory estimates of a trace being read, checked against cpm_env.config.MEMORY_BUDGET_BYTES:
-# pandas holds the parsed columns (and, for ISO timestamps, a Python string per row) -- a few
-# times the file's size -- and resampling holds about a dozen float64 arrays per trace step.
-TRACE_BYTES_PER_CSV_BYTE = 4
+# Memory of a trace being resampled, checked against cpm_env.config.MEMORY_BUDGET_BYTES: about a
+# dozen float64 arrays per trace step (reading it: cpm_env.datafiles.BYTES_PER_CSV_BYTE).
 TRACE_BYTES_PER_STEP = 96
 
 
@@ -316,47 +312,19 @@ class RequestsGenerator(TraceGenerator):
         return util * self.peak_mw * self.timing.dt_s / 3600.0
 
 
-# Resampled traces by (file identity, workload config, class peak, step): read once, shared read-only.
-_RESAMPLED: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-_RESAMPLED_MAX = 16
 _WRAP_WARNED: set[tuple] = set()  # (path, dt_s, n_steps) of traces shorter than an episode, said once
 
 
 def _resampled(cfg: TraceWorkload | RequestsWorkload, peak_mw: float, dt_s: float) -> tuple:
     """(high MW, low MW, duty) per step of ``cfg``'s file at ``dt_s``, read once per file version and shared."""
     path = Path(cfg.path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: file not found: workload.path must name an existing CSV file")
-    st = path.stat()
-    key = (str(path.resolve()), st.st_mtime_ns, st.st_size, cfg, float(peak_mw), float(dt_s))
-    if key not in _RESAMPLED:
-        check_memory(TRACE_BYTES_PER_CSV_BYTE * st.st_size, f"{path}: reading this {st.st_size / 1e6:.3g} MB trace")
+
+    def build() -> tuple:
         t_s, values_mw = (_request_power(cfg, peak_mw, path) if isinstance(cfg, RequestsWorkload)
                           else _trace_power(cfg, peak_mw, path))
-        arrays = _two_level(t_s, values_mw, dt_s, path, cfg.timestamp_column)
-        for a in arrays:
-            a.flags.writeable = False
-        if len(_RESAMPLED) >= _RESAMPLED_MAX:
-            _RESAMPLED.pop(next(iter(_RESAMPLED)))
-        _RESAMPLED[key] = arrays
-    return _RESAMPLED[key]
+        return _two_level(t_s, values_mw, dt_s, path, cfg.timestamp_column)
 
-
-def _read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
-    """The CSV at ``path`` with ``columns`` present and at least two data rows; one-line ConfigError otherwise."""
-    import pandas as pd  # only traces need it; keeps `import cpm_env` light
-
-    try:
-        df = pd.read_csv(path, usecols=lambda c: c in columns)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: malformed CSV: {str(err).splitlines()[0]}") from None
-    for col in columns:
-        if col not in df.columns:
-            header = pd.read_csv(path, nrows=0).columns
-            raise ConfigError(f"{path}: column {col!r} missing: columns are {list(header)}")
-    if len(df) < 2:
-        raise ConfigError(f"{path}: {len(df)} data rows: a trace needs at least two")
-    return df
+    return shared(path, (cfg, float(peak_mw), float(dt_s)), build, "workload.path")
 
 
 def _increasing(t_s: np.ndarray, path: Path, column: str, strictly: bool = True) -> None:
@@ -371,9 +339,9 @@ def _increasing(t_s: np.ndarray, path: Path, column: str, strictly: bool = True)
 
 def _trace_power(cfg: TraceWorkload, peak_mw: float, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """A power or utilization trace as (seconds from its first row, class IT power MW per row)."""
-    df = _read_csv(path, (cfg.timestamp_column, cfg.value_column))
-    t_s = _timestamps_s(df[cfg.timestamp_column], path, cfg.timestamp_column)
-    values = _numbers(df[cfg.value_column]).to_numpy(dtype=float)
+    df = read_csv(path, (cfg.timestamp_column, cfg.value_column), "trace")
+    t_s = timestamps_s(df[cfg.timestamp_column], path, cfg.timestamp_column)
+    values = numbers(df[cfg.value_column]).to_numpy(dtype=float)
     bad = ~np.isfinite(values) | (values < 0)
     if cfg.value_unit == "fraction":
         bad |= values > 1
@@ -409,8 +377,8 @@ def _trace_power(cfg: TraceWorkload, peak_mw: float, path: Path) -> tuple[np.nda
 def _request_power(cfg: RequestsWorkload, peak_mw: float, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """A request log as (seconds from the first arrival's second, class IT power MW each second)."""
     cols = (cfg.timestamp_column, cfg.prompt_tokens_column, cfg.generated_tokens_column)
-    df = _read_csv(path, cols)
-    t_s = _timestamps_s(df[cfg.timestamp_column], path, cfg.timestamp_column)
+    df = read_csv(path, cols, "trace")
+    t_s = timestamps_s(df[cfg.timestamp_column], path, cfg.timestamp_column)
     _increasing(t_s, path, cfg.timestamp_column, strictly=False)  # requests may arrive in the same instant
     gaps = np.diff(t_s)
     if (gaps > cfg.max_gap_s).any():
@@ -419,7 +387,7 @@ def _request_power(cfg: RequestsWorkload, peak_mw: float, path: Path) -> tuple[n
                           f"previous request, more than workload.max_gap_s = {cfg.max_gap_s:g}: the log has a hole")
     tokens = []
     for col in cols[1:]:
-        v = _numbers(df[col]).to_numpy(dtype=float)
+        v = numbers(df[col]).to_numpy(dtype=float)
         bad = ~np.isfinite(v) | (v < 0) | (v != np.round(v))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
@@ -513,70 +481,6 @@ def _scaled(values_mw: np.ndarray, cfg: TraceWorkload, peak_mw: float, path: Pat
 def _percentile(q: float) -> str:
     """``0.999`` -> ``'99.9th'``."""
     return f"{100 * q:g}th"
-
-
-def _numbers(col: pd.Series) -> pd.Series:
-    """``col`` as floats, NaN where a cell is not a number; a number too large for a float becomes inf."""
-    import pandas as pd
-
-    try:
-        return pd.to_numeric(col, errors="coerce")
-    except OverflowError:  # pandas overflows on an integer of hundreds of digits
-        return pd.to_numeric(col.astype(str).map(_float_or_nan), errors="coerce")
-
-
-def _float_or_nan(text: str) -> float:
-    """``float(text)`` (inf when too large), or NaN when ``text`` is not a number."""
-    try:
-        return float(text)
-    except ValueError:
-        return float("nan")
-
-
-def _timestamps_s(col: pd.Series, path: Path, name: str) -> np.ndarray:
-    """Timestamps as seconds from the first row: numbers (seconds) or ISO date-times, all in one time zone."""
-    import pandas as pd
-
-    numeric = _numbers(col)
-    if numeric.notna().sum() * 2 >= len(col):
-        bad = numeric.isna().to_numpy()
-        values = numeric.to_numpy(dtype=float)
-    else:
-        try:
-            stamps = pd.to_datetime(col, errors="coerce", format="ISO8601")
-        except (ValueError, TypeError):  # pandas refuses mixed UTC offsets, or naive with aware
-            _raise_mixed_zones(col, path, name)
-        bad = stamps.isna().to_numpy()
-        values = (stamps - stamps.iloc[0]).dt.total_seconds().to_numpy(dtype=float)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ConfigError(
-            f"{path}: line {i + 2}, column {name} = {col.iloc[i]!r}: must be seconds or an ISO date-time"
-        )
-    return values
-
-
-def _raise_mixed_zones(col: pd.Series, path: Path, name: str) -> NoReturn:
-    """Raise a one-line error naming the first timestamp whose UTC offset differs from the first row's."""
-    import pandas as pd
-
-    def offset(text):
-        stamp = pd.to_datetime(text, errors="coerce", format="ISO8601")
-        return None if pd.isna(stamp) else stamp.utcoffset()
-
-    first = offset(col.iloc[0])
-    for i, text in enumerate(col):
-        if offset(text) != first:
-            zone = "no time zone" if first is None else f"UTC offset {_hhmm(first.total_seconds())}"
-            raise ConfigError(f"{path}: line {i + 2}, column {name} = {text!r}: must have the time zone of line 2 "
-                              f"({zone}): a trace's timestamps must share one (e.g. all in UTC, with Z)")
-    raise ConfigError(f"{path}: column {name}: timestamps could not be parsed as ISO date-times in one time zone")
-
-
-def _hhmm(offset_s: float) -> str:
-    """A UTC offset in seconds as ``+HH:MM``."""
-    minutes = int(round(abs(offset_s) / 60.0))
-    return f"{'-' if offset_s < 0 else '+'}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 GENERATORS = {

@@ -32,10 +32,19 @@ class ObsView:
     def __init__(self, site: Site):
         self.index = {f.name: i for i, f in enumerate(site.obs_features)}
         self.scale = {f.name: f.scale for f in site.obs_features}
+        self.class_names = site.class_names
 
     def __call__(self, obs: np.ndarray, name: str) -> np.ndarray:
         """Column ``name`` of ``obs`` in physical units (float64)."""
         return obs[:, self.index[name]].astype(np.float64) * self.scale[name]
+
+    def class_duty(self, obs: np.ndarray) -> list[np.ndarray] | None:
+        """Each class's own duty (fraction of the step at its high level, clipped to [0, 1]) where the observation
+        carries them (``duty_<class>``, :func:`cpm_env.spaces.class_duties`); None where it does not: every class's
+        duty is then the step's ``duty``."""
+        if f"duty_{self.class_names[0]}" not in self.index:
+            return None
+        return [np.clip(self(obs, f"duty_{n}"), 0.0, 1.0) for n in self.class_names]
 
 
 class TelemetryDecoder:

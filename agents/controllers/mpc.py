@@ -55,9 +55,8 @@ class MPC:
         else:
             scale = np.ones(n)
         high, low, work, wpt = [], [], [], []
-        per_class = f"duty_{self.site.class_names[0]}" in v.index
-        duties = [float(np.clip(get(f"duty_{name}"), 0.0, 1.0)) if per_class else duty
-                  for name in self.site.class_names]
+        observed = v.class_duty(row)
+        duties = [float(d[0]) for d in observed] if observed is not None else [duty] * len(self.site.class_names)
         for k, name in enumerate(self.site.class_names):
             peak = p.peak_mw[k]
             mean, swing, dk = get(f"demand_{name}"), get(f"swing_{name}"), duties[k]
@@ -83,7 +82,7 @@ class MPC:
                        else 0.0 for k in range(len(caps)))
         energy = float(np.clip(get("soc") * p.capacity_mwh, p.energy_min_mwh, p.energy_max_mwh))  # float32 obs
         start = State(energy, get("grid_import_prev"), caps, floors)
-        class_duty = np.repeat(np.array(duties)[:, None], n, axis=1) if per_class else None
+        class_duty = np.repeat(np.array(duties)[:, None], n, axis=1) if observed is not None else None
         return Series(np.stack(high), np.stack(low), np.stack(work), np.stack(wpt), np.full(n, duty), limit,
                       class_duty), start
 

@@ -26,8 +26,7 @@ class _Demand:
         self.duty = np.clip(v(obs, "duty"), 0.0, 1.0)  # the meter waveform's
         self.mean = [v(obs, f"demand_{n}") for n in ctrl.class_names]
         self.swing = [v(obs, f"swing_{n}") for n in ctrl.class_names]
-        per_class = f"duty_{ctrl.class_names[0]}" in v.index
-        self.class_duty = [np.clip(v(obs, f"duty_{n}"), 0.0, 1.0) if per_class else self.duty for n in ctrl.class_names]
+        self.class_duty = v.class_duty(obs) or [self.duty] * len(ctrl.class_names)
         levels = [class_levels(m, s, d) for m, s, d in zip(self.mean, self.swing, self.class_duty)]
         self.high = [h for h, _ in levels]
         self.low = [lo for _, lo in levels]

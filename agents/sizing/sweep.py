@@ -38,7 +38,7 @@ import pandas as pd
 from agents.evaluation.outpaths import SAFE_NAME_RULE, is_safe_name, safe_name
 from agents.evaluation.runfolder import RunFolder
 from agents.evaluation.seeds import parse_seeds
-from agents.files import sha256_json
+from agents.files import scenario_sha256
 from agents.sizing.economics_config import EconomicsConfig
 from cpm_env.config import ConfigError, build_config, read_yaml, require, resolve_file_paths, resolve_scenario
 
@@ -311,7 +311,7 @@ def sweep_stamp(sweep: SweepConfig) -> dict:
 
     base = resolve_scenario(sweep.scenario)
     return {"command": "sweep", "sweep": dataclasses.asdict(sweep),
-            "scenario_sha256": sha256_json(scenario_to_dict(base)),
+            "scenario_sha256": scenario_sha256(scenario_to_dict(base)),
             "policies": policy_fingerprints(list(sweep.controllers), Site(base))}  # a retrained policy is another run
 
 
