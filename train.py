@@ -33,7 +33,7 @@ from agents.files import move_aside
 from agents.learning.artifacts import ENV_OPTIONS, options_in
 from agents.learning.callbacks import final_evaluation_line
 from agents.learning.rundir import check_fresh_run_dir, check_name, default_run_dir
-from agents.learning.train import check_resumable, check_same_scenario, resume, run_hyperparams, train
+from agents.learning.train import check_resumable, check_same_scenario, check_start, resume, run_hyperparams, train
 from cpm_env.config import ConfigError
 from cpm_env.family import SiteFamily, resolve
 from cpm_env.spaces import BATTERY_ACTIONS
@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             options = {**ENV_OPTIONS, **family_default, **{k: hp[k] for k in ENV_OPTIONS if k in hp}, **given}
             vars(args).update(options)  # args.yml: --resume rebuilds the env from them
             hp.update(options)
+            check_start(hp)
             if args.optimize:
                 from agents.learning.tune import check_storage, check_study_dir  # optuna only where tuning
 

@@ -262,3 +262,45 @@ def test_the_final_line_says_n_a_for_a_share_of_a_negative_rule(tmp_path):
     pd.DataFrame([row]).to_csv(tmp_path / "evaluations.csv", index=False, na_rep="nan")  # as the callback writes it
     line = final_evaluation_line(tmp_path)
     assert "greedy's -11.5 (% of it: n/a, it is not positive);" in line and "nan" not in line
+
+
+def test_imitate_clones_the_mpc_into_the_policy_and_its_normalizer(one_torch_thread, short_yml):
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from agents.learning.imitate import demonstrations, imitate
+    from cpm_env.vec_env import CpmVecEnv
+
+    venv = CpmVecEnv(short_yml, 2)
+    model = PPO("MlpPolicy", VecNormalize(venv), policy_kwargs={"net_arch": [32, 32]}, device="cpu", seed=0)
+    obs, actions, _ = demonstrations("mpc", venv, 3, seed=0, progress=False)
+    norm = model.get_vec_normalize_env()
+
+    def action_error() -> float:
+        inputs = norm.normalize_obs(obs.reshape(-1, obs.shape[-1]))
+        mean, _ = model.predict(inputs, deterministic=True)
+        return float(np.mean((mean - actions.reshape(len(inputs), -1)) ** 2))
+
+    before = action_error()
+    fit = imitate(model, venv, "mpc", 3, seed=0, epochs=60, batch_size=64, progress=False)
+    assert fit["samples"] == obs.shape[0] * obs.shape[1] and norm.obs_rms.count > obs.shape[0] * obs.shape[1]
+    assert action_error() < 0.2 * before and action_error() < 0.02  # the same demonstrations (seeded)
+    with pytest.raises(ValueError, match="battery_action = 'import_change' needs init_action"):
+        demonstrations("mpc", CpmVecEnv(short_yml, 1, battery_action="import_change"), 1, seed=0)
+
+
+def test_imitate_is_checked_before_anything_is_written(tmp_path, capsys):
+    assert train.main(["--hyperparams", "imitate:greedy", "--run-dir", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "imitate = 'greedy'" in err and "mpc" in err
+    assert train.main(["--hyperparams", "imitate:mpc", "init_action:static_cap", "--run-dir", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "choose one start" in err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_cloned_start_is_evaluated_before_its_first_update(tmp_path, short_yml):
+    run = tmp_path / "run"
+    assert train.main(["--scenario", short_yml, "--timesteps", "128", "--run-dir", str(run)] + TINY
+                      + ["imitate:mpc", "imitate_episodes:2"]) == 0
+    steps = pd.read_csv(run / "evaluations.csv").timesteps.tolist()
+    assert steps[0] == 0 and steps[-1] == 128

@@ -63,7 +63,8 @@ class PolicyEvalCallback(BaseCallback):
     """
 
     def __init__(self, venv: CpmVecEnv, seeds: list[int], eval_freq: int, run_dir: Path,
-                 on_eval: Callable[[int, float], bool] | None = None):
+                 on_eval: Callable[[int, float], bool] | None = None, started: float | None = None,
+                 evaluate_first: bool = False):
         super().__init__()
         self.venv, self.seeds, self.eval_freq = venv, seeds, eval_freq
         self.run_dir = Path(run_dir)
@@ -72,7 +73,8 @@ class PolicyEvalCallback(BaseCallback):
         self.best_reward = -np.inf
         self.last_eval = 0
         self.rule_reward = float("nan")
-        self.started = time.perf_counter()
+        self.started = time.perf_counter() if started is None else started
+        self.evaluate_first = evaluate_first  # evaluate before the first update too (a cloned start)
 
     def _init_callback(self) -> None:
         # rules set the battery's power: under another battery_action they run in a plain twin
@@ -87,6 +89,8 @@ class PolicyEvalCallback(BaseCallback):
         else:
             with self.csv_path.open("w", newline="") as f:
                 csv.writer(f).writerow(EVAL_COLUMNS)
+            if self.evaluate_first:
+                self.evaluate()
 
     def _on_step(self) -> bool:
         if self.num_timesteps - self.last_eval < self.eval_freq:

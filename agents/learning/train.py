@@ -6,6 +6,7 @@ import ast
 import math
 import re
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from agents.evaluation.seeds import parse_seeds
 from agents.files import write_atomic
 from agents.learning.artifacts import MANIFEST, check_artifacts, options_in, scenario_sha256
 from agents.learning.callbacks import CheckpointSetCallback, PolicyEvalCallback, StepProgressBar, save_policy
+from agents.learning.imitate import imitate
 from cpm_env.config import YamlLoader, read_yaml
 from cpm_env.family import resolve, source_dict
 from cpm_env.vec_env import EPISODE_KPIS, CpmVecEnv
@@ -29,8 +31,8 @@ PPO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ppo.yml"
 # keys of configs/ppo.yml that are not PPO constructor arguments: RL Zoo's (in the default and
 # scenario blocks) and train.py's own (in the ``train.py`` block, which RL Zoo never reads)
 ZOO_KEYS = {"n_envs", "n_timesteps", "policy", "normalize"}
-TRAIN_KEYS = {"eval_freq", "eval_seeds", "eval_shield", "checkpoint_freq", "init_action", "battery_action", "shield",
-              "site_features"}
+TRAIN_KEYS = {"eval_freq", "eval_seeds", "eval_shield", "checkpoint_freq", "init_action", "imitate", "imitate_episodes",
+              "battery_action", "shield", "site_features"}
 TRAIN_BLOCK = "train.py"
 RUN_KEYS = ZOO_KEYS | TRAIN_KEYS
 RUN_FILES = ("config.yml", "args.yml", "scenario.yml")  # sealed with the run dir's final model
@@ -96,7 +98,9 @@ def load_hyperparams(scenario_id: str, overrides: list[str] | None = None, path:
 
 
 # the typed hyperparameters: integers >= 1, numbers in [lowest, highest] (None: no highest), booleans
-INT_KEYS = {"n_envs", "n_timesteps", "n_steps", "batch_size", "n_epochs", "eval_freq", "checkpoint_freq"}
+INT_KEYS = {"n_envs", "n_timesteps", "n_steps", "batch_size", "n_epochs", "eval_freq", "checkpoint_freq",
+            "imitate_episodes"}
+IMITABLE = ("mpc",)  # controllers a policy can be behaviour-cloned from (imitate:): they read only the observation
 FLOAT_RANGES = {"learning_rate": (0.0, None), "gamma": (0.0, 1.0), "gae_lambda": (0.0, 1.0), "clip_range": (0.0, None),
                 "ent_coef": (0.0, None), "vf_coef": (0.0, None), "max_grad_norm": (0.0, None),
                 "target_kl": (0.0, None)}
@@ -139,6 +143,10 @@ def check_hyperparam(key: str, value: Any, where: str) -> None:
 
         if value is not None and value not in RULES:
             raise ValueError(f"{where}: {key} = {value!r}: must be null or a rule: {', '.join(sorted(RULES))}")
+    elif key == "imitate":
+        if value is not None and value not in IMITABLE:
+            raise ValueError(f"{where}: {key} = {value!r}: must be null or a controller to clone: "
+                             f"{', '.join(IMITABLE)}")
     elif key == "battery_action":
         from cpm_env.spaces import check_battery_action
 
@@ -246,14 +254,30 @@ def train(venv: CpmVecEnv, hp: dict[str, Any], timesteps: int, seed: int, run_di
     env = VecNormalize(venv, gamma=kwargs.get("gamma", 0.99)) if hp.get("normalize", True) else venv
     model = PPO(hp.get("policy", "MlpPolicy"), env, seed=seed, device="cpu", verbose=0,
                 tensorboard_log=str(run_dir / "tb"), **kwargs)
+    started = time.perf_counter()  # time to quality counts the demonstrations too
+    check_start(hp)
     if hp.get("init_action"):
         start_at_rule(model, venv, hp["init_action"], seed)
+    if hp.get("imitate"):
+        fit = imitate(model, venv, hp["imitate"], int(hp.get("imitate_episodes", 64)), seed, progress=progress_bar)
+        print(f"imitate: {hp['imitate']} on {fit['samples']:,} steps, action error (MSE) {fit['action_mse']:.4f}")
     run_dir.mkdir(parents=True, exist_ok=True)
     if run_args is not None:
         write_atomic(run_dir / "args.yml", yaml.safe_dump(run_args, sort_keys=False).encode())
     write_atomic(run_dir / "config.yml", yaml.safe_dump(hp, sort_keys=False).encode())
     write_atomic(run_dir / "scenario.yml", yaml.safe_dump(source_dict(venv.source), sort_keys=False).encode())
-    return _learn(model, hp, timesteps, run_dir, on_eval, progress_bar, reset=True)
+    return _learn(model, hp, timesteps, run_dir, on_eval, progress_bar, reset=True, started=started,
+                  evaluate_first=bool(hp.get("imitate")))
+
+
+def check_start(hp: dict[str, Any]) -> None:
+    """One-line ValueError if the run's start settings conflict: ``imitate`` (behaviour cloning, whose
+    demonstrations set the battery's power) with ``init_action`` or with another ``battery_action``."""
+    if hp.get("imitate") and hp.get("init_action"):
+        raise ValueError(f"imitate = {hp['imitate']!r} and init_action = {hp['init_action']!r}: choose one start")
+    if hp.get("imitate") and hp.get("battery_action", "power") != "power":
+        raise ValueError(f"imitate = {hp['imitate']!r}: its demonstrations set the battery's power; "
+                         f"battery_action = {hp['battery_action']!r} needs init_action instead")
 
 
 def start_at_rule(model: PPO, venv: CpmVecEnv, rule: str, seed: int, n_probe: int = 64) -> np.ndarray:
@@ -273,15 +297,18 @@ def start_at_rule(model: PPO, venv: CpmVecEnv, rule: str, seed: int, n_probe: in
 
 
 def _learn(model: PPO, hp: dict[str, Any], timesteps: int, run_dir: Path, on_eval, progress_bar: bool,
-           reset: bool) -> PPO:
-    """Learn ``timesteps`` more steps with KPI logging, checkpoints and evaluations; save the result."""
+           reset: bool, started: float | None = None, evaluate_first: bool = False) -> PPO:
+    """Learn ``timesteps`` more steps with KPI logging, checkpoints and evaluations; save the result.
+
+    ``evaluate_first``: evaluate (and so maybe keep as ``best/``) the policy before its first update, as
+    after behaviour cloning; ``started``: the perf_counter time the run's wall clock counts from."""
     venv = model.get_env().unwrapped
     seeds = parse_seeds(str(hp.get("eval_seeds", "10000-10004")), "eval_seeds")
     # eval_shield: evaluate (and so choose best/) behind the filter the policy will be deployed behind
     options = options_in(vars(venv))
     options["shield"] = options["shield"] or bool(hp.get("eval_shield"))
     evaluator = PolicyEvalCallback(CpmVecEnv(venv.source, len(seeds), **options), seeds,
-                                   int(hp.get("eval_freq", 500_000)), run_dir, on_eval)
+                                   int(hp.get("eval_freq", 500_000)), run_dir, on_eval, started, evaluate_first)
     checkpoints = CheckpointSetCallback(int(hp.get("checkpoint_freq", 100_000)), run_dir / "checkpoints")
     callbacks = [KpiLogger(), checkpoints, evaluator] + ([StepProgressBar()] if progress_bar else [])
     model.learn(timesteps, callback=callbacks, tb_log_name="ppo", reset_num_timesteps=reset)
