@@ -267,7 +267,7 @@ def test_the_final_line_says_n_a_for_a_share_of_a_negative_rule(tmp_path):
 def test_imitate_clones_the_mpc_into_the_policy_and_its_normalizer(one_torch_thread, short_yml):
     from stable_baselines3.common.vec_env import VecNormalize
 
-    from agents.learning.imitate import demonstrations, imitate
+    from agents.learning.imitate import DEMO_SEED_OFFSET, demonstrations, imitate
     from cpm_env.vec_env import CpmVecEnv
 
     venv = CpmVecEnv(short_yml, 2)
@@ -284,8 +284,20 @@ def test_imitate_clones_the_mpc_into_the_policy_and_its_normalizer(one_torch_thr
     fit = imitate(model, venv, "mpc", 3, seed=0, epochs=60, batch_size=64, progress=False)
     assert fit["samples"] == obs.shape[0] * obs.shape[1] and norm.obs_rms.count > obs.shape[0] * obs.shape[1]
     assert action_error() < 0.2 * before and action_error() < 0.02  # the same demonstrations (seeded)
-    with pytest.raises(ValueError, match="battery_action = 'import_change' needs init_action"):
-        demonstrations("mpc", CpmVecEnv(short_yml, 1, battery_action="import_change"), 1, seed=0)
+    # under battery_action import_change the first action is the import's change the MPC made, in ramp limits
+    moved, changes, _ = demonstrations("mpc", CpmVecEnv(short_yml, 3, battery_action="import_change"), 3, seed=0,
+                                       progress=False)
+    assert np.array_equal(moved, obs) and np.array_equal(changes[:, :, 1:], actions[:, :, 1:])
+    assert np.abs(changes[:, :, 0]).max() > 0.1
+    replay = CpmVecEnv(short_yml, 3, battery_action="import_change")  # the changes replay the MPC's steps
+    replay.seed(DEMO_SEED_OFFSET)
+    seen = replay.reset()
+    for t in range(len(changes)):
+        assert np.allclose(seen, moved[t], atol=1e-4), t
+        if np.abs(changes[t, :, 0]).max() > 1 - 1e-6:  # beyond the ramp limit: the change is clipped
+            break
+        seen, _, _, _ = replay.step(changes[t])
+    assert t > 5
 
 
 def test_imitate_is_checked_before_anything_is_written(tmp_path, capsys):

@@ -23,27 +23,34 @@ DEMO_SEED_OFFSET = 500_000  # demonstration episodes: seeds far from training (s
 
 def demonstrations(rule: str, venv: CpmVecEnv, episodes: int, seed: int, progress: bool = True
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``episodes`` episodes of controller ``rule`` on ``venv``'s scenario and options (filter, battery
-    action): observations (steps, envs, obs), the controller's proposed actions (steps, envs, act;
-    clipped to the action space) and rewards (steps, envs). Seeds ``seed + DEMO_SEED_OFFSET + i``."""
+    """``episodes`` episodes of controller ``rule`` on ``venv``'s scenario and filter: observations
+    (steps, envs, obs), the controller's actions in ``venv``'s action units (steps, envs, act; in the
+    action space) and rewards (steps, envs). Seeds ``seed + DEMO_SEED_OFFSET + i``.
+
+    The controller sets the battery's power; under ``battery_action = "import_change"`` the first
+    action is the change of the step-mean import its step made, over the ramp limit per step (what
+    the site did, so behind the filter the filtered change), clipped to [-1, 1]."""
     from agents.evaluation.runner import make_controller
 
-    if venv.battery_action != "power":
-        raise ValueError(f"imitate = {rule!r}: its demonstrations set the battery's power; "
-                         f"battery_action = {venv.battery_action!r} needs init_action instead")
     demo = CpmVecEnv(venv.source, episodes, shield=venv.shield, site_features=venv.site_features)
     demo.seed(seed + DEMO_SEED_OFFSET)
     controller = make_controller(rule, demo.site)
     low, high = demo.action_space.low, demo.action_space.high
+    ramp_step_mw = demo.params.ramp_step_mw
     obs = demo.reset()
     observations, actions, rewards = [], [], []
     for _ in tqdm(range(demo.config.n_steps), desc=f"imitate: {rule} on {episodes} episodes", unit="step",
                   disable=not progress, leave=False):
         action, _ = controller.predict(obs, deterministic=True)
         action = np.clip(np.asarray(action, dtype=np.float32).reshape(episodes, -1), low, high)
+        last_import_mw = np.broadcast_to(np.asarray(demo.state.import_mw, dtype=np.float64), (episodes,))
         observations.append(obs)
-        actions.append(action)
         obs, reward, _, _ = demo.step(action)
+        if venv.battery_action == "import_change":
+            change = (np.asarray(demo.last_outputs.grid_import_mw) - last_import_mw) / ramp_step_mw
+            action = action.copy()
+            action[:, 0] = np.clip(change, -1.0, 1.0)
+        actions.append(action)
         rewards.append(reward)
     demo.close()
     return np.stack(observations), np.stack(actions), np.stack(rewards).astype(np.float64)

@@ -271,13 +271,10 @@ def train(venv: CpmVecEnv, hp: dict[str, Any], timesteps: int, seed: int, run_di
 
 
 def check_start(hp: dict[str, Any]) -> None:
-    """One-line ValueError if the run's start settings conflict: ``imitate`` (behaviour cloning, whose
-    demonstrations set the battery's power) with ``init_action`` or with another ``battery_action``."""
+    """One-line ValueError if the run's start settings conflict: ``imitate`` (behaviour cloning) with
+    ``init_action`` (a rule's mean action)."""
     if hp.get("imitate") and hp.get("init_action"):
         raise ValueError(f"imitate = {hp['imitate']!r} and init_action = {hp['init_action']!r}: choose one start")
-    if hp.get("imitate") and hp.get("battery_action", "power") != "power":
-        raise ValueError(f"imitate = {hp['imitate']!r}: its demonstrations set the battery's power; "
-                         f"battery_action = {hp['battery_action']!r} needs init_action instead")
 
 
 def start_at_rule(model: PPO, venv: CpmVecEnv, rule: str, seed: int, n_probe: int = 64) -> np.ndarray:
