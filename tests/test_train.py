@@ -307,7 +307,35 @@ def test_imitate_is_checked_before_anything_is_written(tmp_path, capsys):
     assert train.main(["--hyperparams", "imitate:mpc", "init_action:static_cap", "--run-dir", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "choose one start" in err
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    dagger_under_import_change = ["imitate:mpc", "imitate_rounds:1", "battery_action:import_change"]
+    for bad, expected in ((["imitate_rounds:-1"], "imitate_rounds = -1"), (["imitate_rounds:2"], "without imitate"),
+                          (dagger_under_import_change, "needs battery_action")):
+        assert train.main(["--hyperparams", *bad, "--run-dir", str(tmp_path / "c")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and expected in err, err
+    assert not any((tmp_path / name).exists() for name in "abc")
+
+
+def test_dagger_rounds_label_the_states_the_clone_reaches(one_torch_thread, short_yml):
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from agents.evaluation.runner import make_controller
+    from agents.learning.imitate import demonstrations, imitate
+    from cpm_env.vec_env import CpmVecEnv
+
+    venv = CpmVecEnv(short_yml, 2)
+    obs, _, _ = demonstrations("mpc", venv, 2, seed=0, progress=False)
+    n_act = venv.action_space.shape[0]
+    driven, labels, _ = demonstrations("mpc", venv, 2, seed=0, progress=False,
+                                       actor=lambda o: np.full((len(o), n_act), 0.9))
+    assert np.array_equal(driven[0], obs[0]) and not np.allclose(driven[-1], obs[-1])  # the actor drove
+    labeller = make_controller("mpc", venv.site)  # the controller's answer on each state the actor reached
+    for t in range(len(driven)):
+        expected = np.clip(labeller.predict(driven[t], deterministic=True)[0], -1, 1)
+        assert np.allclose(labels[t], expected, atol=1e-6), t
+    model = PPO("MlpPolicy", VecNormalize(venv), policy_kwargs={"net_arch": [32, 32]}, device="cpu", seed=0)
+    fit = imitate(model, venv, "mpc", 2, seed=0, rounds=1, epochs=10, batch_size=64, progress=False)
+    assert fit["samples"] == 2 * obs.shape[0] * obs.shape[1]
 
 
 def test_a_cloned_start_is_evaluated_before_its_first_update(tmp_path, short_yml):

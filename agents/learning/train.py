@@ -32,7 +32,7 @@ PPO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ppo.yml"
 # scenario blocks) and train.py's own (in the ``train.py`` block, which RL Zoo never reads)
 ZOO_KEYS = {"n_envs", "n_timesteps", "policy", "normalize"}
 TRAIN_KEYS = {"eval_freq", "eval_seeds", "eval_shield", "checkpoint_freq", "init_action", "imitate", "imitate_episodes",
-              "battery_action", "shield", "site_features"}
+              "imitate_rounds", "battery_action", "shield", "site_features"}
 TRAIN_BLOCK = "train.py"
 RUN_KEYS = ZOO_KEYS | TRAIN_KEYS
 RUN_FILES = ("config.yml", "args.yml", "scenario.yml")  # sealed with the run dir's final model
@@ -143,6 +143,9 @@ def check_hyperparam(key: str, value: Any, where: str) -> None:
 
         if value is not None and value not in RULES:
             raise ValueError(f"{where}: {key} = {value!r}: must be null or a rule: {', '.join(sorted(RULES))}")
+    elif key == "imitate_rounds":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{where}: {key} = {value!r}: must be an integer >= 0 (DAgger rounds after the cloning)")
     elif key == "imitate":
         if value is not None and value not in IMITABLE:
             raise ValueError(f"{where}: {key} = {value!r}: must be null or a controller to clone: "
@@ -259,7 +262,8 @@ def train(venv: CpmVecEnv, hp: dict[str, Any], timesteps: int, seed: int, run_di
     if hp.get("init_action"):
         start_at_rule(model, venv, hp["init_action"], seed)
     if hp.get("imitate"):
-        fit = imitate(model, venv, hp["imitate"], int(hp.get("imitate_episodes", 64)), seed, progress=progress_bar)
+        fit = imitate(model, venv, hp["imitate"], int(hp.get("imitate_episodes", 64)), seed,
+                      rounds=int(hp.get("imitate_rounds", 0)), progress=progress_bar)
         print(f"imitate: {hp['imitate']} on {fit['samples']:,} steps, action error (MSE) {fit['action_mse']:.4f}")
     run_dir.mkdir(parents=True, exist_ok=True)
     if run_args is not None:
@@ -272,9 +276,18 @@ def train(venv: CpmVecEnv, hp: dict[str, Any], timesteps: int, seed: int, run_di
 
 def check_start(hp: dict[str, Any]) -> None:
     """One-line ValueError if the run's start settings conflict: ``imitate`` (behaviour cloning) with
-    ``init_action`` (a rule's mean action)."""
+    ``init_action`` (a rule's mean action); DAgger rounds without ``imitate`` or under
+    ``battery_action = import_change`` (where a label needs the controller's own step)."""
     if hp.get("imitate") and hp.get("init_action"):
         raise ValueError(f"imitate = {hp['imitate']!r} and init_action = {hp['init_action']!r}: choose one start")
+    rounds = hp.get("imitate_rounds", 0)
+    if rounds and not hp.get("imitate"):
+        raise ValueError(f"imitate_rounds = {rounds!r} without imitate: DAgger rounds refine a cloned start "
+                         "(set imitate: mpc)")
+    if rounds and hp.get("battery_action", "power") != "power":
+        raise ValueError(f"imitate_rounds = {rounds!r} with battery_action = {hp['battery_action']!r}: DAgger "
+                         "needs battery_action = 'power' (under import_change a label is the import change the "
+                         "controller's own step made)")
 
 
 def start_at_rule(model: PPO, venv: CpmVecEnv, rule: str, seed: int, n_probe: int = 64) -> np.ndarray:
