@@ -76,9 +76,10 @@ BASE = {"n_envs": 16, "n_timesteps": 2_000_000, "policy": "MlpPolicy", "n_steps"
 EXPECTED = {
     "cpm_env/DataCenter-v0": {**BASE, "n_timesteps": 10_000_000},
     "cpm_env/DemandResponse-v0": {**BASE, "n_timesteps": 10_000_000},
-    "cpm_env/FastRamp-v0": {**BASE, "n_timesteps": 6_000_000, "gamma": 0.999, "eval_freq": 250_000,
+    "cpm_env/FastRamp-v0": {**BASE, "n_timesteps": 1_500_000, "gamma": 0.999, "eval_freq": 250_000,
                             "policy_kwargs": {"net_arch": [64, 64], "log_std_init": -2.0},
-                            "battery_action": "import_change", "init_action": "static_cap"},
+                            "battery_action": "import_change", "imitate": "mpc", "imitate_episodes": 32,
+                            "eval_shield": True, "eval_seeds": "10000-10019"},
     "cpm_env/NoBattery-v0": {**BASE, "n_timesteps": 3_000_000, "n_envs": 64, "n_steps": 64, "eval_freq": 250_000,
                              "shield": True},
     "my-scenario": BASE,  # a scenario file's id without a block: the default block
