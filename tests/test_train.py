@@ -309,11 +309,35 @@ def test_imitate_is_checked_before_anything_is_written(tmp_path, capsys):
     assert "\n" not in err and "choose one start" in err
     dagger_under_import_change = ["imitate:mpc", "imitate_rounds:1", "battery_action:import_change"]
     for bad, expected in ((["imitate_rounds:-1"], "imitate_rounds = -1"), (["imitate_rounds:2"], "without imitate"),
-                          (dagger_under_import_change, "needs battery_action")):
+                          (dagger_under_import_change, "needs battery_action"),
+                          (["imitate:oracle", "imitate_rounds:1"], "answers any state")):
         assert train.main(["--hyperparams", *bad, "--run-dir", str(tmp_path / "c")]) == 2
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and expected in err, err
     assert not any((tmp_path / name).exists() for name in "abc")
+
+
+def test_the_oracle_teaches_the_plan_it_made_for_each_demonstration(short_yml):
+    from agents.controllers.oracle import actions_from_plan, episode_series, episode_start
+    from agents.controllers.site_lp import plan
+    from agents.learning.imitate import DEMO_SEED_OFFSET, demonstrations
+    from cpm_env.vec_env import CpmVecEnv
+
+    venv = CpmVecEnv(short_yml, 2)
+    obs, actions, rewards = demonstrations("oracle", venv, 2, seed=0, progress=False)
+    replay = CpmVecEnv(short_yml, 2)  # the same demonstration episodes, planned here from the whole of each
+    replay.seed(DEMO_SEED_OFFSET)
+    assert np.array_equal(replay.reset(), obs[0])
+    for i in range(2):
+        ep = replay.episode
+        expected = actions_from_plan(replay.site, plan(replay.params, episode_series(ep, i),
+                                                       episode_start(replay.site, ep, i)))
+        assert np.allclose(actions[:, i], np.clip(expected, -1, 1), atol=1e-6), i
+    _, _, greedy = demonstrations("greedy", venv, 2, seed=0, progress=False)  # the plan is worth more than a rule
+    assert rewards.sum() > greedy.sum()
+    n_act = venv.action_space.shape[0]
+    with pytest.raises(ValueError, match="plans each episode at its start"):  # DAgger: its plan is not the actor's
+        demonstrations("oracle", venv, 2, seed=0, progress=False, actor=lambda o: np.zeros((len(o), n_act)))
 
 
 def test_dagger_rounds_label_the_states_the_clone_reaches(one_torch_thread, short_yml):

@@ -8,6 +8,11 @@ see). PPO then starts from the controller's decisions instead of from the middle
 range, with a critic that already knows what those decisions are worth, so its first updates do
 not undo them.
 
+The teacher is the MPC (it reads only the observation) or the perfect-foresight oracle, a
+privileged teacher: it plans each demonstration episode from the whole episode (training time only,
+as in "learning by cheating", Chen et al., 2019), while the clone sees only the observation, so it
+learns the oracle's action averaged over what the observation cannot tell apart.
+
 With ``rounds`` > 0 it goes on as DAgger (Ross, Gordon and Bagnell, 2011): each round runs the cloned
 policy itself on fresh episodes, asks the controller what it would have done in every state the
 policy reached, and refits on all the pairs so far, so the clone also learns to recover from its own
@@ -41,7 +46,8 @@ def demonstrations(rule: str, venv: CpmVecEnv, episodes: int, seed: int, progres
     The controller sets the battery's power; under ``battery_action = "import_change"`` the first
     action is the change of the step-mean import its step made, over the ramp limit per step (what
     the site did, so behind the filter the filtered change), clipped to [-1, 1]. That needs the
-    controller's own step, so an ``actor`` there is a ValueError."""
+    controller's own step, so an ``actor`` there is a ValueError; so it is with a controller that plans
+    the whole episode at its start (the oracle: its plan is for its own trajectory, not the actor's)."""
     from agents.evaluation.runner import make_controller
 
     if actor is not None and venv.battery_action == "import_change":
@@ -50,9 +56,15 @@ def demonstrations(rule: str, venv: CpmVecEnv, episodes: int, seed: int, progres
     demo = CpmVecEnv(venv.source, episodes, shield=venv.shield, site_features=venv.site_features)
     demo.seed(seed + DEMO_SEED_OFFSET)
     controller = make_controller(rule, demo.site)
+    plans = hasattr(controller, "start_episode")  # the oracle: plans each episode from the whole of it
+    if actor is not None and plans:
+        raise ValueError(f"imitate_rounds needs a teacher that answers any state: {rule!r} plans each episode at "
+                         "its start (use imitate: mpc)")
     low, high = demo.action_space.low, demo.action_space.high
     ramp_step_mw = demo.params.ramp_step_mw
     obs = demo.reset()
+    if plans:
+        controller.start_episode(demo.episode)
     observations, actions, rewards = [], [], []
     for _ in tqdm(range(demo.config.n_steps), desc=f"imitate: {rule} on {episodes} episodes", unit="step",
                   disable=not progress, leave=False):

@@ -100,7 +100,9 @@ def load_hyperparams(scenario_id: str, overrides: list[str] | None = None, path:
 # the typed hyperparameters: integers >= 1, numbers in [lowest, highest] (None: no highest), booleans
 INT_KEYS = {"n_envs", "n_timesteps", "n_steps", "batch_size", "n_epochs", "eval_freq", "checkpoint_freq",
             "imitate_episodes"}
-IMITABLE = ("mpc",)  # controllers a policy can be behaviour-cloned from (imitate:): they read only the observation
+# controllers a policy can be behaviour-cloned from (imitate:): the MPC reads only the observation; the oracle
+# is a privileged teacher (it plans each demonstration from the whole episode; DAgger rounds refuse it)
+IMITABLE = ("mpc", "oracle")
 FLOAT_RANGES = {"learning_rate": (0.0, None), "gamma": (0.0, 1.0), "gae_lambda": (0.0, 1.0), "clip_range": (0.0, None),
                 "ent_coef": (0.0, None), "vf_coef": (0.0, None), "max_grad_norm": (0.0, None),
                 "target_kl": (0.0, None)}
@@ -284,6 +286,9 @@ def check_start(hp: dict[str, Any]) -> None:
     if rounds and not hp.get("imitate"):
         raise ValueError(f"imitate_rounds = {rounds!r} without imitate: DAgger rounds refine a cloned start "
                          "(set imitate: mpc)")
+    if rounds and hp.get("imitate") == "oracle":
+        raise ValueError(f"imitate_rounds = {rounds!r} with imitate = 'oracle': DAgger needs a teacher that answers "
+                         "any state, and the oracle plans each episode at its start (use imitate: mpc)")
     if rounds and hp.get("battery_action", "power") != "power":
         raise ValueError(f"imitate_rounds = {rounds!r} with battery_action = {hp['battery_action']!r}: DAgger "
                          "needs battery_action = 'power' (under import_change a label is the import change the "
