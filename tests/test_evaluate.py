@@ -105,6 +105,7 @@ def test_default_controllers_include_ppo_only_where_a_policy_is_shipped():
     names = controller_names(None, "DataCenter-v0")
     rules = [n for n in names if n not in ("mpc", "oracle") and "ppo" not in n]
     assert {f"{n}+shield" for n in rules if "+" not in n} <= set(rules)  # every rule also behind the filter
+    assert {"mpc", "mpc+shield"} <= set(names)  # and the MPC
     assert controller_names(" greedy, ppo ", no_policy) == ["greedy", "ppo"]  # asked for: kept
 
 

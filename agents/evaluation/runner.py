@@ -15,9 +15,9 @@ from cpm_env.scenario import Site
 from cpm_env.site import SiteParams
 from cpm_env.vec_env import CpmVecEnv
 
-# every rule alone and behind the safety filter (a fair comparison for a policy deployed behind it)
+# every rule and the MPC alone and behind the safety filter (a fair comparison for a policy deployed behind it)
 DEFAULT_CONTROLLERS = ("static_cap,static_cap+shield,peak_shaving,peak_shaving+shield,shave_then_cap,"
-                       "shave_then_cap+shield,greedy,greedy+shield,mpc,ppo,ppo+shield,oracle")
+                       "shave_then_cap+shield,greedy,greedy+shield,mpc,mpc+shield,ppo,ppo+shield,oracle")
 RAMP_TOLERANCE_MW = 1e-6  # ramp excess below 1 W is LP solver tolerance, not a violation
 DR_TOLERANCE_MWH = 1e-6  # a demand-response step is met if its import above the window's limit is below this
 SHIELD_SUFFIX = "shield"  # NAME+shield: the controller behind the safety filter
