@@ -1,6 +1,7 @@
 """evaluate.py end to end on a short scenario file: CSV, summary, plots, table."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -9,7 +10,7 @@ import pytest
 import cpm_env
 import evaluate
 import train
-from agents.evaluation.runner import controller_names, make_controller, run_controller
+from agents.evaluation.runner import DEFAULT_CONTROLLERS, controller_names, make_controller, run_controller
 from agents.evaluation.seeds import parse_seeds
 
 COLUMNS = {"controller", "scenario", "seed", "reward", "compute_delivered", "compute_per_mw", "violation_mwh",
@@ -106,6 +107,9 @@ def test_default_controllers_include_ppo_only_where_a_policy_is_shipped():
     rules = [n for n in names if n not in ("mpc", "oracle") and "ppo" not in n]
     assert {f"{n}+shield" for n in rules if "+" not in n} <= set(rules)  # every rule also behind the filter
     assert {"mpc", "mpc+shield"} <= set(names)  # and the MPC
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()  # make demo: the defaults less mpc+shield
+    demo = re.search(r"^DEMO_CONTROLLERS := (.+)$", makefile, re.M).group(1).split(",")
+    assert demo == [n for n in DEFAULT_CONTROLLERS.split(",") if n != "mpc+shield"]
     assert controller_names(" greedy, ppo ", no_policy) == ["greedy", "ppo"]  # asked for: kept
 
 
