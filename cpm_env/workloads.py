@@ -77,16 +77,26 @@ def _ramp_integral(t: np.ndarray, start: np.ndarray, duration: np.ndarray | floa
     return duration * np.where(z <= 0, 0.0, np.where(z < 1, 0.5 * z * z, z - 0.5))
 
 
+def _per_env_normals(rngs: Sequence[np.random.Generator], n: int) -> np.ndarray:
+    """``n`` standard normals from each generator, as columns of an (n, n_envs) array: each env's row filled
+    in place, then one transpose (faster than stacking columns; the same numbers)."""
+    normals = np.empty((len(rngs), n))
+    for i, rng in enumerate(rngs):
+        rng.standard_normal(n, out=normals[i])
+    return np.ascontiguousarray(normals.T)
+
+
 def _add_events(out: np.ndarray, env: np.ndarray, first_step: np.ndarray, values: np.ndarray) -> None:
     """Add each event's per-step values (E, W) into ``out`` (n_steps, n_envs) from ``first_step`` on.
 
     Events of one env are added in draw order, so an env's series does not depend on how
     many other envs share the batch.
     """
-    n_steps = out.shape[0]
+    n_steps, n_envs = out.shape
     steps = first_step[:, None] + np.arange(values.shape[1])
     keep = steps < n_steps
-    np.add.at(out, (steps[keep], np.broadcast_to(env[:, None], steps.shape)[keep]), values[keep])
+    # a flat index takes ufunc.at's one-dimensional fast path (~5x faster; the same additions in the same order)
+    np.add.at(out.reshape(-1), (steps * n_envs + env[:, None])[keep], values[keep])
 
 
 class TrainingGenerator:
@@ -165,7 +175,7 @@ class TrainingGenerator:
         ckpt = self.checkpoint_fraction(self.checkpoint_phase_s(rngs))
         duty = c.duty * running * (1.0 - ckpt)
         duty = np.where(duty < 1e-9, 0.0, duty)  # round-off of whole-step failures is no swing
-        jitter = 1.0 + c.high_jitter * np.stack([rng.standard_normal(n) for rng in rngs], axis=1)
+        jitter = 1.0 + c.high_jitter * _per_env_normals(rngs, n)
         high = peak * np.clip(c.high_fraction * jitter, c.low_fraction, 1.0)
         low = peak * (c.low_fraction * (running - duty) + c.idle_fraction * (1.0 - running)) / (1.0 - duty)
         high = np.where(duty > 0, high, low)
@@ -195,14 +205,15 @@ class InferenceGenerator:
         """Sampled utilization (0-1), shape (n_steps, n_envs)."""
         c, n, phi, dt = self.cfg, self.timing.n_steps, self._phi, self.timing.dt_s
         span_s = n * dt
-        noise, bursts = [], []
+        bursts = []
+        normals = np.empty((len(rngs), n))
         for i, rng in enumerate(rngs):
-            noise.append(c.noise_std * rng.standard_normal(n))
+            rng.standard_normal(n, out=normals[i])
             k = rng.poisson(c.burst_rate_per_h * span_s / 3600.0)
             start_s = rng.uniform(0.0, span_s, k)
             height = c.burst_min * (1.0 + rng.pareto(c.burst_pareto_alpha, k))
             bursts.append((np.full(k, i), start_s, height))
-        eps = np.stack(noise, axis=1)
+        eps = c.noise_std * np.ascontiguousarray(normals.T)
         eps[1:] *= np.sqrt(1.0 - phi * phi)
         util = self._daily[:, None] + _ar1(eps, phi)
         env, start_s, height = (np.concatenate(x) for x in zip(*bursts))

@@ -7,7 +7,32 @@ from hypothesis import strategies as st
 
 import cpm_env
 from cpm_env.config import TraceWorkload
-from cpm_env.workloads import Timing, TraceGenerator
+from cpm_env.workloads import Timing, TraceGenerator, _add_events, _per_env_normals
+
+
+@given(st.integers(1, 30), st.integers(1, 6), st.integers(0, 40), st.integers(1, 12), st.integers(0, 10_000))
+def test_events_add_in_draw_order_as_one_at_a_time(n_steps, n_envs, n_events, width, seed):
+    """The batched scatter gives, bit for bit, what adding each event's values one step at a time in draw
+    order gives: events past the episode's end are cut, overlapping ones add up per env."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(n_steps, n_envs))
+    env = rng.integers(0, n_envs, n_events)
+    first = rng.integers(0, n_steps + 3, n_events)
+    values = rng.normal(size=(n_events, width)) * 10.0 ** rng.integers(-8, 8, (n_events, 1))
+    batched, naive = base.copy(), base.copy()
+    _add_events(batched, env, first, values)
+    for e in range(n_events):
+        for j in range(width):
+            if first[e] + j < n_steps:
+                naive[first[e] + j, env[e]] += values[e, j]
+    assert np.array_equal(batched, naive)
+
+
+def test_per_env_normals_are_each_generators_draws_in_columns():
+    seeds = [3, 1, 4, 1, 5]
+    out = _per_env_normals([np.random.default_rng(s) for s in seeds], 7)
+    assert out.shape == (7, 5) and out.flags.c_contiguous
+    assert np.array_equal(out, np.stack([np.random.default_rng(s).standard_normal(7) for s in seeds], axis=1))
 
 
 def test_training_has_checkpoints_failures_and_sudden_drops():
