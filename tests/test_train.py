@@ -197,6 +197,7 @@ def test_resuming_another_scenario_is_refused_and_changes_nothing(tmp_path, shor
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before
 
 
+@pytest.mark.filterwarnings("error:You have specified a mini-batch size")  # every sampled minibatch divides
 def test_optimize_shares_a_study_in_any_storage(tmp_path, short_yml):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
 
@@ -213,6 +214,21 @@ def test_optimize_shares_a_study_in_any_storage(tmp_path, short_yml):
     assert all(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in study.trials)
     best = yaml.safe_load((tmp_path / "study" / "best_hyperparams.yml").read_text())
     assert set(best["Short-v0"]) >= {"learning_rate", "n_steps", "gamma", "policy_kwargs"}
+
+
+@pytest.mark.parametrize("n_envs", [1, 2, 3, 6, 16, 64])
+def test_tuned_minibatches_divide_the_rollout(n_envs):
+    from agents.learning.tune import sample_hyperparams
+
+    for n_steps in (128, 256, 512):
+        for batch in (256, 512, 1024):
+            params = {"net_width": 64, "learning_rate": 3e-4, "n_steps": n_steps, "batch_size": batch, "n_epochs": 5,
+                      "gamma": 0.99, "gae_lambda": 0.95, "clip_range": 0.2, "ent_coef": 1e-3, "log_std_init": -1.0}
+            hp = sample_hyperparams(optuna.trial.FixedTrial(params), n_envs)
+            rollout = n_steps * n_envs
+            assert rollout % hp["batch_size"] == 0 and batch % hp["batch_size"] == 0
+            assert hp["batch_size"] == batch or rollout % batch != 0  # the sampled size wherever it divides
+            assert hp["batch_size"] >= min(batch, rollout) // 4  # never a needlessly tiny minibatch
 
 
 def test_init_action_starts_the_policy_at_the_rule(one_torch_thread, capsys):

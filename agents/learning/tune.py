@@ -7,6 +7,7 @@ Any Optuna storage URL works (``sqlite:///file.db`` locally; ``postgresql://...`
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +45,16 @@ def check_study_dir(study_dir: Path, study_name: str, scenario_id: str) -> None:
                          f"{scenario_id} ({STUDY_FILE}: {saved}): pass a new --run-dir or the same --study-name")
 
 
-def sample_hyperparams(trial: optuna.Trial) -> dict[str, Any]:
-    """An RL Zoo-like PPO search space (batch sizes divide every rollout size sampled)."""
+def sample_hyperparams(trial: optuna.Trial, n_envs: int) -> dict[str, Any]:
+    """An RL Zoo-like PPO search space for a run of ``n_envs`` envs. The minibatch is the largest divisor of the
+    rollout (``n_steps * n_envs`` steps) that divides the sampled batch size, so no minibatch is cut short
+    (SB3 warns and trains on a remainder otherwise; the sampled size itself on 8 envs or more)."""
     width = trial.suggest_categorical("net_width", [64, 128, 256])
+    n_steps = trial.suggest_categorical("n_steps", [128, 256, 512])
     return {
         "learning_rate": trial.suggest_float("learning_rate", 1e-5, 1e-3, log=True),
-        "n_steps": trial.suggest_categorical("n_steps", [128, 256, 512]),
-        "batch_size": trial.suggest_categorical("batch_size", [256, 512, 1024]),
+        "n_steps": n_steps,
+        "batch_size": math.gcd(trial.suggest_categorical("batch_size", [256, 512, 1024]), n_steps * n_envs),
         "n_epochs": trial.suggest_categorical("n_epochs", [3, 5, 10]),
         "gamma": trial.suggest_categorical("gamma", [0.98, 0.99, 0.995, 0.999]),
         "gae_lambda": trial.suggest_categorical("gae_lambda", [0.9, 0.95, 0.98]),
@@ -78,7 +82,7 @@ def optimize(scenario: str, scenario_id: str, hp: dict[str, Any], n_trials: int,
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1))
 
     def objective(trial: optuna.Trial) -> float:
-        trial_hp = {**hp, **sample_hyperparams(trial), "n_timesteps": timesteps,
+        trial_hp = {**hp, **sample_hyperparams(trial, int(hp["n_envs"])), "n_timesteps": timesteps,
                     "eval_freq": max(timesteps // 4, 1)}
         rewards: list[float] = []
 
@@ -98,7 +102,7 @@ def optimize(scenario: str, scenario_id: str, hp: dict[str, Any], n_trials: int,
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if done:
         best = study.best_trial
-        block = sample_hyperparams(optuna.trial.FixedTrial(best.params))
+        block = sample_hyperparams(optuna.trial.FixedTrial(best.params), int(hp["n_envs"]))
         text = yaml.safe_dump({scenario_id: block}, sort_keys=False)
         (study_dir / "best_hyperparams.yml").write_text(
             f"# trial {best.number}: evaluation reward {best.value:.2f}; paste into configs/ppo.yml\n{text}")
