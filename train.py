@@ -16,6 +16,7 @@ scalars, the site's KPIs under site/: compute delivered, violation MWh, SoC, cap
 best rule; evaluations under eval/). --resume continues a killed run from its newest complete
 checkpoint (an incomplete one is skipped with a note; its pickles run code: see
 docs/SECURITY.md) to its total timesteps (refused for a finished run or another --scenario).
+Ctrl-C saves a checkpoint where training stands and says, in one line, how to --resume (exit 130).
 A run never shares a folder: the default run dir is runs/<scenario>_seed<seed>_<UTC time>, a
 non-empty --run-dir is refused unless --overwrite moves it aside to <DIR>.old-<UTC time>
 (nothing is deleted), and every argument is checked before anything is written. --optimize
@@ -33,7 +34,15 @@ from agents.files import move_aside
 from agents.learning.artifacts import ENV_OPTIONS, options_in
 from agents.learning.callbacks import final_evaluation_line
 from agents.learning.rundir import check_fresh_run_dir, check_name, default_run_dir
-from agents.learning.train import check_resumable, check_same_scenario, check_start, resume, run_hyperparams, train
+from agents.learning.train import (
+    TrainingInterrupted,
+    check_resumable,
+    check_same_scenario,
+    check_start,
+    resume,
+    run_hyperparams,
+    train,
+)
 from cpm_env.config import ConfigError
 from cpm_env.family import SiteFamily, resolve
 from cpm_env.spaces import BATTERY_ACTIONS
@@ -122,29 +131,40 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    try:
+        if args.resume is not None:
+            resume(args.resume, venv, checkpoint)
+            print(final_evaluation_line(args.resume) or "no evaluation recorded")
+            print(f"resumed and finished {args.resume}: evaluate with  "
+                  f"python evaluate.py --controllers greedy,ppo:{args.resume}")
+            return 0
+        if args.optimize:
+            from agents.learning.tune import optimize
 
-    if args.resume is not None:
-        resume(args.resume, venv, checkpoint)
-        print(final_evaluation_line(args.resume) or "no evaluation recorded")
-        print(f"resumed and finished {args.resume}: evaluate with  "
-              f"python evaluate.py --controllers greedy,ppo:{args.resume}")
+            optimize(scenario, scenario_id, hp, args.n_trials, hp["n_timesteps"], args.seed, study_dir, args.storage,
+                     name)
+            best = study_dir / "best_hyperparams.yml"
+            print(best.read_text() if best.is_file() else "no trial finished (all pruned or failed)")
+            return 0
+        old = move_aside(run_dir) if args.overwrite else None
+        if old is not None:
+            print(f"moved the previous contents of {run_dir} to {old}")
+        saved_args = {**vars(args), "scenario": scenario, "run_dir": str(run_dir), "resume": None}
+        train(venv, hp, hp["n_timesteps"], args.seed, run_dir, run_args=saved_args)
+        print(final_evaluation_line(run_dir) or "no evaluation recorded")
+        print(f"saved {run_dir}: evaluate with  python evaluate.py --controllers greedy,ppo:{run_dir}")
         return 0
-    if args.optimize:
-        from agents.learning.tune import optimize
-
-        optimize(scenario, scenario_id, hp, args.n_trials, hp["n_timesteps"], args.seed, study_dir, args.storage,
-                 name)
-        best = study_dir / "best_hyperparams.yml"
-        print(best.read_text() if best.is_file() else "no trial finished (all pruned or failed)")
-        return 0
-    old = move_aside(run_dir) if args.overwrite else None
-    if old is not None:
-        print(f"moved the previous contents of {run_dir} to {old}")
-    saved_args = {**vars(args), "scenario": scenario, "run_dir": str(run_dir), "resume": None}
-    train(venv, hp, hp["n_timesteps"], args.seed, run_dir, run_args=saved_args)
-    print(final_evaluation_line(run_dir) or "no evaluation recorded")
-    print(f"saved {run_dir}: evaluate with  python evaluate.py --controllers greedy,ppo:{run_dir}")
-    return 0
+    except (TrainingInterrupted, KeyboardInterrupt) as stop:  # Ctrl-C: one line on what was kept, no traceback
+        if args.optimize:
+            print("\ninterrupted: the finished trials are in the study; the same command adds more", file=sys.stderr)
+        elif isinstance(stop, TrainingInterrupted):
+            print(f"\n{stop}", file=sys.stderr)
+        else:
+            where = args.resume if args.resume is not None else run_dir
+            print(f"\ninterrupted outside the training loop (before it, or saving after it): {where} keeps what "
+                  f"finished; python train.py --resume {where} continues from its newest checkpoint, if it has one",
+                  file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

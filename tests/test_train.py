@@ -181,6 +181,28 @@ def test_killed_run_resumes_to_its_total(tmp_path, short_yml):
     assert train.main(["--resume", str(run)]) == 2  # finished: nothing left to resume
 
 
+def test_ctrl_c_saves_a_checkpoint_says_so_in_one_line_and_resumes(tmp_path, short_yml, capsys, monkeypatch):
+    run, total, updates = tmp_path / "run", 1024, []
+    learn = PPO.train
+
+    def interrupted_on_the_third_update(self):
+        updates.append(self.num_timesteps)
+        if len(updates) == 3:
+            raise KeyboardInterrupt  # as Ctrl-C in the middle of the gradient steps
+        learn(self)
+
+    monkeypatch.setattr(PPO, "train", interrupted_on_the_third_update)
+    assert train.main(["--scenario", short_yml, "--timesteps", str(total), "--run-dir", str(run)] + TINY
+                      + ["checkpoint_freq:100000", "eval_freq:100000"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"interrupted at 384 env steps: a checkpoint is in {run / 'checkpoints'}; continue with  "
+                       f"python train.py --resume {run}") and "Traceback" not in "".join(err)
+    assert latest_checkpoint(run)[2] == updates[-1] == 384 and not (run / "model.zip").exists()
+    monkeypatch.setattr(PPO, "train", learn)
+    assert train.main(["--resume", str(run)]) == 0
+    assert total <= check_artifacts(run)["num_timesteps"] < total + 128
+
+
 def test_resuming_another_scenario_is_refused_and_changes_nothing(tmp_path, short_yml, capsys):
     run = tmp_path / "run"
     assert train.main(["--scenario", short_yml, "--timesteps", "512", "--run-dir", str(run)] + TINY

@@ -21,7 +21,13 @@ from stable_baselines3.common.vec_env import VecNormalize
 from agents.evaluation.seeds import parse_seeds
 from agents.files import write_atomic
 from agents.learning.artifacts import MANIFEST, check_artifacts, options_in, scenario_sha256
-from agents.learning.callbacks import CheckpointSetCallback, PolicyEvalCallback, StepProgressBar, save_policy
+from agents.learning.callbacks import (
+    CheckpointSetCallback,
+    PolicyEvalCallback,
+    StepProgressBar,
+    save_checkpoint,
+    save_policy,
+)
 from agents.learning.imitate import imitate
 from cpm_env.config import YamlLoader, read_yaml
 from cpm_env.family import resolve, source_dict
@@ -325,12 +331,31 @@ def _learn(model: PPO, hp: dict[str, Any], timesteps: int, run_dir: Path, on_eva
     evaluator = PolicyEvalCallback(CpmVecEnv(venv.source, len(seeds), **options), seeds,
                                    int(hp.get("eval_freq", 500_000)), run_dir, on_eval, started, evaluate_first)
     checkpoints = CheckpointSetCallback(int(hp.get("checkpoint_freq", 100_000)), run_dir / "checkpoints")
-    callbacks = [KpiLogger(), checkpoints, evaluator] + ([StepProgressBar()] if progress_bar else [])
-    model.learn(timesteps, callback=callbacks, tb_log_name="ppo", reset_num_timesteps=reset)
+    bar = [StepProgressBar()] if progress_bar else []
+    try:
+        model.learn(timesteps, callback=[KpiLogger(), checkpoints, evaluator, *bar], tb_log_name="ppo",
+                    reset_num_timesteps=reset)
+    except KeyboardInterrupt:
+        for b in bar:
+            b.on_training_end()  # close the bar now, not at the interpreter's shutdown
+        # a checkpoint of where it stands (the last updates' weights; a rollout cut short is not trained on)
+        if model.num_timesteps > checkpoints.last_saved:
+            save_checkpoint(model, run_dir / "checkpoints")
+        raise TrainingInterrupted(run_dir, model.num_timesteps) from None
     if evaluator.last_eval < model.num_timesteps and evaluator.evaluate() is False:
         return model
     save_policy(model, run_dir, extra=tuple(n for n in RUN_FILES if (run_dir / n).is_file()))
     return model
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped by Ctrl-C (KeyboardInterrupt) at ``steps`` env steps, after a checkpoint of the
+    model and normalizer there was saved in ``run_dir/checkpoints`` (what ``train.py --resume`` continues)."""
+
+    def __init__(self, run_dir: Path, steps: int):
+        super().__init__(f"interrupted at {steps:,} env steps: a checkpoint is in {Path(run_dir) / 'checkpoints'}; "
+                         f"continue with  python train.py --resume {run_dir}")
+        self.run_dir, self.steps = Path(run_dir), steps
 
 
 Checkpoint = tuple[Path, Path | None, int]  # model.zip, vecnormalize.pkl (None: not normalized), env steps
