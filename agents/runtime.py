@@ -101,7 +101,7 @@ from cpm_env.forecast import forecast_entries, forecast_step_mw
 from cpm_env.ops import NUMPY, SCALAR
 from cpm_env.physics import BATTERY_ACTIONS, Exo, action_from_setpoints, battery_for_import, setpoint_columns
 from cpm_env.shield import CONSTRAINTS, GAVE_UP, Report, decode_observation, required_entries, shield, shield_site
-from cpm_env.site import SiteParams, State, params_from_json
+from cpm_env.site import SiteParams, State, battery_less_soc, params_from_json
 
 SCHEMA_VERSION = 7  # 2: sealed by checksum.sha256; 3: forecast section; 4: shield section; 5: battery_action section;
 # 6: site_parameters section; 7: each observation's source and when_not_applicable, example_telemetry (obs.jsonl)
@@ -393,6 +393,11 @@ class PolicyController:
         self._site_idx = np.array([self.obs_names.index(n) for n in site_names], dtype=int)
         self._site_idx_list = self._site_idx.tolist()
         self._site_trained = (np.array(self.site_parameters.trained_low), np.array(self.site_parameters.trained_high))
+        # a site without a battery sends soc 0 (the contract's "no battery"); a policy that reads the site's
+        # parameters was trained to see the middle of its SoC bounds there (cpm_env.site.battery_less_soc)
+        battery = ("site_battery_energy", "site_battery_power")
+        self._battery_idx = [self.obs_names.index(n) for n in battery] if set(battery) <= set(site_names) else []
+        self._soc_idx = self.obs_names.index("soc") if self._battery_idx else -1
         self.last_site_warning: str | None = None  # a site parameter outside the training range, last decision
         self._site_warned: set[str] = set()
         self.telemetry_names, self._telemetry_idx, self._forecast_idx = _telemetry_layout(spec, self.obs_names,
@@ -466,6 +471,9 @@ class PolicyController:
             if self._site_idx_list:
                 self._check_site([v[i] for i in self._site_idx_list])
             self._feed[0] = x
+            if self._battery_idx and min(v[i] for i in self._battery_idx) <= 0.0:
+                self._feed[0, self._soc_idx] = battery_less_soc(self._feed[0, self._site_idx],
+                                                                self.site_parameters.names)
             y = self._session.run(self._output_names, self._inputs)[0][0]
             w = y.tolist()
             if not (all(map(le, self._output_low, w)) and all(map(le, w, self._output_high))):
@@ -614,7 +622,11 @@ class PolicyController:
                 self._check_site(site[np.argmax(outside)].tolist() if outside.any() else None)
             y = np.tile(self.safe_setpoints, (len(x), 1))
             if ok.any():
-                y[ok] = self._session.run(self._output_names, {self._input_name: x[ok].astype(np.float32)})[0]
+                feed = x[ok].astype(np.float32)
+                if self._battery_idx:
+                    soc = battery_less_soc(feed[:, self._site_idx], self.site_parameters.names)
+                    feed[~np.isnan(soc), self._soc_idx] = soc[~np.isnan(soc)]
+                y[ok] = self._session.run(self._output_names, {self._input_name: feed})[0]
             good = ((y >= self.output_low) & (y <= self.output_high)).all(axis=1)
             y[~good] = self.safe_setpoints
         except Exception as err:

@@ -32,7 +32,7 @@ from cpm_env.episode import Episode
 from cpm_env.ops import NUMPY
 from cpm_env.physics import Exo, Outputs
 from cpm_env.scenario import ScenarioLike, Site, env_contract
-from cpm_env.site import State, initial_state, stack_params
+from cpm_env.site import State, battery_less_soc, initial_state, stack_params
 
 EPISODE_KPIS = ("compute_delivered", "compute_demanded", "over_limit_mwh", "ramp_excess_mw", "swing_excess_mw",
                 "battery_discharged_mwh", "burn_mwh")
@@ -76,6 +76,8 @@ class SiteBatch:
         self._inv_limit: float | np.ndarray = self.site.inv_limit
         self._site_entries = c.site_entries
         self.obs_names = [f.name for f in c.features]
+        self._soc_idx = self.obs_names.index("soc")
+        self._soc_shown: tuple[np.ndarray, np.ndarray] | None = None
         self.action_names = c.action_names
         self.render_mode: str | None = None
         self._rngs: list[np.random.Generator | None] = [None] * n_envs
@@ -104,6 +106,7 @@ class SiteBatch:
         self.sites, self.params, self._inv_limit, site_entries, ep = draw
         if site_entries is not None:
             self._site_entries = site_entries
+        self._soc_shown = self._battery_less_soc()
         self._high, self._low = ep.high_mw, ep.low_mw
         self._work, self._wpt = ep.work, ep.work_per_throughput
         self._duty, self._limit, self._class_duty = ep.duty, ep.limit_mw, ep.class_duty
@@ -168,7 +171,20 @@ class SiteBatch:
         obs[:, site.n_exo:n_state] = np.stack(state_cols, axis=1)
         if self.site_features:
             obs[:, n_state:] = self._site_entries
+            if self._soc_shown is not None:
+                where, soc = self._soc_shown
+                obs[where, self._soc_idx] = soc
         return obs
+
+    def _battery_less_soc(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(the envs whose site has no battery, the ``soc`` entry they show with their parameters), or None
+        where none does or the observation carries no site parameters (:func:`cpm_env.site.battery_less_soc`)."""
+        if not self.site_features:
+            return None
+        n_state = len(self.site.obs_names)
+        soc = np.broadcast_to(battery_less_soc(self._site_entries, self.obs_names[n_state:]), (self.num_envs,))
+        where = ~np.isnan(soc)
+        return (where, soc[where]) if where.any() else None
 
     # ------------------------------------------------------------------ stepping
     def _check_actions(self, actions) -> np.ndarray:

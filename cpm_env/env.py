@@ -14,7 +14,7 @@ from cpm_env.episode import Episode
 from cpm_env.ops import SCALAR
 from cpm_env.physics import Exo
 from cpm_env.scenario import ScenarioLike, Site, env_contract
-from cpm_env.site import Scalar, initial_state
+from cpm_env.site import Scalar, battery_less_soc, initial_state
 
 
 class CpmEnv(gym.Env):
@@ -100,6 +100,8 @@ class CpmEnv(gym.Env):
         self.config, self.params = self.site.config, self.site.params
         self._site_entries = c.site_entries
         self.obs_names = [f.name for f in c.features]
+        self._soc_idx = self.obs_names.index("soc")
+        self._soc_shown: float | None = None
         self.action_names = c.action_names
         self.observation_space = spaces.observation_space(c.features)
         self.action_space = self.site.action_space
@@ -117,6 +119,7 @@ class CpmEnv(gym.Env):
                 self._site_entries = spaces.site_parameter_entries(self.config)
         ep = self.site.episodes.sample([self.np_random])
         self.episode = ep
+        self._soc_shown = self._battery_less_soc()
         # per-step rows as tuples, so a step reads floats without touching numpy
         rows = lambda a: list(zip(*a[:, :, 0].tolist()))  # noqa: E731
         self._exo_rows = list(zip(rows(ep.high_mw), rows(ep.low_mw), rows(ep.work), rows(ep.work_per_throughput),
@@ -138,7 +141,18 @@ class CpmEnv(gym.Env):
         )
         if self.site_features:
             obs[n_state:] = self._site_entries
+            if self._soc_shown is not None:
+                obs[self._soc_idx] = self._soc_shown
         return obs
+
+    def _battery_less_soc(self) -> float | None:
+        """The ``soc`` entry this episode's site shows with its parameters and no battery, else None
+        (:func:`cpm_env.site.battery_less_soc`)."""
+        if not self.site_features:
+            return None
+        n_state = len(self.site.obs_names)
+        soc = float(battery_less_soc(self._site_entries, self.obs_names[n_state:]))
+        return None if np.isnan(soc) else soc
 
     def step(self, action):
         if self.episode is None:

@@ -246,6 +246,18 @@ def state_of_charge(p: SiteParams, energy_mwh):
     return energy_mwh / np.maximum(cap, 1e-12)  # a battery-less site of the batch stores 0 MWh
 
 
+def battery_less_soc(site_entries, site_names: Sequence[str]) -> np.ndarray:
+    """The ``soc`` entry an observation that carries the site's parameters shows for a site without a battery:
+    the middle of its SoC bounds (``site_soc_min``, ``site_soc_max``; in float64), NaN where the site has one
+    (there ``soc`` is its state of charge). A policy that learned on batteries reads 0 as one run empty and cuts
+    its caps; the battery entries already say there is none. ``site_entries`` (..., n_site) are
+    :func:`cpm_env.spaces.site_parameter_entries` in ``site_names`` order."""
+    e = np.asarray(site_entries, dtype=np.float64)
+    i = {name: j for j, name in enumerate(site_names)}
+    none = (e[..., i["site_battery_energy"]] <= 0.0) | (e[..., i["site_battery_power"]] <= 0.0)
+    return np.where(none, 0.5 * (e[..., i["site_soc_min"]] + e[..., i["site_soc_max"]]), np.nan)
+
+
 def initial_state(p: SiteParams, limit_mw, demand_mw) -> State:
     """The state an episode starts from: SoC at its initial value, caps at 1, floors at 0, and the
     previous import equal to the first step's uncapped facility demand (at most the limit).

@@ -163,7 +163,8 @@ def state_observation_features(cfg: ScenarioConfig, p: SiteParams) -> list[Featu
     bp = p.battery_power_mw / lim
     feats = [
         _feat("grid_import_prev", "MW", lim, -bp if p.allow_export else 0, over + bp, "mean grid import last step"),
-        _feat("soc", "fraction", 1.0, 0, 1, "battery state of charge (0 without a battery)"),
+        _feat("soc", "fraction", 1.0, 0, 1, "battery state of charge (0 without a battery; with the site's "
+              "parameters in the observation, the middle of its SoC bounds: site.battery_less_soc)"),
         _feat("battery_power_prev", "MW", lim, -bp, bp, "realized battery power last step, + discharging"),
     ]
     for c in cfg.site.gpu_classes:

@@ -74,6 +74,32 @@ def test_a_site_outside_the_observed_range_and_a_bad_option_are_one_line_errors(
         gym.make("cpm_env/DataCenter-v0", site_features="yes")
 
 
+def test_a_battery_less_site_shows_the_middle_of_its_soc_bounds_only_with_its_parameters():
+    tagged = gym.make("cpm_env/NoBattery-v0", site_features=True).unwrapped
+    plain = gym.make("cpm_env/NoBattery-v0").unwrapped
+    bat = tagged.config.battery
+    i = tagged.obs_names.index("soc")
+    batch = make_vec("cpm_env/NoBattery-v0", 2, seed=1, site_features=True)
+    a, b, c = tagged.reset(seed=1)[0], plain.reset(seed=1)[0], batch.reset()
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        assert a[i] == np.float32(0.5 * (bat.soc_min + bat.soc_max)) and b[i] == 0.0  # one run empty: what 0 says
+        assert np.array_equal(a[:i], b[:i]) and np.array_equal(a[i + 1:len(b)], b[i + 1:])
+        assert np.array_equal(c[0], a) and tagged.observation_space.contains(a)
+        action = rng.uniform(-1, 1, tagged.action_space.shape)
+        a, b = tagged.step(action)[0], plain.step(action)[0]
+        c = batch.step(np.stack([action, rng.uniform(-1, 1, tagged.action_space.shape)]))[0]
+    # a site with a battery shows its state of charge, with its parameters or without
+    with_battery = make_vec("cpm_env/DataCenter-v0", 2, seed=1, site_features=True)
+    no_params = make_vec("cpm_env/DataCenter-v0", 2, seed=1)
+    with_battery.reset(), no_params.reset()
+    for _ in range(30):
+        action = rng.uniform(-1, 1, (2, with_battery.action_space.shape[0]))
+        x, y = with_battery.step(action)[0], no_params.step(action)[0]
+        assert np.array_equal(x[:, i], y[:, i])
+    assert x[0, i] != 0.5  # it moved
+
+
 def test_a_policy_trained_with_site_features_runs_as_ppo_dir_and_as_its_export(tmp_path, short_scenario):
     import export
     import train
@@ -116,6 +142,16 @@ def test_a_policy_trained_with_site_features_runs_as_ppo_dir_and_as_its_export(t
     assert "site_ramp_limit" in runtime.last_site_warning
     runtime.act_batch(full)
     assert runtime.last_site_warning is None
+    # a site without a battery sends soc 0; the runtime shows the policy the middle of the SoC bounds, as the env does
+    soc, soc_min, soc_max = (runtime.obs_names.index(n) for n in ("soc", "site_soc_min", "site_soc_max"))
+    empty, neutral, drained = full[0].copy(), full[0].copy(), full[0].copy()
+    drained[soc] = 0.0
+    assert not np.allclose(runtime.act(drained), runtime.act(full[0]), atol=1e-6, rtol=0)  # it reads soc
+    for obs in (empty, neutral):
+        obs[runtime.obs_names.index("site_battery_power")] = 0.0
+    empty[soc], neutral[soc] = 0.0, 0.5 * (np.float64(full[0, soc_min]) + np.float64(full[0, soc_max]))
+    assert np.array_equal(runtime.act(empty), runtime.act(neutral))
+    assert np.allclose(runtime.act_batch(np.stack([empty, neutral])), runtime.act(neutral), atol=1e-6, rtol=0)
     answer = runtime.respond(json.dumps({"obs": moved.tolist()}))
     assert answer["fallback"] is None and "site_ramp_limit" in answer["site_warning"]
     assert runtime.respond(json.dumps({"obs": full[0].tolist()}))["site_warning"] is None

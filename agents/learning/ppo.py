@@ -13,6 +13,7 @@ from cpm_env import spaces
 from cpm_env.config import read_yaml, scenario_to_dict
 from cpm_env.family import FAMILY_KEY, SiteFamily
 from cpm_env.scenario import Site
+from cpm_env.site import battery_less_soc
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 
@@ -85,6 +86,10 @@ class PPOController:
         except ValueError as err:
             raise ValueError(f"ppo:{given}: {err}") from None
         self.n_plain = site.observation_space.shape[0]
+        # appended here, a battery-less site's soc reads as the env with site_features shows it
+        soc = (battery_less_soc(self.site_entries, [f.name for f in spaces.site_parameter_features(site.config)])
+               if self.site_entries.size else np.nan)
+        self._battery_less_soc = None if np.isnan(soc) else (site.obs_names.index("soc"), float(soc))
         # a generalist on a site with fewer GPU classes reads the missing ones as classes of share 0
         try:
             self.padding = (spaces.class_padding(self.family.reference, site.config, bool(self.site_entries.size))
@@ -103,6 +108,8 @@ class PPOController:
         obs = np.asarray(observation, dtype=np.float32)
         if self.site_entries.size and obs.shape[-1] == self.n_plain:  # a plain env's observation
             obs = spaces.with_site_entries(obs, self.site_entries)
+            if self._battery_less_soc is not None:
+                obs[..., self._battery_less_soc[0]] = self._battery_less_soc[1]
         if self.padding is not None:
             obs = spaces.pad_observation(obs, self.padding)
         if self.normalizer is not None:
