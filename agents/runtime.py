@@ -471,6 +471,7 @@ class PolicyController:
             if self._site_idx_list:
                 self._check_site([v[i] for i in self._site_idx_list])
             self._feed[0] = x
+            # battery_less_soc's own test on plain floats first: a call per decision would cost more than the check
             if self._battery_idx and min(v[i] for i in self._battery_idx) <= 0.0:
                 self._feed[0, self._soc_idx] = battery_less_soc(self._feed[0, self._site_idx],
                                                                 self.site_parameters.names)
